@@ -1,0 +1,287 @@
+//! The validated, typed configuration the rest of hapool reads. Every value here has passed validation.
+//!
+//! It serializes back to TOML (durations as "3s", sizes as "16MiB", secrets as "***") for `hapool check`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Serialize, Serializer};
+
+use crate::secret::Secret;
+use crate::units::ByteSize;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Config {
+    pub admin: Admin,
+    pub http: Http,
+    pub logging: Logging,
+    pub coordination: Coordination,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vip: Option<Vip>,
+    pub cluster: Vec<Cluster>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Admin {
+    pub listen: SocketAddr,
+    pub user: String,
+    pub password: Option<Secret>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Http {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Logging {
+    pub level: LogLevel,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "mode", rename_all = "lowercase")]
+pub enum Coordination {
+    Local,
+    Etcd(Etcd),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Etcd {
+    pub endpoints: Vec<String>,
+    pub node_name: String,
+    #[serde(serialize_with = "duration")]
+    pub ttl: Duration,
+    pub prefix: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VipFollows {
+    Leader,
+    Primary,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Vip {
+    pub address: IpAddr,
+    pub interface: String,
+    pub follows: VipFollows,
+    pub gratuitous_arp: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    Postgres,
+    Mysql,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolMode {
+    Session,
+    Transaction,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Cluster {
+    pub name: String,
+    pub engine: Engine,
+    pub listen: SocketAddr,
+    pub pool_mode: PoolMode,
+    pub pool_size: u32,
+    pub min_idle: u32,
+    pub max_client_connections: u32,
+    pub max_client_connections_per_user: Option<u32>,
+    #[serde(serialize_with = "duration")]
+    pub connect_timeout: Duration,
+    #[serde(serialize_with = "duration")]
+    pub startup_timeout: Duration,
+    #[serde(serialize_with = "duration")]
+    pub idle_timeout: Duration,
+    #[serde(serialize_with = "opt_duration")]
+    pub client_idle_timeout: Option<Duration>,
+    #[serde(serialize_with = "duration")]
+    pub max_lifetime: Duration,
+    #[serde(serialize_with = "duration")]
+    pub query_wait_timeout: Duration,
+    pub max_message_size: ByteSize,
+    pub max_prepared_statements: u32,
+    pub node: Vec<Node>,
+    pub user: Vec<User>,
+    pub monitor: Monitor,
+    pub routing: Routing,
+    pub failover: Failover,
+    pub tls: Tls,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Node {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub weight: u32,
+    pub priority: u32,
+    pub no_failover: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum AuthMethod {
+    #[serde(rename = "scram-sha-256")]
+    ScramSha256,
+    #[serde(rename = "md5")]
+    Md5,
+    #[serde(rename = "trust")]
+    Trust,
+    #[serde(rename = "mysql_native_password")]
+    MysqlNativePassword,
+    #[serde(rename = "caching_sha2_password")]
+    CachingSha2Password,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct User {
+    pub name: String,
+    pub password: Option<Secret>,
+    pub auth: AuthMethod,
+    pub pool_size: Option<u32>,
+    pub max_client_connections: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Monitor {
+    pub user: Option<String>,
+    pub password: Option<Secret>,
+    #[serde(serialize_with = "duration")]
+    pub probe_interval: Duration,
+    #[serde(serialize_with = "duration")]
+    pub probe_timeout: Duration,
+    pub failure_threshold: u32,
+    pub recovery_threshold: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadYourWrites {
+    Off,
+    Transaction,
+    Session,
+    Causal,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PrimaryReads {
+    False,
+    True,
+    Weight,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadBalance {
+    Weighted,
+    LeastOutstanding,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownFunctions {
+    Primary,
+    Replica,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Routing {
+    pub read_write_split: bool,
+    #[serde(serialize_with = "opt_duration")]
+    pub max_replica_lag: Option<Duration>,
+    pub max_replica_lag_bytes: Option<ByteSize>,
+    pub read_your_writes: ReadYourWrites,
+    #[serde(serialize_with = "duration")]
+    pub causal_wait: Duration,
+    pub primary_reads: PrimaryReads,
+    pub fallback_to_primary: bool,
+    pub load_balance: LoadBalance,
+    pub unknown_functions: UnknownFunctions,
+    pub read_only_functions: Vec<String>,
+    pub write_functions: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Failover {
+    pub automatic: bool,
+    #[serde(serialize_with = "duration")]
+    pub failover_cooldown: Duration,
+    pub max_lag_on_failover: Option<ByteSize>,
+    pub synchronous: bool,
+    #[serde(serialize_with = "duration")]
+    pub promote_timeout: Duration,
+    pub fence_command: Option<String>,
+    pub rejoin_command: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientTlsMode {
+    Disable,
+    Allow,
+    Require,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServerTlsMode {
+    Disable,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Tls {
+    pub client_mode: ClientTlsMode,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub server_mode: ServerTlsMode,
+    pub server_ca: Option<PathBuf>,
+}
+
+impl Config {
+    /// The normalized config as TOML, secrets shown as `***`.
+    pub fn to_toml(&self) -> String {
+        // Every field serializes to a TOML-representable value, so this cannot fail; show the reason if it ever does.
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+}
+
+fn duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&humantime::format_duration(*d).to_string())
+}
+
+fn opt_duration<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => duration(d, s),
+        None => s.serialize_none(),
+    }
+}

@@ -1,0 +1,178 @@
+//! `hapool sandbox up|down|status` and (until the proxy exists) `hapool demo`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use hapool_sandbox::{MyCluster, MyClusterOptions, PgCluster, PgClusterOptions, ServerNode};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+use crate::cli::UpArgs;
+use crate::signals;
+
+/// What `up` started, written to the state file for `status` and `down`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct State {
+    /// The `hapool sandbox up` process that owns the clusters.
+    pub pid: i32,
+    pub clusters: Vec<ClusterState>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ClusterState {
+    pub engine: String,
+    pub root: PathBuf,
+    /// A command that opens a client on the primary as the application user.
+    pub connect: String,
+    pub nodes: Vec<NodeState>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct NodeState {
+    pub name: String,
+    pub role: String,
+    /// The relay port clients use.
+    pub port: u16,
+    /// The server's own port.
+    pub direct_port: u16,
+    pub pid: Option<i32>,
+}
+
+fn pg_state(c: &PgCluster) -> ClusterState {
+    let nodes = c.nodes().iter().map(|n| &**n);
+    cluster_state("postgres", c.root(), c.psql_command(c.primary()), nodes)
+}
+
+fn my_state(c: &MyCluster) -> ClusterState {
+    let nodes = c.nodes().iter().map(|n| &**n);
+    cluster_state("mariadb", c.root(), c.mariadb_command(c.primary()), nodes)
+}
+
+/// The first node is the one started as primary.
+fn cluster_state<'a>(
+    engine: &str,
+    root: &Path,
+    connect: String,
+    nodes: impl Iterator<Item = &'a ServerNode>,
+) -> ClusterState {
+    let nodes = nodes
+        .enumerate()
+        .map(|(i, n)| NodeState {
+            name: n.name().into(),
+            role: if i == 0 { "primary" } else { "replica" }.into(),
+            port: n.port(),
+            direct_port: n.direct_port(),
+            pid: n.pid(),
+        })
+        .collect();
+    ClusterState { engine: engine.into(), root: root.to_path_buf(), connect, nodes }
+}
+
+/// Starts the clusters, writes the state file, prints how to connect, and waits for a signal.
+pub fn up(args: &UpArgs, demo: bool) -> anyhow::Result<()> {
+    let state_file = &args.state.state;
+    if let Some(existing) = read_state(state_file)? {
+        if alive(existing.pid) {
+            bail!("a sandbox is already running (pid {}); stop it with `hapool sandbox down`", existing.pid);
+        }
+    }
+    // Before any thread starts (the relays), so that every thread leaves these signals to `wait`.
+    let signals = signals::block()?;
+    let started = Instant::now();
+    let pg = (!args.no_postgres)
+        .then(|| PgCluster::start(PgClusterOptions { replicas: args.pg_replicas, ..Default::default() }))
+        .transpose()
+        .context("start the PostgreSQL sandbox")?;
+    let my = (!args.no_mariadb)
+        .then(|| MyCluster::start(MyClusterOptions { replicas: args.mariadb_replicas, ..Default::default() }))
+        .transpose()
+        .context("start the MariaDB sandbox")?;
+    let state = State {
+        pid: std::process::id() as i32,
+        clusters: pg.iter().map(pg_state).chain(my.iter().map(my_state)).collect(),
+    };
+    write_state(state_file, &state)?;
+    print_banner(&state, started.elapsed(), demo);
+    let signal = signals::wait(&signals)?;
+    eprintln!("hapool: {signal}: stopping the sandbox");
+    let _ = std::fs::remove_file(state_file);
+    drop(my);
+    drop(pg);
+    Ok(())
+}
+
+fn print_banner(state: &State, took: Duration, demo: bool) {
+    let title = if demo { "hapool demo" } else { "hapool sandbox" };
+    println!("{title}: clusters ready in {:.1}s", took.as_secs_f64());
+    for c in &state.clusters {
+        println!();
+        println!("{} (data in {}):", c.engine, c.root.display());
+        for n in &c.nodes {
+            println!("  {:<4} {:<8} 127.0.0.1:{} (server port {})", n.name, n.role, n.port, n.direct_port);
+        }
+        println!("  connect: {}", c.connect);
+    }
+    println!();
+    println!("Ctrl-C or `hapool sandbox down` stops everything and deletes the data.");
+}
+
+/// Asks the running `up` to stop and waits (up to 60 s) until it has.
+pub fn down(state_file: &Path) -> anyhow::Result<()> {
+    let Some(state) = read_state(state_file)? else {
+        println!("no sandbox is running ({} does not exist)", state_file.display());
+        return Ok(());
+    };
+    if !alive(state.pid) {
+        std::fs::remove_file(state_file).with_context(|| format!("remove stale {}", state_file.display()))?;
+        println!("no sandbox is running (removed the stale {})", state_file.display());
+        return Ok(());
+    }
+    kill(Pid::from_raw(state.pid), Signal::SIGTERM).with_context(|| format!("signal pid {}", state.pid))?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while alive(state.pid) {
+        if Instant::now() >= deadline {
+            bail!("the sandbox (pid {}) did not stop within 60s", state.pid);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    println!("sandbox stopped");
+    Ok(())
+}
+
+/// Prints the running clusters and whether each server is alive.
+pub fn status(state_file: &Path) -> anyhow::Result<()> {
+    let Some(state) = read_state(state_file)? else {
+        println!("no sandbox is running");
+        return Ok(());
+    };
+    let owner = if alive(state.pid) { "running" } else { "not running (stale state file)" };
+    println!("sandbox pid {}: {owner}", state.pid);
+    for c in &state.clusters {
+        println!("{}: {}", c.engine, c.connect);
+        for n in &c.nodes {
+            let up = n.pid.is_some_and(alive);
+            println!("  {:<4} {:<8} 127.0.0.1:{:<5} {}", n.name, n.role, n.port, if up { "up" } else { "down" });
+        }
+    }
+    Ok(())
+}
+
+fn read_state(path: &Path) -> anyhow::Result<Option<State>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(serde_json::from_str(&text).with_context(|| format!("parse {}", path.display()))?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("read {}", path.display())),
+    }
+}
+
+fn write_state(path: &Path, state: &State) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(state)?;
+    std::fs::write(path, text).with_context(|| format!("write {}", path.display()))
+}
+
+/// Whether the process runs (a zombie, which a parent has yet to reap, has stopped).
+fn alive(pid: i32) -> bool {
+    hapool_sandbox::is_alive(pid)
+}
