@@ -89,6 +89,9 @@ impl MyCluster {
         }
         let _ = std::fs::remove_dir_all(&template);
         cluster.wait_replicated(Duration::from_secs(60))?;
+        if cluster.options.semi_sync {
+            cluster.enable_semi_sync(Duration::from_secs(30))?;
+        }
         Ok(cluster)
     }
 
@@ -114,6 +117,31 @@ impl MyCluster {
 
     fn follow_primary(&self, replica: &MyNode) -> Result<()> {
         replica.sql(&change_master_sql(&self.options.credentials, self.nodes[0].port()))?;
+        Ok(())
+    }
+
+    /// Turns the primary side of semi-sync on, reconnects the replicas so they register as semi-sync clients,
+    /// and waits until they all have. (Only on the primary: MariaDB 10.11 replicas with the primary side on
+    /// hung in shutdown. Whoever promotes a replica switches it on there.)
+    fn enable_semi_sync(&self, timeout: Duration) -> Result<()> {
+        self.nodes[0].sql("SET GLOBAL rpl_semi_sync_master_enabled = ON")?;
+        for replica in self.replicas() {
+            replica.sql("STOP SLAVE IO_THREAD; START SLAVE IO_THREAD")?;
+        }
+        let want = self.replicas().len().to_string();
+        let deadline = Instant::now() + timeout;
+        let primary = &self.nodes[0];
+        while primary.sql("SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_CLIENTS'")? != want {
+            if Instant::now() >= deadline {
+                return Err(SandboxError::Timeout {
+                    what: format!("{want} semi-sync replicas"),
+                    seconds: timeout.as_secs(),
+                    log: primary.log_path().to_path_buf(),
+                    log_tail: log_tail(primary.log_path(), 20),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         Ok(())
     }
 
@@ -186,4 +214,14 @@ pub fn change_master_sql(c: &Credentials, primary_port: u16) -> String {
          START SLAVE",
         c.replication_user, c.replication_password
     )
+}
+
+impl Drop for MyCluster {
+    /// Replicas first: a primary that loses its replicas first may wait for them while shutting down
+    /// (MariaDB with semi-sync waited out the full grace period).
+    fn drop(&mut self) {
+        while let Some(node) = self.nodes.pop() {
+            node.stop();
+        }
+    }
 }

@@ -136,7 +136,8 @@ fn server_args(spec: &MyNodeSpec<'_>, relay_port: u16) -> Vec<String> {
         args.push("--read-only=ON".into());
     }
     if spec.semi_sync {
-        args.push("--rpl-semi-sync-master-enabled=ON".into());
+        // The primary side is switched on once the replicas are connected (see MyCluster::start): before
+        // that, every commit would wait for rpl_semi_sync_master_timeout.
         args.push("--rpl-semi-sync-slave-enabled=ON".into());
     }
     args

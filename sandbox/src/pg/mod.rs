@@ -234,3 +234,13 @@ impl PgCluster {
         format!("PGPASSWORD={} psql -h 127.0.0.1 -p {} -U {} {}", c.app_password, node.port(), c.app_user, c.app_user)
     }
 }
+
+impl Drop for PgCluster {
+    /// Replicas first: a primary that loses its replicas first may wait for them while shutting down
+    /// (MariaDB with semi-sync waited out the full grace period).
+    fn drop(&mut self) {
+        while let Some(node) = self.nodes.pop() {
+            node.stop();
+        }
+    }
+}
