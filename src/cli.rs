@@ -26,6 +26,8 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the proxy for every cluster in the config, until SIGTERM or Ctrl-C.
+    Run(CheckArgs),
     /// Validate a config file and print it normalized (exit 0), or print every error (exit 2).
     Check(CheckArgs),
     /// Throwaway PostgreSQL and MariaDB replication clusters on loopback.
@@ -33,7 +35,7 @@ pub enum Command {
         #[command(subcommand)]
         action: SandboxAction,
     },
-    /// Start the demo: local PostgreSQL and MariaDB clusters; stays up until Ctrl-C.
+    /// Start the demo: local PostgreSQL and MariaDB clusters with hapool's proxy in front; stays up until Ctrl-C.
     Demo(UpArgs),
 }
 

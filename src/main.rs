@@ -2,6 +2,7 @@
 
 mod check;
 mod cli;
+mod run;
 mod sandbox_cmd;
 mod signals;
 
@@ -16,6 +17,7 @@ fn main() -> ExitCode {
     init_logging(cli.log_format);
     let result = match cli.command {
         Command::Check(args) => return check::run(&args.config),
+        Command::Run(args) => run::run(&args.config),
         Command::Sandbox { action } => match action {
             SandboxAction::Up(args) => sandbox_cmd::up(&args, false),
             SandboxAction::Down(args) => sandbox_cmd::down(&args.state),

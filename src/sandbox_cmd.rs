@@ -94,9 +94,25 @@ pub fn up(args: &UpArgs, demo: bool) -> anyhow::Result<()> {
         clusters: pg.iter().map(pg_state).chain(my.iter().map(my_state)).collect(),
     };
     write_state(state_file, &state)?;
-    print_banner(&state, started.elapsed(), demo);
-    let signal = signals::wait(&signals)?;
-    eprintln!("hapool: {signal}: stopping the sandbox");
+    let took = started.elapsed();
+    match pg.as_ref().filter(|_| demo) {
+        Some(pg) => {
+            let (config, file) = demo_config(pg)?;
+            crate::run::serve(config, &signals, |bound| {
+                print_banner(&state, took, demo);
+                for (name, addr) in bound {
+                    println!();
+                    println!("hapool proxy for cluster {name:?} (config {}):", file.display());
+                    println!("  connect: PGPASSWORD=app psql -h {} -p {} -U app app", addr.ip(), addr.port());
+                }
+            })?;
+        }
+        None => {
+            print_banner(&state, took, demo);
+            let signal = signals::wait(&signals)?;
+            eprintln!("hapool: {signal}: stopping the sandbox");
+        }
+    }
     let _ = std::fs::remove_file(state_file);
     drop(my);
     drop(pg);
@@ -116,6 +132,28 @@ fn print_banner(state: &State, took: Duration, demo: bool) {
     }
     println!();
     println!("Ctrl-C or `hapool sandbox down` stops everything and deletes the data.");
+}
+
+/// The demo's config: the proxy on 127.0.0.1:6432 (or a free port when 6432 is taken) in front of the
+/// sandbox primary, transaction pooling. Written next to the cluster so a newcomer can read it.
+fn demo_config(pg: &PgCluster) -> anyhow::Result<(hapool_config::Config, PathBuf)> {
+    let port = if std::net::TcpListener::bind(("127.0.0.1", 6432)).is_ok() { 6432 } else { 0 };
+    let c = pg.credentials();
+    let text = format!(
+        "# Written by `hapool demo`.\n\
+         [[cluster]]\nname = \"demo\"\nengine = \"postgres\"\nlisten = \"127.0.0.1:{port}\"\n\
+         pool_mode = \"transaction\"\npool_size = 10\n\n\
+         [[cluster.node]]\nname = \"{node}\"\nhost = \"127.0.0.1\"\nport = {node_port}\n\n\
+         [[cluster.user]]\nname = \"{user}\"\npassword = \"{password}\"\n",
+        node = pg.primary().name(),
+        node_port = pg.primary().port(),
+        user = c.app_user,
+        password = c.app_password,
+    );
+    let file = pg.root().join("hapool.toml");
+    std::fs::write(&file, &text).with_context(|| format!("write {}", file.display()))?;
+    let config = hapool_config::load(&file).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok((config, file))
 }
 
 /// Asks the running `up` to stop and waits (up to 60 s) until it has.

@@ -1,3 +1,9 @@
-//! hapool's proxy: listeners, PostgreSQL and MySQL wire protocol, authentication, TLS, pooling and routing.
+//! hapool's proxy: listeners, the PostgreSQL wire protocol, authentication, pooling.
 //!
-//! Empty until the PostgreSQL proxy issue; it reads the topology and never depends on the manager.
+//! It reads the topology (today: the cluster's first configured node is the primary) and never depends on the
+//! manager. MySQL and TLS arrive in later steps.
+
+pub mod pg;
+pub mod stats;
+
+pub use pg::listener::{PgListener, PgProxyConfig};

@@ -1,0 +1,209 @@
+//! The server side of SCRAM-SHA-256 (RFC 5802 / 7677) as PostgreSQL speaks it, without channel binding.
+//!
+//! The salted password is derived once per user at startup; each login costs two HMACs and a hash.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::{Digest, Sha256};
+
+const ITERATIONS: u32 = 4096;
+
+/// What the server keeps to verify a password: never the password itself.
+#[derive(Clone)]
+pub struct ScramVerifier {
+    salt: [u8; 16],
+    iterations: u32,
+    stored_key: [u8; 32],
+    server_key: [u8; 32],
+}
+
+impl std::fmt::Debug for ScramVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ScramVerifier(***)")
+    }
+}
+
+fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC accepts keys of any length");
+    for p in parts {
+        mac.update(p);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+/// PBKDF2-HMAC-SHA256 with one output block (`Hi` in RFC 5802).
+fn hi(password: &[u8], salt: &[u8], iterations: u32) -> [u8; 32] {
+    let mut u = hmac(password, &[salt, &1u32.to_be_bytes()]);
+    let mut out = u;
+    for _ in 1..iterations {
+        u = hmac(password, &[&u]);
+        out.iter_mut().zip(u.iter()).for_each(|(o, x)| *o ^= x);
+    }
+    out
+}
+
+impl ScramVerifier {
+    /// Derives the verifier with a fresh random salt.
+    pub fn from_password(password: &str) -> ScramVerifier {
+        let mut salt = [0u8; 16];
+        rand::fill(&mut salt);
+        Self::with_salt(password, salt, ITERATIONS)
+    }
+
+    pub fn with_salt(password: &str, salt: [u8; 16], iterations: u32) -> ScramVerifier {
+        let salted = hi(password.as_bytes(), &salt, iterations);
+        let client_key = hmac(&salted, &[b"Client Key"]);
+        ScramVerifier {
+            salt,
+            iterations,
+            stored_key: Sha256::digest(client_key).into(),
+            server_key: hmac(&salted, &[b"Server Key"]),
+        }
+    }
+}
+
+/// Why a SCRAM exchange failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScramError {
+    #[error("malformed SCRAM message")]
+    Malformed,
+    #[error("channel binding is not supported")]
+    ChannelBinding,
+    #[error("nonce mismatch")]
+    Nonce,
+    #[error("wrong password")]
+    Proof,
+}
+
+/// One exchange: made from the client-first message, it produces server-first, then checks client-final.
+pub struct ScramExchange<'a> {
+    verifier: &'a ScramVerifier,
+    client_first_bare: String,
+    server_first: String,
+    nonce: String,
+    gs2_header: String,
+}
+
+impl<'a> ScramExchange<'a> {
+    /// Reads `n,,n=user,r=nonce` (the user name is ignored, as PostgreSQL does).
+    pub fn start(verifier: &'a ScramVerifier, client_first: &[u8]) -> Result<ScramExchange<'a>, ScramError> {
+        let text = std::str::from_utf8(client_first).map_err(|_| ScramError::Malformed)?;
+        let (cbind, rest) = text.split_once(',').ok_or(ScramError::Malformed)?;
+        match cbind {
+            "n" | "y" => {}
+            _ if cbind.starts_with("p=") => return Err(ScramError::ChannelBinding),
+            _ => return Err(ScramError::Malformed),
+        }
+        let (authzid, bare) = rest.split_once(',').ok_or(ScramError::Malformed)?;
+        let client_nonce = bare
+            .split(',')
+            .find_map(|attr| attr.strip_prefix("r="))
+            .filter(|n| !n.is_empty() && n.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b','))
+            .ok_or(ScramError::Malformed)?;
+        let mut server_nonce = [0u8; 18];
+        rand::fill(&mut server_nonce);
+        let nonce = format!("{client_nonce}{}", STANDARD.encode(server_nonce));
+        let server_first = format!("r={nonce},s={},i={}", STANDARD.encode(verifier.salt), verifier.iterations);
+        Ok(ScramExchange {
+            verifier,
+            client_first_bare: bare.to_string(),
+            server_first,
+            nonce,
+            gs2_header: format!("{cbind},{authzid},"),
+        })
+    }
+
+    pub fn server_first(&self) -> &[u8] {
+        self.server_first.as_bytes()
+    }
+
+    /// Checks `c=…,r=…,p=proof`; on success returns server-final (`v=signature`).
+    pub fn finish(&self, client_final: &[u8]) -> Result<Vec<u8>, ScramError> {
+        let text = std::str::from_utf8(client_final).map_err(|_| ScramError::Malformed)?;
+        let (without_proof, proof) = text.rsplit_once(",p=").ok_or(ScramError::Malformed)?;
+        let mut binding = None;
+        let mut nonce = None;
+        for attr in without_proof.split(',') {
+            if let Some(v) = attr.strip_prefix("c=") {
+                binding = Some(v);
+            } else if let Some(v) = attr.strip_prefix("r=") {
+                nonce = Some(v);
+            }
+        }
+        let binding = STANDARD.decode(binding.ok_or(ScramError::Malformed)?).map_err(|_| ScramError::Malformed)?;
+        if binding != self.gs2_header.as_bytes() {
+            return Err(ScramError::ChannelBinding);
+        }
+        if nonce != Some(self.nonce.as_str()) {
+            return Err(ScramError::Nonce);
+        }
+        let proof = STANDARD.decode(proof).map_err(|_| ScramError::Malformed)?;
+        if proof.len() != 32 {
+            return Err(ScramError::Malformed);
+        }
+        let auth_message = format!("{},{},{}", self.client_first_bare, self.server_first, without_proof);
+        let signature = hmac(&self.verifier.stored_key, &[auth_message.as_bytes()]);
+        let client_key: Vec<u8> = proof.iter().zip(signature.iter()).map(|(p, s)| p ^ s).collect();
+        let stored: [u8; 32] = Sha256::digest(&client_key).into();
+        if !super::constant_time_eq(&stored, &self.verifier.stored_key) {
+            return Err(ScramError::Proof);
+        }
+        let server_signature = hmac(&self.verifier.server_key, &[auth_message.as_bytes()]);
+        Ok(format!("v={}", STANDARD.encode(server_signature)).into_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
+
+    use super::*;
+
+    /// Runs postgres-protocol's client (what tokio-postgres uses) against our server side.
+    fn login(server_password: &str, client_password: &str) -> Result<(), ScramError> {
+        let verifier = ScramVerifier::from_password(server_password);
+        let mut client = ScramSha256::new(client_password.as_bytes(), ChannelBinding::unsupported());
+        let exchange = ScramExchange::start(&verifier, client.message())?;
+        client.update(exchange.server_first()).expect("client accepts server-first");
+        let server_final = exchange.finish(client.message())?;
+        client.finish(&server_final).expect("client verifies the server signature");
+        Ok(())
+    }
+
+    #[test]
+    fn the_right_password_logs_in_and_the_server_proves_itself() {
+        login("s3cret", "s3cret").unwrap();
+    }
+
+    #[test]
+    fn a_wrong_password_fails() {
+        assert_eq!(login("s3cret", "guess"), Err(ScramError::Proof));
+    }
+
+    #[test]
+    fn rfc7677_test_vector_keys() {
+        // RFC 7677 section 3: user "user", password "pencil", salt W22ZaJ0SNY7soEsUEjb6gQ==, 4096 iterations.
+        let salt: [u8; 16] = STANDARD.decode("W22ZaJ0SNY7soEsUEjb6gQ==").unwrap().try_into().unwrap();
+        let v = ScramVerifier::with_salt("pencil", salt, 4096);
+        let mut ex = ScramExchange::start(&v, b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO").unwrap();
+        ex.nonce = "rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0".into();
+        ex.server_first = "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096".into();
+        let final_msg = b"c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=";
+        let server_final = ex.finish(final_msg).unwrap();
+        assert_eq!(server_final, b"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=");
+    }
+
+    #[test]
+    fn malformed_messages_are_errors() {
+        let v = ScramVerifier::with_salt("x", [0; 16], 2);
+        for first in [&b""[..], b"n", b"x,,n=,r=abc", b"n,,n=,r=", b"\xff\xfe"] {
+            assert!(ScramExchange::start(&v, first).is_err(), "{first:?}");
+        }
+        assert_eq!(ScramExchange::start(&v, b"p=tls-server-end-point,,n=,r=a").err(), Some(ScramError::ChannelBinding));
+        let ex = ScramExchange::start(&v, b"n,,n=,r=abc").unwrap();
+        for last in [&b""[..], b"c=biws,r=abc,p=", b"c=biws,r=wrong,p=AAAA", b"c=eSws,r=x,p=AAAA"] {
+            assert!(ex.finish(last).is_err(), "{last:?}");
+        }
+    }
+}

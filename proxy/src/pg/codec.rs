@@ -1,0 +1,123 @@
+//! Framing of the PostgreSQL v3 protocol: pure functions over a buffer, no I/O.
+//!
+//! A frame keeps its header: forwarding it is one slice, and its body is `frame[5..]`.
+
+use bytes::{Buf, Bytes, BytesMut};
+
+/// Protocol version 3.0.
+pub const PROTOCOL_V3: i32 = 196_608;
+pub const SSL_REQUEST: i32 = 80_877_103;
+pub const GSSENC_REQUEST: i32 = 80_877_104;
+pub const CANCEL_REQUEST: i32 = 80_877_102;
+
+/// Framing errors: the peer sent something that is not the protocol.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    #[error("message length {len} is invalid")]
+    BadLength { len: i64 },
+    #[error("message of {len} bytes exceeds the limit of {max} bytes")]
+    TooLarge { len: usize, max: usize },
+}
+
+/// One tagged message, header included: `[tag][len: i32][body]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame(pub Bytes);
+
+impl Frame {
+    pub fn tag(&self) -> u8 {
+        self.0[0]
+    }
+
+    pub fn body(&self) -> &[u8] {
+        &self.0[5..]
+    }
+
+    pub fn bytes(&self) -> &Bytes {
+        &self.0
+    }
+}
+
+/// Splits one complete tagged message off the front of `buf`; `Ok(None)` when more bytes are needed.
+pub fn decode(buf: &mut BytesMut, max: usize) -> Result<Option<Frame>, FrameError> {
+    if buf.len() < 5 {
+        return Ok(None);
+    }
+    let len = i32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]);
+    if len < 4 {
+        return Err(FrameError::BadLength { len: len.into() });
+    }
+    let total = len as usize + 1;
+    if total > max {
+        return Err(FrameError::TooLarge { len: total, max });
+    }
+    if buf.len() < total {
+        buf.reserve(total - buf.len());
+        return Ok(None);
+    }
+    Ok(Some(Frame(buf.split_to(total).freeze())))
+}
+
+/// The first message of a connection (no tag byte).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Startup {
+    SslRequest,
+    GssEncRequest,
+    Cancel { pid: i32, secret: i32 },
+    /// Protocol 3.0 startup with its parameters (user, database, options…).
+    Startup { params: Vec<(String, String)> },
+    /// Any other protocol version.
+    Unsupported { version: i32 },
+}
+
+/// The largest startup packet accepted (PostgreSQL allows 10000 bytes).
+pub const MAX_STARTUP: usize = 10_000;
+
+/// Splits the startup packet off `buf`; `Ok(None)` when more bytes are needed.
+pub fn decode_startup(buf: &mut BytesMut) -> Result<Option<Startup>, FrameError> {
+    if buf.len() < 4 {
+        return Ok(None);
+    }
+    let len = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+    if !(8..=MAX_STARTUP as i32).contains(&len) {
+        return Err(FrameError::BadLength { len: len.into() });
+    }
+    let len = len as usize;
+    if buf.len() < len {
+        return Ok(None);
+    }
+    let mut packet = buf.split_to(len);
+    packet.advance(4);
+    let code = packet.get_i32();
+    Ok(Some(match code {
+        SSL_REQUEST => Startup::SslRequest,
+        GSSENC_REQUEST => Startup::GssEncRequest,
+        CANCEL_REQUEST if packet.len() == 8 => Startup::Cancel { pid: packet.get_i32(), secret: packet.get_i32() },
+        CANCEL_REQUEST => return Err(FrameError::BadLength { len: len as i64 }),
+        PROTOCOL_V3 => Startup::Startup { params: parse_params(&packet).ok_or(FrameError::BadLength { len: len as i64 })? },
+        version => Startup::Unsupported { version },
+    }))
+}
+
+/// `name\0value\0…\0`.
+fn parse_params(mut body: &[u8]) -> Option<Vec<(String, String)>> {
+    let mut params = Vec::new();
+    loop {
+        let (name, rest) = cstr(body)?;
+        if name.is_empty() {
+            return Some(params);
+        }
+        let (value, rest) = cstr(rest)?;
+        params.push((name.to_string(), value.to_string()));
+        body = rest;
+    }
+}
+
+/// A NUL-terminated UTF-8 string at the front of `body`, and what follows it.
+pub fn cstr(body: &[u8]) -> Option<(&str, &[u8])> {
+    let end = body.iter().position(|&b| b == 0)?;
+    let s = std::str::from_utf8(&body[..end]).ok()?;
+    Some((s, &body[end + 1..]))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,75 @@
+use bytes::{BufMut, BytesMut};
+
+use super::*;
+
+fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut v = vec![tag];
+    v.extend_from_slice(&(body.len() as i32 + 4).to_be_bytes());
+    v.extend_from_slice(body);
+    v
+}
+
+#[test]
+fn frames_split_exactly_and_wait_for_more() {
+    let mut buf = BytesMut::new();
+    let q = frame(b'Q', b"SELECT 1\0");
+    buf.extend_from_slice(&q[..7]);
+    assert_eq!(decode(&mut buf, 1 << 20), Ok(None));
+    buf.extend_from_slice(&q[7..]);
+    buf.extend_from_slice(&frame(b'S', b""));
+    let f = decode(&mut buf, 1 << 20).unwrap().unwrap();
+    assert_eq!(f.tag(), b'Q');
+    assert_eq!(f.body(), b"SELECT 1\0");
+    assert_eq!(decode(&mut buf, 1 << 20).unwrap().unwrap().tag(), b'S');
+    assert!(buf.is_empty());
+}
+
+#[test]
+fn bad_and_huge_lengths_are_errors() {
+    let mut buf = BytesMut::from(&[b'Q', 0, 0, 0, 3][..]);
+    assert_eq!(decode(&mut buf, 100), Err(FrameError::BadLength { len: 3 }));
+    let mut buf = BytesMut::from(&[b'Q', 0x7f, 0xff, 0xff, 0xff][..]);
+    assert!(matches!(decode(&mut buf, 1 << 20), Err(FrameError::TooLarge { .. })));
+    let mut buf = BytesMut::from(&[b'Q', 0xff, 0xff, 0xff, 0xff][..]);
+    assert!(matches!(decode(&mut buf, 1 << 20), Err(FrameError::BadLength { .. })));
+}
+
+#[test]
+fn startup_packets_decode() {
+    let mut body = BytesMut::new();
+    body.put_i32(PROTOCOL_V3);
+    body.put_slice(b"user\0app\0database\0db\0\0");
+    let mut buf = BytesMut::new();
+    buf.put_i32(body.len() as i32 + 4);
+    buf.put_slice(&body);
+    let s = decode_startup(&mut buf).unwrap().unwrap();
+    assert_eq!(
+        s,
+        Startup::Startup { params: vec![("user".into(), "app".into()), ("database".into(), "db".into())] }
+    );
+
+    let mut buf = BytesMut::new();
+    buf.put_i32(8);
+    buf.put_i32(SSL_REQUEST);
+    assert_eq!(decode_startup(&mut buf).unwrap(), Some(Startup::SslRequest));
+
+    let mut buf = BytesMut::new();
+    buf.put_i32(16);
+    buf.put_i32(CANCEL_REQUEST);
+    buf.put_i32(7);
+    buf.put_i32(9);
+    assert_eq!(decode_startup(&mut buf).unwrap(), Some(Startup::Cancel { pid: 7, secret: 9 }));
+}
+
+#[test]
+fn garbage_startups_are_errors_not_panics() {
+    for bytes in [&b"GET / HTTP/1.1\r\n"[..], &[0, 0, 0, 4], &[0x7f, 0, 0, 0], &[0, 0, 0, 12, 0, 3, 0, 0, b'u', b's', b'e', b'r']] {
+        let mut buf = BytesMut::from(bytes);
+        let _ = decode_startup(&mut buf);
+    }
+    let mut buf = BytesMut::new();
+    buf.put_i32(13);
+    buf.put_i32(PROTOCOL_V3);
+    buf.put_slice(b"user\0");
+    assert!(decode_startup(&mut buf).is_err(), "unterminated parameters");
+}

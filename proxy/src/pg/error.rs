@@ -1,0 +1,79 @@
+//! Why a PostgreSQL session or server connection failed: whose side it was, and what the client is told.
+
+use std::net::SocketAddr;
+
+use super::codec::FrameError;
+
+/// Whose fault an error is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Server,
+    Proxy,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    #[error("client connection: {0}")]
+    ClientIo(#[source] std::io::Error),
+    #[error("protocol violation: {0}")]
+    ClientProtocol(#[from] FrameError),
+    #[error("{0}")]
+    ClientMessage(String),
+    #[error("password authentication failed for user \"{user}\"")]
+    AuthFailed { user: String },
+    #[error("no such user \"{user}\" or database \"{database}\" in this cluster")]
+    UnknownPool { user: String, database: String },
+    #[error("too many client connections ({limit} allowed{scope})")]
+    TooManyClients { limit: u32, scope: &'static str },
+    #[error("timed out after {seconds}s waiting for a server connection in pool {pool}")]
+    PoolTimeout { pool: String, seconds: u64 },
+    #[error("startup and authentication did not finish within {seconds}s")]
+    StartupTimeout { seconds: u64 },
+    #[error("could not connect to server {addr}: {source}")]
+    ServerConnect {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("server {addr} refused the login: {message}")]
+    ServerLogin { addr: SocketAddr, message: String },
+    #[error("server connection lost: {0}")]
+    ServerIo(#[source] std::io::Error),
+    #[error("server sent an unexpected message: {0}")]
+    ServerProtocol(String),
+    #[error("hapool is shutting down")]
+    Shutdown,
+}
+
+impl PgError {
+    pub fn side(&self) -> Side {
+        use PgError::*;
+        match self {
+            ClientIo(_) | ClientProtocol(_) | ClientMessage(_) | AuthFailed { .. } | UnknownPool { .. } => Side::Client,
+            StartupTimeout { .. } => Side::Client,
+            ServerConnect { .. } | ServerLogin { .. } | ServerIo(_) | ServerProtocol(_) => Side::Server,
+            TooManyClients { .. } | PoolTimeout { .. } | Shutdown => Side::Proxy,
+        }
+    }
+
+    /// The SQLSTATE the client receives.
+    pub fn sqlstate(&self) -> &'static str {
+        use PgError::*;
+        match self {
+            ClientIo(_) | ServerIo(_) | ServerConnect { .. } => "08006",
+            ClientProtocol(_) | ClientMessage(_) | ServerProtocol(_) => "08P01",
+            AuthFailed { .. } => "28P01",
+            UnknownPool { .. } => "3D000",
+            TooManyClients { .. } | PoolTimeout { .. } => "53300",
+            StartupTimeout { .. } => "08006",
+            ServerLogin { .. } => "08004",
+            Shutdown => "57P01",
+        }
+    }
+
+    /// Whether the client can still be told (not when its own connection broke).
+    pub fn reaches_client(&self) -> bool {
+        !matches!(self, PgError::ClientIo(_))
+    }
+}

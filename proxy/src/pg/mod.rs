@@ -1,0 +1,11 @@
+//! The PostgreSQL side of the proxy.
+
+pub mod auth;
+pub mod cancel;
+pub mod codec;
+pub mod error;
+pub mod listener;
+pub mod msg;
+pub mod pool;
+pub mod server;
+pub mod session;

@@ -1,0 +1,162 @@
+//! One connection from the proxy to a PostgreSQL server: its socket, read buffer, reported parameters,
+//! cancel key, and the prepared statements it holds.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use postgres_protocol::message::backend::Message;
+use tokio::net::TcpStream;
+
+use super::auth::backend::{login, next};
+use super::error::PgError;
+
+/// Where and as whom to open server connections.
+#[derive(Debug, Clone)]
+pub struct ServerTarget {
+    pub addr: SocketAddr,
+    pub user: String,
+    pub database: String,
+    pub password: Option<String>,
+    pub connect_timeout: Duration,
+}
+
+/// A logged-in server connection, idle at ReadyForQuery.
+#[derive(Debug)]
+pub struct ServerConn {
+    pub stream: TcpStream,
+    pub rbuf: BytesMut,
+    pub addr: SocketAddr,
+    /// The server's current values of reported parameters (ParameterStatus).
+    pub params: HashMap<String, String>,
+    /// The server's BackendKeyData, for cancel requests.
+    pub key: (i32, i32),
+    pub prepared: PreparedSet,
+    pub created: Instant,
+    /// Set when the connection must not be reused (protocol state unknown).
+    pub broken: bool,
+}
+
+impl ServerConn {
+    pub async fn connect(target: &ServerTarget, max_prepared: usize) -> Result<ServerConn, PgError> {
+        let addr = target.addr;
+        let connect = TcpStream::connect(addr);
+        let mut stream = tokio::time::timeout(target.connect_timeout, connect)
+            .await
+            .map_err(|_| PgError::ServerConnect { addr, source: std::io::ErrorKind::TimedOut.into() })?
+            .map_err(|source| PgError::ServerConnect { addr, source })?;
+        let _ = stream.set_nodelay(true);
+        let mut rbuf = BytesMut::with_capacity(16 * 1024);
+        let params = [("user", target.user.as_str()), ("database", target.database.as_str()), ("application_name", "hapool")];
+        let greet = async {
+            login(&mut stream, &mut rbuf, addr, &params, &target.user, target.password.as_deref()).await?;
+            let mut reported = HashMap::new();
+            let mut key = (0, 0);
+            loop {
+                match next(&mut stream, &mut rbuf).await? {
+                    Message::ParameterStatus(p) => {
+                        let name = p.name().map_err(|e| PgError::ServerProtocol(e.to_string()))?;
+                        let value = p.value().map_err(|e| PgError::ServerProtocol(e.to_string()))?;
+                        reported.insert(name.to_string(), value.to_string());
+                    }
+                    Message::BackendKeyData(k) => key = (k.process_id(), k.secret_key()),
+                    Message::ReadyForQuery(_) => return Ok((reported, key)),
+                    Message::NoticeResponse(_) => {}
+                    Message::ErrorResponse(_) => {
+                        return Err(PgError::ServerLogin { addr, message: "error after authentication".into() })
+                    }
+                    _ => return Err(PgError::ServerProtocol("unexpected message after authentication".into())),
+                }
+            }
+        };
+        let (params, key) = tokio::time::timeout(target.connect_timeout, greet)
+            .await
+            .map_err(|_| PgError::ServerConnect { addr, source: std::io::ErrorKind::TimedOut.into() })??;
+        Ok(ServerConn {
+            stream,
+            rbuf,
+            addr,
+            params,
+            key,
+            prepared: PreparedSet::new(max_prepared),
+            created: Instant::now(),
+            broken: false,
+        })
+    }
+}
+
+/// The prepared statements a server connection holds, least recently used evicted first.
+#[derive(Debug)]
+pub struct PreparedSet {
+    capacity: usize,
+    tick: u64,
+    names: HashMap<Arc<str>, u64>,
+}
+
+impl PreparedSet {
+    pub fn new(capacity: usize) -> PreparedSet {
+        PreparedSet { capacity: capacity.max(1), tick: 0, names: HashMap::new() }
+    }
+
+    /// Whether the server holds `name`; marks it used.
+    pub fn touch(&mut self, name: &str) -> bool {
+        self.tick += 1;
+        match self.names.get_mut(name) {
+            Some(t) => {
+                *t = self.tick;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Records `name` as prepared; returns the statement to close first when the set is full.
+    pub fn insert(&mut self, name: Arc<str>) -> Option<Arc<str>> {
+        self.tick += 1;
+        let evicted = if self.names.len() >= self.capacity && !self.names.contains_key(&name) {
+            let oldest = self.names.iter().min_by_key(|(_, t)| **t).map(|(n, _)| n.clone());
+            oldest.inspect(|n| {
+                self.names.remove(n);
+            })
+        } else {
+            None
+        };
+        self.names.insert(name, self.tick);
+        evicted
+    }
+
+    pub fn remove(&mut self, name: &str) {
+        self.names.remove(name);
+    }
+
+    pub fn clear(&mut self) {
+        self.names.clear();
+    }
+
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_least_recently_used_statement_is_evicted() {
+        let mut set = PreparedSet::new(2);
+        assert_eq!(set.insert("a".into()), None);
+        assert_eq!(set.insert("b".into()), None);
+        assert!(set.touch("a"));
+        assert_eq!(set.insert("c".into()).as_deref(), Some("b"));
+        assert!(set.touch("a") && set.touch("c") && !set.touch("b"));
+        assert_eq!(set.len(), 2);
+        assert_eq!(set.insert("c".into()), None, "re-inserting does not evict");
+    }
+}

@@ -1,0 +1,166 @@
+//! Messages from the client: forwarded by tag and length; in transaction pooling, prepared statements are
+//! renamed to proxy-wide names and created on whichever server the client gets.
+
+use std::sync::Arc;
+
+use super::expect::Expect;
+use super::statements::Statement;
+use super::{Flow, Session};
+use crate::pg::codec::{decode, Frame};
+use crate::pg::error::PgError;
+use crate::pg::msg;
+use crate::stats::PoolStats;
+
+impl Session {
+    /// Handles every complete message buffered from the client.
+    pub(super) async fn process_client(&mut self) -> Result<Flow, PgError> {
+        while let Some(frame) = decode(&mut self.cbuf, self.max_message)? {
+            if frame.tag() == b'X' {
+                return Ok(Flow::Terminate);
+            }
+            if self.server.is_none() {
+                self.checkout().await?;
+            }
+            self.route(frame);
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn route(&mut self, frame: Frame) {
+        let renaming = self.shared.transaction_pooling();
+        match frame.tag() {
+            b'Q' => {
+                PoolStats::add(&self.pool.stats.queries, 1);
+                if renaming && msg::query_text(frame.body()).is_some_and(drops_all_statements) {
+                    self.statements.clear();
+                    self.server_conn().prepared.clear();
+                }
+                self.forward(frame, Expect::Query);
+            }
+            b'F' => self.forward(frame, Expect::Query),
+            b'P' if renaming => self.parse(frame),
+            b'P' => self.forward(frame, Expect::Parse { created: None }),
+            b'B' if renaming => self.bind(frame),
+            b'B' => self.forward(frame, Expect::Bind),
+            b'D' if renaming => self.describe(frame),
+            b'D' => self.forward(frame, Expect::Describe),
+            b'C' if renaming => self.close(frame),
+            b'C' => self.forward(frame, Expect::Close),
+            b'E' => {
+                PoolStats::add(&self.pool.stats.queries, 1);
+                self.forward(frame, Expect::Execute);
+            }
+            b'S' => self.forward(frame, Expect::Sync),
+            b'c' | b'f' => {
+                self.copy_in = false;
+                self.to_server.extend_from_slice(frame.bytes());
+            }
+            // Flush, CopyData and anything else: forwarded as is; the server answers what it must.
+            _ => self.to_server.extend_from_slice(frame.bytes()),
+        }
+    }
+
+    fn forward(&mut self, frame: Frame, expect: Expect) {
+        self.to_server.extend_from_slice(frame.bytes());
+        self.outstanding.push(expect);
+    }
+
+    /// Parse of a named statement: answered locally when the server already has it.
+    fn parse(&mut self, frame: Frame) {
+        let Some((name, rest)) = msg::parse_fields(frame.body()) else {
+            return self.forward(frame, Expect::Parse { created: None });
+        };
+        if name.is_empty() {
+            return self.forward(frame, Expect::Parse { created: None });
+        }
+        let statement = self.shared.statements.intern(rest);
+        self.statements.insert(name.to_string(), statement.clone());
+        if self.server_conn().prepared.touch(&statement.name) {
+            self.outstanding.push(Expect::Synthetic(msg::empty(b'1')));
+            return;
+        }
+        self.evict_for(&statement);
+        self.to_server.extend_from_slice(&statement.parse);
+        self.outstanding.push(Expect::Parse { created: Some(statement.name.clone()) });
+    }
+
+    /// Bind to a named statement: renamed, and the statement created first if this server lacks it.
+    fn bind(&mut self, frame: Frame) {
+        let Some((portal, name, rest)) = msg::bind_fields(frame.body()) else {
+            return self.forward(frame, Expect::Bind);
+        };
+        let Some(statement) = self.known(name) else { return self.forward(frame, Expect::Bind) };
+        self.ensure_prepared(&statement);
+        msg::bind_renamed(&mut self.to_server, portal, &statement.name, rest);
+        self.outstanding.push(Expect::Bind);
+    }
+
+    fn describe(&mut self, frame: Frame) {
+        let statement = match msg::target_fields(frame.body()) {
+            Some((b'S', name)) => self.known(name),
+            _ => None,
+        };
+        let Some(statement) = statement else { return self.forward(frame, Expect::Describe) };
+        self.ensure_prepared(&statement);
+        msg::describe_statement(&mut self.to_server, &statement.name);
+        self.outstanding.push(Expect::Describe);
+    }
+
+    /// Close of a named statement is answered by the proxy: other clients may still use it on the server.
+    fn close(&mut self, frame: Frame) {
+        match msg::target_fields(frame.body()) {
+            Some((b'S', name)) if !name.is_empty() => {
+                self.statements.remove(name);
+                self.outstanding.push(Expect::Synthetic(msg::empty(b'3')));
+            }
+            _ => self.forward(frame, Expect::Close),
+        }
+    }
+
+    /// The client's statement by its own name; `None` for unnamed or unknown ones (forwarded unchanged, so
+    /// the server gives its own error for an unknown name).
+    fn known(&self, name: &str) -> Option<Arc<Statement>> {
+        if name.is_empty() {
+            return None;
+        }
+        self.statements.get(name).cloned()
+    }
+
+    fn ensure_prepared(&mut self, statement: &Arc<Statement>) {
+        if self.server_conn().prepared.touch(&statement.name) {
+            return;
+        }
+        self.evict_for(statement);
+        self.to_server.extend_from_slice(&statement.parse);
+        self.outstanding.push(Expect::InjectedParse(statement.name.clone()));
+    }
+
+    /// Makes room on the server: closes its least recently used statement when the set is full.
+    fn evict_for(&mut self, statement: &Arc<Statement>) {
+        if let Some(victim) = self.server_conn().prepared.insert(statement.name.clone()) {
+            msg::close_statement(&mut self.to_server, &victim);
+            self.outstanding.push(Expect::InjectedClose(victim));
+        }
+    }
+}
+
+/// `DISCARD ALL` and `DEALLOCATE ALL` remove every prepared statement of the server connection.
+fn drops_all_statements(sql: &str) -> bool {
+    let words: Vec<String> = sql.split_whitespace().take(3).map(|w| w.trim_end_matches(';').to_ascii_uppercase()).collect();
+    matches!(words.as_slice(), [a, b, ..] if (a == "DISCARD" && b == "ALL") || (a == "DEALLOCATE" && (b == "ALL" || (b == "PREPARE" && words.get(2).is_some_and(|w| w == "ALL")))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::drops_all_statements;
+
+    #[test]
+    fn recognises_statements_that_drop_every_prepared_statement() {
+        for sql in ["DISCARD ALL", "discard all;", "  DEALLOCATE ALL", "deallocate prepare all"] {
+            assert!(drops_all_statements(sql), "{sql}");
+        }
+        for sql in ["DISCARD PLANS", "DEALLOCATE s1", "SELECT 'DISCARD ALL'", ""] {
+            assert!(!drops_all_statements(sql), "{sql}");
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! The responses a server owes for what was sent to it, in order. Lets the session drop the answers to
+//! messages it injected, insert answers it gives itself, and know when a connection is free.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+/// One outstanding request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    /// The client's Parse; `created` names the statement it adds to the server (transaction pooling).
+    Parse { created: Option<Arc<str>> },
+    Bind,
+    Describe,
+    Execute,
+    Close,
+    Sync,
+    /// A simple Query or FunctionCall: everything up to ReadyForQuery.
+    Query,
+    /// A Parse the proxy sent so that a Bind/Describe finds its statement: its ParseComplete is dropped.
+    InjectedParse(Arc<str>),
+    /// A Close of an evicted statement: its CloseComplete is dropped.
+    InjectedClose(Arc<str>),
+    /// A query the proxy sent (parameter sync, reset): everything up to ReadyForQuery is dropped.
+    InjectedQuery,
+    /// An answer the proxy gives itself, sent to the client when it reaches the head of the queue.
+    Synthetic(Bytes),
+}
+
+impl Expect {
+    /// Whether a server message with `tag` is the last one this request produces.
+    pub fn completed_by(&self, tag: u8) -> bool {
+        match self {
+            Expect::Parse { .. } | Expect::InjectedParse(_) => tag == b'1',
+            Expect::Bind => tag == b'2',
+            Expect::Close | Expect::InjectedClose(_) => tag == b'3',
+            Expect::Describe => tag == b'T' || tag == b'n',
+            Expect::Execute => matches!(tag, b'C' | b'I' | b's'),
+            Expect::Sync | Expect::Query | Expect::InjectedQuery => tag == b'Z',
+            Expect::Synthetic(_) => false,
+        }
+    }
+
+    /// Whether the server's answers to this request reach the client.
+    pub fn forwarded(&self) -> bool {
+        !matches!(self, Expect::InjectedParse(_) | Expect::InjectedClose(_) | Expect::InjectedQuery)
+    }
+
+    /// Requests that end an extended-protocol error (the server skips everything up to Sync).
+    pub fn ends_error(&self) -> bool {
+        matches!(self, Expect::Sync | Expect::Query | Expect::InjectedQuery)
+    }
+}
+
+/// What happened to requests skipped after an error, for the session to repair its bookkeeping.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Skipped {
+    /// Statements whose Parse the server skipped: they do not exist there.
+    pub not_prepared: Vec<Arc<str>>,
+    /// A Close the server skipped: the statement still exists, unknown to us.
+    pub close_skipped: bool,
+}
+
+/// The queue of outstanding requests of one server connection.
+#[derive(Debug, Default)]
+pub struct Outstanding {
+    queue: VecDeque<Expect>,
+}
+
+impl Outstanding {
+    pub fn push(&mut self, e: Expect) {
+        self.queue.push_back(e);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    pub fn front(&self) -> Option<&Expect> {
+        self.queue.front()
+    }
+
+    pub fn pop(&mut self) -> Option<Expect> {
+        self.queue.pop_front()
+    }
+
+    /// Pops synthetic answers at the head, in order.
+    pub fn pop_synthetic(&mut self) -> Option<Bytes> {
+        match self.queue.front() {
+            Some(Expect::Synthetic(_)) => match self.queue.pop_front() {
+                Some(Expect::Synthetic(b)) => Some(b),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// After an ErrorResponse to an extended-protocol message: the server skips every message up to the next
+    /// Sync, so their answers (and our synthetic ones among them) never come.
+    pub fn skip_to_sync(&mut self) -> Skipped {
+        let mut skipped = Skipped::default();
+        while let Some(head) = self.queue.front() {
+            if head.ends_error() {
+                break;
+            }
+            match self.queue.pop_front() {
+                Some(Expect::Parse { created: Some(n) }) | Some(Expect::InjectedParse(n)) => skipped.not_prepared.push(n),
+                Some(Expect::InjectedClose(_)) => skipped.close_skipped = true,
+                _ => {}
+            }
+        }
+        skipped
+    }
+
+    pub fn clear(&mut self) {
+        self.queue.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_complete_on_their_last_message() {
+        assert!(Expect::Parse { created: None }.completed_by(b'1'));
+        assert!(!Expect::Describe.completed_by(b't'), "ParameterDescription comes before RowDescription");
+        assert!(Expect::Describe.completed_by(b'n'));
+        assert!(!Expect::Execute.completed_by(b'D'));
+        assert!(Expect::Execute.completed_by(b's'), "a portal suspended by a row limit");
+        assert!(Expect::Query.completed_by(b'Z') && !Expect::Query.completed_by(b'C'));
+    }
+
+    #[test]
+    fn an_error_skips_to_sync_and_reports_unprepared_statements() {
+        let mut q = Outstanding::default();
+        q.push(Expect::Bind);
+        q.push(Expect::InjectedParse("hp_1".into()));
+        q.push(Expect::Synthetic(Bytes::from_static(b"1")));
+        q.push(Expect::Parse { created: Some("hp_2".into()) });
+        q.push(Expect::InjectedClose("hp_0".into()));
+        q.push(Expect::Sync);
+        q.push(Expect::Execute);
+        q.pop();
+        let skipped = q.skip_to_sync();
+        assert_eq!(skipped.not_prepared, vec![Arc::from("hp_1"), Arc::from("hp_2")]);
+        assert!(skipped.close_skipped);
+        assert_eq!(q.pop(), Some(Expect::Sync));
+        assert_eq!(q.pop(), Some(Expect::Execute));
+    }
+
+    #[test]
+    fn synthetic_answers_leave_in_order() {
+        let mut q = Outstanding::default();
+        q.push(Expect::Synthetic(Bytes::from_static(b"a")));
+        q.push(Expect::Synthetic(Bytes::from_static(b"b")));
+        q.push(Expect::Bind);
+        assert_eq!(q.pop_synthetic().as_deref(), Some(&b"a"[..]));
+        assert_eq!(q.pop_synthetic().as_deref(), Some(&b"b"[..]));
+        assert_eq!(q.pop_synthetic(), None);
+        assert_eq!(q.front(), Some(&Expect::Bind));
+    }
+}

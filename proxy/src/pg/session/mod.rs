@@ -1,0 +1,298 @@
+//! One client connection: startup and authentication, then forwarding between the client and a server
+//! connection checked out for a transaction (transaction pooling) or for the whole session.
+
+mod client;
+pub mod expect;
+mod params;
+mod server;
+mod startup;
+pub mod statements;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tracing::{debug, info};
+
+use super::error::PgError;
+use super::listener::Shared;
+use super::msg::{self, Severity};
+use super::pool::{Pool, Pooled};
+use crate::stats::PoolStats;
+use expect::Outstanding;
+use startup::{handshake, Handshake};
+use statements::Statement;
+
+/// How long cleaning a server connection after its client left may take before it is closed instead.
+const RESET_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct Session {
+    shared: Arc<Shared>,
+    client: TcpStream,
+    cbuf: BytesMut,
+    to_client: BytesMut,
+    to_server: BytesMut,
+    user: String,
+    pool: Arc<Pool>,
+    server: Option<Pooled>,
+    outstanding: Outstanding,
+    /// The client's prepared statement names → proxy-wide statements (transaction pooling).
+    statements: HashMap<String, Arc<Statement>>,
+    /// Session parameters the client expects every server to have.
+    desired: Vec<(String, String)>,
+    key: (i32, i32),
+    /// Transaction status from the last ReadyForQuery: `I`dle, in `T`ransaction, or `E`rror.
+    tx_status: u8,
+    copy_in: bool,
+    max_message: usize,
+}
+
+/// What the client asked for with its last message.
+#[derive(Debug, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Terminate,
+}
+
+enum Event {
+    Client(std::io::Result<usize>),
+    Server(std::io::Result<usize>),
+    Shutdown,
+}
+
+impl Session {
+    /// Serves one client from its first byte to its last.
+    pub async fn run(shared: Arc<Shared>, mut socket: TcpStream) {
+        let timeout = shared.cluster.startup_timeout;
+        let outcome = match tokio::time::timeout(timeout, handshake(&shared, &mut socket)).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(PgError::StartupTimeout { seconds: timeout.as_secs() }),
+        };
+        let (user, database, params, leftover) = match outcome {
+            Ok(Handshake::Cancelled) => return,
+            Ok(Handshake::Ready { user, database, params, leftover }) => (user, database, params, leftover),
+            Err(e) => return refuse(&mut socket, &e).await,
+        };
+        let Some(auth) = shared.users.get(&user) else { return };
+        let Some(_user_slot) = UserSlot::take(&shared, &user, auth.max_clients) else {
+            let limit = auth.max_clients.unwrap_or_default();
+            return refuse(&mut socket, &PgError::TooManyClients { limit, scope: " for this user" }).await;
+        };
+        let pool = shared.pool(auth, &database);
+        let key = shared.cancels.register();
+        let mut session = Session {
+            max_message: shared.cluster.max_message_size.0 as usize,
+            client: socket,
+            cbuf: leftover,
+            to_client: BytesMut::with_capacity(16 * 1024),
+            to_server: BytesMut::with_capacity(16 * 1024),
+            user,
+            pool,
+            server: None,
+            outstanding: Outstanding::default(),
+            statements: HashMap::new(),
+            desired: Vec::new(),
+            key,
+            tx_status: b'I',
+            copy_in: false,
+            shared,
+        };
+        PoolStats::add(&session.pool.stats.clients_active, 1);
+        debug!(user = %session.user, %database, "client authenticated");
+        let result = match session.greet(&params).await {
+            Ok(()) => session.serve().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = &result {
+            if e.reaches_client() {
+                session.to_client.clear();
+                msg::error(&mut session.to_client, Severity::Fatal, e.sqlstate(), &e.to_string(), None);
+                let _ = session.client.write_all(&session.to_client).await;
+            }
+            info!(error = %e, side = ?e.side(), "session ended");
+        }
+        PoolStats::sub(&session.pool.stats.clients_active, 1);
+        session.shared.cancels.unregister(session.key.0);
+        session.return_server().await;
+    }
+
+    /// AuthenticationOk, the server's parameters (with the client's own where it set them), our cancel key.
+    async fn greet(&mut self, startup_params: &[(String, String)]) -> Result<(), PgError> {
+        let server_params = match self.pool.server_params() {
+            Some(p) if self.shared.transaction_pooling() => p,
+            _ => {
+                self.checkout().await?;
+                self.pool.server_params().unwrap_or_default()
+            }
+        };
+        self.desired = params::desired(&server_params, startup_params);
+        msg::auth_ok(&mut self.to_client);
+        for (name, value) in server_params.iter() {
+            let value = self.desired.iter().find(|(k, _)| k == name).map_or(value, |(_, v)| v);
+            msg::parameter_status(&mut self.to_client, name, value);
+        }
+        msg::backend_key_data(&mut self.to_client, self.key.0, self.key.1);
+        msg::ready_for_query(&mut self.to_client, b'I');
+        self.flush().await?;
+        self.maybe_release();
+        Ok(())
+    }
+
+    /// The forwarding loop, until the client leaves or something fails.
+    async fn serve(&mut self) -> Result<(), PgError> {
+        loop {
+            if self.process_client().await? == Flow::Terminate {
+                return Ok(());
+            }
+            self.flush().await?;
+            self.maybe_release();
+            if self.shared.shutdown.is_cancelled() && self.at_boundary() {
+                return Err(PgError::Shutdown);
+            }
+            let event = {
+                let boundary = self.at_boundary();
+                let shutdown = self.shared.shutdown.cancelled();
+                let server = &mut self.server;
+                let server_read = async {
+                    match server.as_mut() {
+                        Some(s) => {
+                            let conn = s.conn();
+                            conn.stream.read_buf(&mut conn.rbuf).await
+                        }
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    n = self.client.read_buf(&mut self.cbuf) => Event::Client(n),
+                    n = server_read => Event::Server(n),
+                    _ = shutdown, if boundary => Event::Shutdown,
+                }
+            };
+            match event {
+                Event::Client(Ok(0)) => return Ok(()),
+                Event::Client(Ok(n)) => PoolStats::add(&self.pool.stats.bytes_from_clients, n as u64),
+                Event::Client(Err(e)) => return Err(PgError::ClientIo(e)),
+                Event::Server(Ok(0)) => return Err(PgError::ServerIo(std::io::ErrorKind::UnexpectedEof.into())),
+                Event::Server(Ok(n)) => {
+                    PoolStats::add(&self.pool.stats.bytes_from_servers, n as u64);
+                    self.process_server()?;
+                }
+                Event::Server(Err(e)) => return Err(PgError::ServerIo(e)),
+                Event::Shutdown => return Err(PgError::Shutdown),
+            }
+        }
+    }
+
+    fn server_conn(&mut self) -> &mut super::server::ServerConn {
+        self.server.as_mut().expect("a server is checked out").conn()
+    }
+
+    /// No transaction open and nothing in flight: a pooled connection could change hands here.
+    fn at_boundary(&self) -> bool {
+        self.outstanding.is_empty() && self.tx_status == b'I' && !self.copy_in
+    }
+
+    /// Checks a server connection out and queues the SETs that give it the client's session parameters.
+    async fn checkout(&mut self) -> Result<(), PgError> {
+        let mut pooled = self.pool.acquire().await?;
+        let conn = pooled.conn();
+        if let Some(sql) = params::sync_sql(&self.desired, &conn.params) {
+            msg::query(&mut self.to_server, &sql);
+            self.outstanding.push(expect::Expect::InjectedQuery);
+        }
+        self.shared.cancels.set_server(self.key.0, Some((conn.addr, conn.key.0, conn.key.1)));
+        self.server = Some(pooled);
+        Ok(())
+    }
+
+    /// In transaction pooling, gives the server connection back at a transaction boundary.
+    fn maybe_release(&mut self) {
+        if self.shared.transaction_pooling() && self.at_boundary() && self.to_server.is_empty() {
+            if let Some(pooled) = self.server.take() {
+                PoolStats::add(&self.pool.stats.transactions, 1);
+                self.shared.cancels.set_server(self.key.0, None);
+                pooled.release();
+            }
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), PgError> {
+        if !self.to_server.is_empty() {
+            if let Some(s) = self.server.as_mut() {
+                s.conn().stream.write_all(&self.to_server).await.map_err(PgError::ServerIo)?;
+            }
+            self.to_server.clear();
+        }
+        if !self.to_client.is_empty() {
+            self.client.write_all(&self.to_client).await.map_err(PgError::ClientIo)?;
+            self.to_client.clear();
+        }
+        Ok(())
+    }
+
+    /// After the client left: a server with nothing in flight is cleaned (ROLLBACK in transaction pooling,
+    /// DISCARD ALL in session pooling) and reused; one still busy is closed.
+    async fn return_server(&mut self) {
+        let Some(mut pooled) = self.server.take() else { return };
+        if !self.outstanding.is_empty() || self.copy_in {
+            return; // dropped: closed; the server aborts what it was doing.
+        }
+        let reset = match (self.shared.transaction_pooling(), self.tx_status) {
+            (true, b'I') => None,
+            (true, _) => Some("ROLLBACK"),
+            (false, _) => Some("DISCARD ALL"),
+        };
+        if let Some(sql) = reset {
+            let conn = pooled.conn();
+            if tokio::time::timeout(RESET_TIMEOUT, server::run_reset(conn, sql)).await.map_or(true, |r| r.is_err()) {
+                return;
+            }
+            if sql == "DISCARD ALL" {
+                conn.prepared.clear();
+            }
+        }
+        PoolStats::add(&self.pool.stats.transactions, 1);
+        pooled.release();
+    }
+}
+
+/// Tells a client why it is refused, then closes.
+async fn refuse(socket: &mut TcpStream, e: &PgError) {
+    if e.reaches_client() {
+        let mut buf = BytesMut::new();
+        msg::error(&mut buf, Severity::Fatal, e.sqlstate(), &e.to_string(), None);
+        let _ = socket.write_all(&buf).await;
+    }
+    debug!(error = %e, "connection refused");
+}
+
+/// One client counted against its user's limit while it lives.
+struct UserSlot {
+    shared: Arc<Shared>,
+    user: String,
+}
+
+impl UserSlot {
+    fn take(shared: &Arc<Shared>, user: &str, limit: Option<u32>) -> Option<UserSlot> {
+        let limit = limit.or(shared.cluster.max_client_connections_per_user);
+        let mut counts = shared.per_user.lock().unwrap_or_else(|e| e.into_inner());
+        let count = counts.entry(user.to_string()).or_insert(0);
+        if limit.is_some_and(|l| *count >= l) {
+            return None;
+        }
+        *count += 1;
+        Some(UserSlot { shared: shared.clone(), user: user.to_string() })
+    }
+}
+
+impl Drop for UserSlot {
+    fn drop(&mut self) {
+        let mut counts = self.shared.per_user.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = counts.get_mut(&self.user) {
+            *c = c.saturating_sub(1);
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! Messages from the server: forwarded in order, answers to injected requests dropped, synthetic answers
+//! put in their place, and the bookkeeping (transaction status, prepared statements, parameters) updated.
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::expect::Expect;
+use super::{params, Session};
+use crate::pg::codec::{decode, Frame};
+use crate::pg::error::PgError;
+use crate::pg::msg;
+use crate::pg::server::ServerConn;
+
+/// Server messages are bounded by PostgreSQL itself (1 GB); the proxy does not cap them further.
+const MAX_SERVER_MESSAGE: usize = 1 << 30;
+
+impl Session {
+    /// Handles every complete message buffered from the server.
+    pub(super) fn process_server(&mut self) -> Result<(), PgError> {
+        loop {
+            let Some(pooled) = self.server.as_mut() else { return Ok(()) };
+            let frame = match decode(&mut pooled.conn().rbuf, MAX_SERVER_MESSAGE) {
+                Ok(Some(f)) => f,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(PgError::ServerProtocol(e.to_string())),
+            };
+            self.on_server_message(frame);
+        }
+    }
+
+    fn on_server_message(&mut self, frame: Frame) {
+        self.emit_synthetic();
+        let tag = frame.tag();
+        let head_forwarded = self.outstanding.front().is_none_or(Expect::forwarded);
+        match tag {
+            b'S' => {
+                if let Some((name, value)) = msg::parameter_fields(frame.body()) {
+                    self.server_conn().params.insert(name.to_string(), value.to_string());
+                    if head_forwarded {
+                        params::record(&mut self.desired, name, value);
+                    }
+                }
+                if head_forwarded {
+                    self.to_client.extend_from_slice(frame.bytes());
+                }
+                return;
+            }
+            // Notices and notifications can come at any time and are always the client's.
+            b'N' | b'A' => return self.to_client.extend_from_slice(frame.bytes()),
+            b'G' => self.copy_in = true,
+            b'Z' => self.tx_status = frame.body().first().copied().unwrap_or(b'I'),
+            _ => {}
+        }
+        let Some(head) = self.outstanding.front().cloned() else {
+            self.to_client.extend_from_slice(frame.bytes());
+            return;
+        };
+        if head.forwarded() {
+            self.to_client.extend_from_slice(frame.bytes());
+        } else if tag == b'E' {
+            // An injected request failed: the client must know, its next message will fail too.
+            self.to_client.extend_from_slice(frame.bytes());
+        }
+        if tag == b'E' && !head.ends_error() {
+            self.outstanding.pop();
+            if let Expect::Parse { created: Some(name) } | Expect::InjectedParse(name) = &head {
+                self.server_conn().prepared.remove(name);
+            }
+            let skipped = self.outstanding.skip_to_sync();
+            let conn = self.server_conn();
+            for name in &skipped.not_prepared {
+                conn.prepared.remove(name);
+            }
+            if skipped.close_skipped {
+                // A statement we think closed still exists there: do not reuse this connection.
+                conn.broken = true;
+            }
+        } else if head.completed_by(tag) {
+            self.outstanding.pop();
+        }
+        self.emit_synthetic();
+    }
+
+    fn emit_synthetic(&mut self) {
+        while let Some(bytes) = self.outstanding.pop_synthetic() {
+            self.to_client.extend_from_slice(&bytes);
+        }
+    }
+}
+
+/// Runs `sql` on an idle server connection and reads its answers up to ReadyForQuery.
+pub async fn run_reset(conn: &mut ServerConn, sql: &str) -> Result<(), PgError> {
+    let mut out = BytesMut::new();
+    msg::query(&mut out, sql);
+    conn.stream.write_all(&out).await.map_err(PgError::ServerIo)?;
+    loop {
+        while let Some(frame) = decode(&mut conn.rbuf, MAX_SERVER_MESSAGE).map_err(|e| PgError::ServerProtocol(e.to_string()))? {
+            match frame.tag() {
+                b'Z' => return Ok(()),
+                b'S' => {
+                    if let Some((name, value)) = msg::parameter_fields(frame.body()) {
+                        conn.params.insert(name.to_string(), value.to_string());
+                    }
+                }
+                _ => {}
+            }
+        }
+        if conn.stream.read_buf(&mut conn.rbuf).await.map_err(PgError::ServerIo)? == 0 {
+            return Err(PgError::ServerIo(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! A client's first steps: startup packet (SSL/GSS requests, cancel requests), then authentication.
+
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use hapool_config::AuthMethod;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::pg::auth::md5_matches;
+use crate::pg::auth::scram::ScramExchange;
+use crate::pg::codec::{cstr, decode, decode_startup, Frame, Startup};
+use crate::pg::error::PgError;
+use crate::pg::listener::Shared;
+use crate::pg::msg;
+
+/// Slows down password guessing: every failed login waits this long before its error.
+const AUTH_FAILURE_DELAY: Duration = Duration::from_millis(250);
+
+/// The largest authentication message accepted from a client.
+const MAX_AUTH_MESSAGE: usize = 8 * 1024;
+
+/// The outcome of a connection's startup.
+#[derive(Debug)]
+pub enum Handshake {
+    /// A cancel request, handled; the connection ends.
+    Cancelled,
+    /// An authenticated client.
+    Ready { user: String, database: String, params: Vec<(String, String)>, leftover: BytesMut },
+}
+
+pub async fn handshake(shared: &Shared, socket: &mut TcpStream) -> Result<Handshake, PgError> {
+    let mut buf = BytesMut::with_capacity(1024);
+    let params = loop {
+        let startup = loop {
+            if let Some(s) = decode_startup(&mut buf)? {
+                break s;
+            }
+            read_more(socket, &mut buf).await?;
+        };
+        match startup {
+            Startup::SslRequest | Startup::GssEncRequest => {
+                // TLS arrives in a later step; until then the client is told to continue in plain text.
+                socket.write_all(b"N").await.map_err(PgError::ClientIo)?;
+            }
+            Startup::Cancel { pid, secret } => {
+                shared.cancels.cancel(pid, secret).await;
+                return Ok(Handshake::Cancelled);
+            }
+            Startup::Unsupported { version } => {
+                return Err(PgError::ClientMessage(format!(
+                    "unsupported frontend protocol {}.{}: hapool speaks 3.0",
+                    version >> 16,
+                    version & 0xffff
+                )))
+            }
+            Startup::Startup { params } => break params,
+        }
+    };
+    let get = |key: &str| params.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+    let user = get("user").ok_or_else(|| PgError::ClientMessage("no PostgreSQL user name specified".into()))?;
+    if get("replication").is_some_and(|v| v != "false" && v != "0") {
+        return Err(PgError::ClientMessage("replication connections are not supported through hapool".into()));
+    }
+    let database = get("database").filter(|d| !d.is_empty()).unwrap_or_else(|| user.clone());
+    authenticate(shared, socket, &mut buf, &user).await?;
+    Ok(Handshake::Ready { user, database, params, leftover: buf })
+}
+
+async fn read_more(socket: &mut TcpStream, buf: &mut BytesMut) -> Result<(), PgError> {
+    match socket.read_buf(buf).await {
+        Ok(0) => Err(PgError::ClientIo(std::io::ErrorKind::UnexpectedEof.into())),
+        Ok(_) => Ok(()),
+        Err(e) => Err(PgError::ClientIo(e)),
+    }
+}
+
+/// Reads one password-family message (`p`).
+async fn password_message(socket: &mut TcpStream, buf: &mut BytesMut) -> Result<Frame, PgError> {
+    loop {
+        if let Some(frame) = decode(buf, MAX_AUTH_MESSAGE)? {
+            if frame.tag() != b'p' {
+                return Err(PgError::ClientMessage(format!(
+                    "expected a password message, got message type {:?}",
+                    frame.tag() as char
+                )));
+            }
+            return Ok(frame);
+        }
+        read_more(socket, buf).await?;
+    }
+}
+
+async fn authenticate(shared: &Shared, socket: &mut TcpStream, buf: &mut BytesMut, user: &str) -> Result<(), PgError> {
+    let auth = shared.users.get(user);
+    let ok = match auth.map(|a| a.method) {
+        Some(AuthMethod::Trust) => true,
+        Some(AuthMethod::Md5) => {
+            let salt: [u8; 4] = rand::random();
+            let mut out = BytesMut::new();
+            msg::auth_md5(&mut out, salt);
+            socket.write_all(&out).await.map_err(PgError::ClientIo)?;
+            let frame = password_message(socket, buf).await?;
+            let response = frame.body().strip_suffix(&[0]).unwrap_or(frame.body());
+            let password = auth.and_then(|a| a.password.as_ref()).map(|p| p.expose()).unwrap_or("");
+            md5_matches(user, password, salt, response)
+        }
+        // SCRAM, and unknown users too: they fail at the proof, like a wrong password, revealing nothing.
+        _ => scram(shared, socket, buf, auth.and_then(|a| a.scram.as_ref())).await?,
+    };
+    if ok {
+        return Ok(());
+    }
+    tokio::time::sleep(AUTH_FAILURE_DELAY).await;
+    Err(PgError::AuthFailed { user: user.to_string() })
+}
+
+async fn scram(
+    shared: &Shared,
+    socket: &mut TcpStream,
+    buf: &mut BytesMut,
+    verifier: Option<&crate::pg::auth::scram::ScramVerifier>,
+) -> Result<bool, PgError> {
+    let verifier = verifier.unwrap_or(&shared.decoy);
+    let mut out = BytesMut::new();
+    msg::auth_sasl(&mut out);
+    socket.write_all(&out).await.map_err(PgError::ClientIo)?;
+    let initial = password_message(socket, buf).await?;
+    let bad = || PgError::ClientMessage("malformed SASL initial response".into());
+    let (mechanism, mut rest) = cstr(initial.body()).ok_or_else(bad)?;
+    if mechanism != "SCRAM-SHA-256" {
+        return Err(PgError::ClientMessage(format!("unsupported SASL mechanism {mechanism:?}")));
+    }
+    if rest.len() < 4 {
+        return Err(bad());
+    }
+    let len = rest.get_i32();
+    if len < 0 || len as usize != rest.len() {
+        return Err(bad());
+    }
+    let Ok(exchange) = ScramExchange::start(verifier, rest) else { return Ok(false) };
+    out.clear();
+    msg::auth_sasl_continue(&mut out, exchange.server_first());
+    socket.write_all(&out).await.map_err(PgError::ClientIo)?;
+    let response = password_message(socket, buf).await?;
+    match exchange.finish(response.body()) {
+        Ok(server_final) => {
+            out.clear();
+            msg::auth_sasl_final(&mut out, &server_final);
+            socket.write_all(&out).await.map_err(PgError::ClientIo)?;
+            Ok(true)
+        }
+        Err(_) => Ok(false),
+    }
+}

@@ -1,0 +1,61 @@
+//! Prepared statements shared across clients in transaction pooling: one proxy-wide name per distinct
+//! (query, parameter types), so a statement prepared on a server serves every client that sends it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+
+use crate::pg::msg::parse_renamed;
+
+/// A statement under its proxy-wide name, with the Parse message that creates it on a server.
+#[derive(Debug)]
+pub struct Statement {
+    pub name: Arc<str>,
+    pub parse: Bytes,
+}
+
+/// Interns statements by the Parse body after the name (query text and parameter types).
+#[derive(Debug, Default)]
+pub struct StatementRegistry {
+    by_text: Mutex<HashMap<Bytes, Arc<Statement>>>,
+    /// Never reset, so names stay unique even after the map starts over.
+    next_id: AtomicU64,
+}
+
+/// Above this many distinct statements the registry starts over (clients keep theirs; servers re-prepare).
+const MAX_STATEMENTS: usize = 100_000;
+
+impl StatementRegistry {
+    pub fn intern(&self, rest: &[u8]) -> Arc<Statement> {
+        let mut map = self.by_text.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = map.get(rest) {
+            return s.clone();
+        }
+        if map.len() >= MAX_STATEMENTS {
+            map.clear();
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let name: Arc<str> = Arc::from(format!("hapool_{id}"));
+        let statement = Arc::new(Statement { parse: parse_renamed(&name, rest), name });
+        map.insert(Bytes::copy_from_slice(rest), statement.clone());
+        statement
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_text_same_statement() {
+        let r = StatementRegistry::default();
+        let a = r.intern(b"SELECT 1\0\0\0");
+        let b = r.intern(b"SELECT 1\0\0\0");
+        let c = r.intern(b"SELECT 2\0\0\0");
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_ne!(a.name, c.name);
+        assert_eq!(&a.parse[5..5 + a.name.len()], a.name.as_bytes());
+    }
+}
