@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: real command-line clients and bounded polling.
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 

@@ -62,11 +62,18 @@ pub fn decode(buf: &mut BytesMut, max: usize) -> Result<Option<Frame>, FrameErro
 pub enum Startup {
     SslRequest,
     GssEncRequest,
-    Cancel { pid: i32, secret: i32 },
+    Cancel {
+        pid: i32,
+        secret: i32,
+    },
     /// Protocol 3.0 startup with its parameters (user, database, options…).
-    Startup { params: Vec<(String, String)> },
+    Startup {
+        params: Vec<(String, String)>,
+    },
     /// Any other protocol version.
-    Unsupported { version: i32 },
+    Unsupported {
+        version: i32,
+    },
 }
 
 /// The largest startup packet accepted (PostgreSQL allows 10000 bytes).
@@ -93,7 +100,9 @@ pub fn decode_startup(buf: &mut BytesMut) -> Result<Option<Startup>, FrameError>
         GSSENC_REQUEST => Startup::GssEncRequest,
         CANCEL_REQUEST if packet.len() == 8 => Startup::Cancel { pid: packet.get_i32(), secret: packet.get_i32() },
         CANCEL_REQUEST => return Err(FrameError::BadLength { len: len as i64 }),
-        PROTOCOL_V3 => Startup::Startup { params: parse_params(&packet).ok_or(FrameError::BadLength { len: len as i64 })? },
+        PROTOCOL_V3 => {
+            Startup::Startup { params: parse_params(&packet).ok_or(FrameError::BadLength { len: len as i64 })? }
+        }
         version => Startup::Unsupported { version },
     }))
 }

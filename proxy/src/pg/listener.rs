@@ -5,9 +5,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::BytesMut;
 use hapool_config::{Cluster, PoolMode};
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -17,9 +15,10 @@ use tracing::{info, warn, Instrument};
 use super::auth::scram::ScramVerifier;
 use super::auth::UserAuth;
 use super::cancel::CancelRegistry;
-use super::msg::{error, Severity};
+use super::error::PgError;
 use super::pool::{Pool, PoolSettings};
 use super::server::ServerTarget;
+use super::session::startup::refuse_after_startup;
 use super::session::{statements::StatementRegistry, Session};
 use crate::stats::PoolSnapshot;
 
@@ -144,10 +143,8 @@ impl PgListener {
             let Ok(slot) = slots.clone().try_acquire_owned() else {
                 let limit = shared.cluster.max_client_connections;
                 tracker.spawn(async move {
-                    let mut buf = BytesMut::new();
-                    let msg = format!("too many client connections ({limit} allowed)");
-                    error(&mut buf, Severity::Fatal, "53300", &msg, None);
-                    let _ = socket.write_all(&buf).await;
+                    let error = PgError::TooManyClients { limit, scope: "" };
+                    refuse_after_startup(&mut socket, &error).await;
                 });
                 continue;
             };
@@ -171,7 +168,8 @@ impl PgListener {
     /// Counters of every pool, by `user@database`.
     pub fn stats(&self) -> Vec<(String, PoolSnapshot)> {
         let pools = self.shared.pools.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out: Vec<(String, PoolSnapshot)> = pools.values().map(|p| (p.name.clone(), p.stats.snapshot())).collect();
+        let mut out: Vec<(String, PoolSnapshot)> =
+            pools.values().map(|p| (p.name.clone(), p.stats.snapshot())).collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }

@@ -20,6 +20,9 @@ pub struct PoolSettings {
     pub max_prepared: usize,
 }
 
+/// Parameter names and values a server reported at login.
+pub type ServerParams = Arc<Vec<(String, String)>>;
+
 #[derive(Debug)]
 pub struct Pool {
     /// `user@database`, for messages and stats.
@@ -30,7 +33,7 @@ pub struct Pool {
     slots: Arc<Semaphore>,
     idle: Mutex<Vec<(ServerConn, Instant)>>,
     /// What the first server reported at login (sent to clients in their greeting).
-    server_params: Mutex<Option<Arc<Vec<(String, String)>>>>,
+    server_params: Mutex<Option<ServerParams>>,
 }
 
 /// A server connection checked out of its pool. Dropping it closes the connection; `release` returns it.
@@ -87,8 +90,8 @@ impl Pool {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         while let Some((conn, since)) = idle.pop() {
             PoolStats::sub(&self.stats.servers_idle, 1);
-            let fresh = since.elapsed() < self.settings.idle_timeout
-                && conn.created.elapsed() < self.settings.max_lifetime;
+            let fresh =
+                since.elapsed() < self.settings.idle_timeout && conn.created.elapsed() < self.settings.max_lifetime;
             if fresh {
                 return Some(conn);
             }
@@ -106,7 +109,7 @@ impl Pool {
     }
 
     /// The parameters servers of this pool report at login, once one has been opened.
-    pub fn server_params(&self) -> Option<Arc<Vec<(String, String)>>> {
+    pub fn server_params(&self) -> Option<ServerParams> {
         self.server_params.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 

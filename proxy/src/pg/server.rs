@@ -49,7 +49,8 @@ impl ServerConn {
             .map_err(|source| PgError::ServerConnect { addr, source })?;
         let _ = stream.set_nodelay(true);
         let mut rbuf = BytesMut::with_capacity(16 * 1024);
-        let params = [("user", target.user.as_str()), ("database", target.database.as_str()), ("application_name", "hapool")];
+        let params =
+            [("user", target.user.as_str()), ("database", target.database.as_str()), ("application_name", "hapool")];
         let greet = async {
             login(&mut stream, &mut rbuf, addr, &params, &target.user, target.password.as_deref()).await?;
             let mut reported = HashMap::new();

@@ -24,7 +24,8 @@ pub async fn login(
     let mut out = BytesMut::new();
     frontend::startup_message(params.iter().copied(), &mut out).map_err(PgError::ServerIo)?;
     stream.write_all(&out).await.map_err(PgError::ServerIo)?;
-    let need_password = || PgError::ServerLogin { addr, message: "the server asks for a password and none is configured".into() };
+    let need_password =
+        || PgError::ServerLogin { addr, message: "the server asks for a password and none is configured".into() };
     let mut scram: Option<ScramSha256> = None;
     loop {
         let message = next(stream, rbuf).await?;
@@ -44,9 +45,7 @@ pub async fn login(
                 let pw = password.ok_or_else(need_password)?;
                 let mut mechanisms = body.mechanisms();
                 let mut offered = false;
-                while let Some(m) = mechanisms.next()
-                    .map_err(PgError::ServerIo)?
-                {
+                while let Some(m) = mechanisms.next().map_err(PgError::ServerIo)? {
                     offered |= m == SCRAM_SHA_256;
                 }
                 if !offered {

@@ -43,10 +43,7 @@ fn startup_packets_decode() {
     buf.put_i32(body.len() as i32 + 4);
     buf.put_slice(&body);
     let s = decode_startup(&mut buf).unwrap().unwrap();
-    assert_eq!(
-        s,
-        Startup::Startup { params: vec![("user".into(), "app".into()), ("database".into(), "db".into())] }
-    );
+    assert_eq!(s, Startup::Startup { params: vec![("user".into(), "app".into()), ("database".into(), "db".into())] });
 
     let mut buf = BytesMut::new();
     buf.put_i32(8);
@@ -63,7 +60,12 @@ fn startup_packets_decode() {
 
 #[test]
 fn garbage_startups_are_errors_not_panics() {
-    for bytes in [&b"GET / HTTP/1.1\r\n"[..], &[0, 0, 0, 4], &[0x7f, 0, 0, 0], &[0, 0, 0, 12, 0, 3, 0, 0, b'u', b's', b'e', b'r']] {
+    for bytes in [
+        &b"GET / HTTP/1.1\r\n"[..],
+        &[0, 0, 0, 4],
+        &[0x7f, 0, 0, 0],
+        &[0, 0, 0, 12, 0, 3, 0, 0, b'u', b's', b'e', b'r'],
+    ] {
         let mut buf = BytesMut::from(bytes);
         let _ = decode_startup(&mut buf);
     }

@@ -146,7 +146,8 @@ impl Session {
 
 /// `DISCARD ALL` and `DEALLOCATE ALL` remove every prepared statement of the server connection.
 fn drops_all_statements(sql: &str) -> bool {
-    let words: Vec<String> = sql.split_whitespace().take(3).map(|w| w.trim_end_matches(';').to_ascii_uppercase()).collect();
+    let words: Vec<String> =
+        sql.split_whitespace().take(3).map(|w| w.trim_end_matches(';').to_ascii_uppercase()).collect();
     matches!(words.as_slice(), [a, b, ..] if (a == "DISCARD" && b == "ALL") || (a == "DEALLOCATE" && (b == "ALL" || (b == "PREPARE" && words.get(2).is_some_and(|w| w == "ALL")))))
 }
 

@@ -10,7 +10,9 @@ use bytes::Bytes;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Expect {
     /// The client's Parse; `created` names the statement it adds to the server (transaction pooling).
-    Parse { created: Option<Arc<str>> },
+    Parse {
+        created: Option<Arc<str>>,
+    },
     Bind,
     Describe,
     Execute,
@@ -105,7 +107,9 @@ impl Outstanding {
                 break;
             }
             match self.queue.pop_front() {
-                Some(Expect::Parse { created: Some(n) }) | Some(Expect::InjectedParse(n)) => skipped.not_prepared.push(n),
+                Some(Expect::Parse { created: Some(n) }) | Some(Expect::InjectedParse(n)) => {
+                    skipped.not_prepared.push(n)
+                }
                 Some(Expect::InjectedClose(_)) => skipped.close_skipped = true,
                 _ => {}
             }

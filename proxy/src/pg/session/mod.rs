@@ -5,7 +5,7 @@ mod client;
 pub mod expect;
 mod params;
 mod server;
-mod startup;
+pub mod startup;
 pub mod statements;
 
 use std::collections::HashMap;

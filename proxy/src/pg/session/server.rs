@@ -94,7 +94,9 @@ pub async fn run_reset(conn: &mut ServerConn, sql: &str) -> Result<(), PgError> 
     msg::query(&mut out, sql);
     conn.stream.write_all(&out).await.map_err(PgError::ServerIo)?;
     loop {
-        while let Some(frame) = decode(&mut conn.rbuf, MAX_SERVER_MESSAGE).map_err(|e| PgError::ServerProtocol(e.to_string()))? {
+        while let Some(frame) =
+            decode(&mut conn.rbuf, MAX_SERVER_MESSAGE).map_err(|e| PgError::ServerProtocol(e.to_string()))?
+        {
             match frame.tag() {
                 b'Z' => return Ok(()),
                 b'S' => {

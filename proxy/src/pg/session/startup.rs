@@ -67,6 +67,29 @@ pub async fn handshake(shared: &Shared, socket: &mut TcpStream) -> Result<Handsh
     Ok(Handshake::Ready { user, database, params, leftover: buf })
 }
 
+/// Answers a client that cannot be served (e.g. over the connection limit): reads its startup packet, declining
+/// TLS, so that its driver shows our error rather than a broken handshake, then sends `error`.
+pub async fn refuse_after_startup(socket: &mut TcpStream, error: &PgError) {
+    let mut buf = BytesMut::with_capacity(256);
+    let read_startup = async {
+        loop {
+            match decode_startup(&mut buf) {
+                Ok(Some(Startup::SslRequest | Startup::GssEncRequest)) => {
+                    socket.write_all(b"N").await.map_err(PgError::ClientIo)?;
+                }
+                Ok(Some(_)) | Err(_) => return Ok(()),
+                Ok(None) => read_more(socket, &mut buf).await?,
+            }
+        }
+    };
+    let read: Result<Result<(), PgError>, _> = tokio::time::timeout(Duration::from_secs(5), read_startup).await;
+    if matches!(read, Ok(Ok(()))) {
+        let mut out = BytesMut::new();
+        msg::error(&mut out, msg::Severity::Fatal, error.sqlstate(), &error.to_string(), None);
+        let _ = socket.write_all(&out).await;
+    }
+}
+
 async fn read_more(socket: &mut TcpStream, buf: &mut BytesMut) -> Result<(), PgError> {
     match socket.read_buf(buf).await {
         Ok(0) => Err(PgError::ClientIo(std::io::ErrorKind::UnexpectedEof.into())),

@@ -1,0 +1,289 @@
+//! The PostgreSQL proxy against real servers and real clients: psql, pgbench, tokio-postgres.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::proxy::TestProxy;
+use common::{eventually, psql_conninfo};
+use hapool_sandbox::{PgCluster, PgClusterOptions};
+
+fn cluster() -> PgCluster {
+    PgCluster::start(PgClusterOptions { replicas: 0, ..Default::default() }).expect("start PostgreSQL")
+}
+
+/// Runs pgbench through `conninfo` with `args`; returns its output, failing the test on errors.
+fn pgbench(proxy: &TestProxy, args: &[&str]) -> String {
+    let out = Command::new("pgbench")
+        .args(args)
+        .args(["-h", "127.0.0.1", "-p", &proxy.addr.port().to_string(), "-U", "app", "app"])
+        .env("PGPASSWORD", "app")
+        .output()
+        .expect("run pgbench");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "pgbench {args:?} failed:\n{text}");
+    if !args.contains(&"-i") {
+        assert!(text.contains("number of failed transactions: 0 (0.000%)"), "pgbench {args:?}:\n{text}");
+    }
+    text
+}
+
+#[test]
+fn psql_reads_and_writes_through_the_proxy() {
+    let pg = cluster();
+    let proxy = TestProxy::start(&pg, "", "");
+    let app = proxy.app();
+    psql_conninfo(&app, "CREATE TABLE t (id int primary key, v text)").unwrap();
+    psql_conninfo(&app, "INSERT INTO t VALUES (1, 'one'), (2, 'two')").unwrap();
+    assert_eq!(psql_conninfo(&app, "SELECT string_agg(v, ',' ORDER BY id) FROM t").unwrap(), "one,two");
+    let err = psql_conninfo(&app, "SELECT * FROM missing").unwrap_err();
+    assert!(err.contains("relation \"missing\" does not exist"), "{err}");
+    assert_eq!(psql_conninfo(&app, "SELECT count(*) FROM t").unwrap(), "2", "the session survives an error");
+    assert_eq!(psql_conninfo(&app, "SELECT current_setting('application_name')").unwrap(), "psql");
+}
+
+#[test]
+fn pgbench_in_every_protocol_mode_in_transaction_pooling() {
+    let pg = cluster();
+    let proxy = TestProxy::start(&pg, "pool_size = 4", "");
+    pgbench(&proxy, &["-i", "-s", "1", "-q"]);
+    for mode in ["simple", "extended", "prepared"] {
+        // One thread per client: pgbench prepares with a blocking call that would stall a thread's other
+        // clients, which may hold the row lock everyone waits for (a pgbench artifact, see the README).
+        pgbench(&proxy, &["-M", mode, "-c", "8", "-j", "8", "-t", "50"]);
+        pgbench(&proxy, &["-M", mode, "-S", "-c", "8", "-j", "2", "-t", "200"]);
+    }
+    assert!(proxy.servers_opened() <= 4, "at most pool_size server connections: {}", proxy.servers_opened());
+}
+
+#[test]
+fn pgbench_in_every_protocol_mode_in_session_pooling() {
+    let pg = cluster();
+    let proxy = TestProxy::start(&pg, "pool_mode = \"session\"\npool_size = 8", "");
+    pgbench(&proxy, &["-i", "-s", "1", "-q"]);
+    for mode in ["simple", "extended", "prepared"] {
+        pgbench(&proxy, &["-M", mode, "-c", "4", "-j", "2", "-t", "50"]);
+    }
+}
+
+#[test]
+fn hundreds_of_clients_share_a_few_server_connections() {
+    let pg = cluster();
+    let proxy = TestProxy::start(&pg, "pool_size = 10\nmax_client_connections = 2000", "");
+    pgbench(&proxy, &["-i", "-s", "1", "-q"]);
+    pgbench(&proxy, &["-M", "prepared", "-S", "-c", "500", "-j", "2", "-T", "5"]);
+    assert!(proxy.servers_opened() <= 10, "opened {} server connections", proxy.servers_opened());
+    let app_backends = pg.primary().psql("SELECT count(*) FROM pg_stat_activity WHERE usename = 'app'").unwrap();
+    assert!(app_backends.parse::<u32>().unwrap() <= 10, "{app_backends} server connections");
+}
+
+#[test]
+fn authentication_scram_md5_trust_and_failures() {
+    let pg = cluster();
+    pg.primary().psql("CREATE ROLE md5user LOGIN PASSWORD 'md5pw'; CREATE ROLE trusted LOGIN PASSWORD 'tpw'").unwrap();
+    pg.primary().psql_db("app", "GRANT ALL ON SCHEMA public TO md5user, trusted").unwrap();
+    let users = "\n  [[cluster.user]]\n  name = \"md5user\"\n  password = \"md5pw\"\n  auth = \"md5\"\n\n  [[cluster.user]]\n  name = \"trusted\"\n  password = \"tpw\"\n  auth = \"trust\"\n";
+    let proxy = TestProxy::start(&pg, "", users);
+    assert_eq!(psql_conninfo(&proxy.app(), "SELECT current_user").unwrap(), "app");
+    assert_eq!(psql_conninfo(&proxy.conninfo("md5user", "md5pw"), "SELECT current_user").unwrap(), "md5user");
+    assert_eq!(psql_conninfo(&proxy.conninfo("trusted", "ignored"), "SELECT current_user").unwrap(), "trusted");
+    for (user, password) in [("app", "wrong"), ("md5user", "wrong"), ("nobody", "app")] {
+        let started = Instant::now();
+        let err = psql_conninfo(&proxy.conninfo(user, password), "SELECT 1").unwrap_err();
+        assert!(err.contains(&format!("password authentication failed for user \"{user}\"")), "{err}");
+        assert!(started.elapsed() >= Duration::from_millis(200), "failures are slowed down");
+    }
+}
+
+#[test]
+fn client_limits_refuse_with_53300() {
+    let pg = cluster();
+    let proxy = TestProxy::start(&pg, "max_client_connections = 2", "");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (_a, _b) = rt.block_on(async {
+        let a = tokio_postgres::connect(&proxy.app(), tokio_postgres::NoTls).await.unwrap();
+        let b = tokio_postgres::connect(&proxy.app(), tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(a.1);
+        tokio::spawn(b.1);
+        (a.0, b.0)
+    });
+    let err = psql_conninfo(&proxy.app(), "SELECT 1").unwrap_err();
+    assert!(err.contains("too many client connections (2 allowed)"), "{err}");
+}
+
+#[test]
+fn cancel_reaches_the_right_server_within_a_second() {
+    let pg = cluster();
+    let proxy = TestProxy::start(&pg, "pool_size = 2", "");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(&proxy.app(), tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        let (other, conn) = tokio_postgres::connect(&proxy.app(), tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        let token = client.cancel_token();
+        let sleeping = tokio::spawn(async move { client.simple_query("SELECT pg_sleep(30)").await });
+        let busy = tokio::spawn(async move { other.simple_query("SELECT pg_sleep(1.5)").await });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let started = Instant::now();
+        token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+        let err = sleeping.await.unwrap().unwrap_err();
+        assert_eq!(err.code(), Some(&tokio_postgres::error::SqlState::QUERY_CANCELED), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(1), "cancel took {:?}", started.elapsed());
+        assert!(busy.await.unwrap().is_ok(), "the other client's query was not cancelled");
+    });
+}
+
+#[test]
+fn prepared_statements_are_shared_across_clients_and_survive_pooling() {
+    let pg = cluster();
+    let proxy = TestProxy::start(&pg, "pool_size = 2\nmax_prepared_statements = 3", "");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut tasks = Vec::new();
+        for i in 0..20i32 {
+            let conninfo = proxy.app();
+            tasks.push(tokio::spawn(async move {
+                let (client, conn) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls).await.unwrap();
+                tokio::spawn(conn);
+                // Five statements over a server limit of three: evictions and re-preparation on the way.
+                let statements = [
+                    client.prepare("SELECT $1::int + 1").await.unwrap(),
+                    client.prepare("SELECT $1::int * 2").await.unwrap(),
+                    client.prepare("SELECT $1::text || 'x'").await.unwrap(),
+                    client.prepare("SELECT $1::int - 1").await.unwrap(),
+                    client.prepare("SELECT $1::int / 1").await.unwrap(),
+                ];
+                for round in 0..30 {
+                    let n = i * 100 + round;
+                    let s = &statements[(round as usize) % 5];
+                    match (round as usize) % 5 {
+                        2 => {
+                            let row = client.query_one(s, &[&n.to_string()]).await.unwrap();
+                            assert_eq!(row.get::<_, String>(0), format!("{n}x"));
+                        }
+                        k => {
+                            let row = client.query_one(s, &[&n]).await.unwrap();
+                            let expected = [n + 1, n * 2, 0, n - 1, n][k];
+                            assert_eq!(row.get::<_, i32>(0), expected);
+                        }
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    assert!(proxy.servers_opened() <= 2);
+}
+
+#[test]
+fn session_parameters_follow_each_client() {
+    let pg = cluster();
+    let proxy = TestProxy::start(&pg, "pool_size = 1", "");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (a, conn) = tokio_postgres::connect(&proxy.app(), tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        let (b, conn) = tokio_postgres::connect(&proxy.app(), tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        let show = |rows: Vec<tokio_postgres::SimpleQueryMessage>| {
+            rows.iter()
+                .find_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).unwrap().to_string()),
+                    _ => None,
+                })
+                .expect("a row")
+        };
+        let default = show(b.simple_query("SHOW TimeZone").await.unwrap());
+        a.simple_query("SET TimeZone = 'Asia/Tokyo'").await.unwrap();
+        assert_eq!(show(b.simple_query("SHOW TimeZone").await.unwrap()), default, "b keeps its time zone");
+        assert_eq!(show(a.simple_query("SHOW TimeZone").await.unwrap()), "Asia/Tokyo", "a keeps its own");
+    });
+    assert_eq!(proxy.servers_opened(), 1, "both clients used the same server connection");
+}
+
+#[test]
+fn a_client_vanishing_mid_transaction_leaves_no_dirty_connection() {
+    let pg = cluster();
+    let proxy = TestProxy::start(&pg, "pool_size = 1", "");
+    psql_conninfo(&proxy.app(), "CREATE TABLE t (id int)").unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(&proxy.app(), tokio_postgres::NoTls).await.unwrap();
+        let driver = tokio::spawn(conn);
+        client.batch_execute("BEGIN; INSERT INTO t VALUES (1)").await.unwrap();
+        drop(client);
+        driver.abort();
+    });
+    // The only server connection was rolled back and reused: the next client sees no row and no transaction.
+    let clean = eventually(Duration::from_secs(10), || {
+        psql_conninfo(&proxy.app(), "SELECT count(*) FROM t").as_deref() == Ok("0")
+    });
+    assert!(clean, "the abandoned transaction was rolled back");
+    let in_tx =
+        pg.primary().psql("SELECT count(*) FROM pg_stat_activity WHERE state LIKE 'idle in transaction%'").unwrap();
+    assert_eq!(in_tx, "0");
+    assert_eq!(proxy.servers_opened(), 1, "the server connection was reused, not leaked");
+}
+
+fn read_all(stream: &mut TcpStream) -> Vec<u8> {
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out);
+    out
+}
+
+fn startup(user: &str) -> Vec<u8> {
+    let mut body = 196_608i32.to_be_bytes().to_vec();
+    body.extend_from_slice(format!("user\0{user}\0database\0app\0\0").as_bytes());
+    let mut packet = ((body.len() + 4) as i32).to_be_bytes().to_vec();
+    packet.extend_from_slice(&body);
+    packet
+}
+
+#[test]
+fn malformed_input_gets_a_clean_error_and_harms_no_one_else() {
+    let pg = cluster();
+    let users = "\n  [[cluster.user]]\n  name = \"postgres\"\n  auth = \"trust\"\n  password = \"postgres\"\n";
+    let proxy = TestProxy::start(&pg, "max_message_size = \"1MB\"", users);
+
+    // Garbage instead of a startup packet.
+    let mut s = TcpStream::connect(proxy.addr).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let reply = read_all(&mut s);
+    assert!(reply.is_empty() || reply[0] == b'E', "{reply:?}");
+
+    // A 2 GB length prefix after login.
+    let mut s = TcpStream::connect(proxy.addr).unwrap();
+    s.write_all(&startup("postgres")).unwrap();
+    let mut greeting = [0u8; 1];
+    s.read_exact(&mut greeting).unwrap();
+    assert_eq!(greeting[0], b'R');
+    s.write_all(&[b'Q', 0x7f, 0xff, 0xff, 0xff]).unwrap();
+    let reply = String::from_utf8_lossy(&read_all(&mut s)).into_owned();
+    assert!(reply.contains("08P01") && reply.contains("exceeds the limit"), "{reply}");
+
+    // A negative length, and a truncated frame followed by a hang-up.
+    for bytes in [&[b'Q', 0xff, 0xff, 0xff, 0xf0][..], &[b'Q', 0, 0, 0, 100, b'S']] {
+        let mut s = TcpStream::connect(proxy.addr).unwrap();
+        s.write_all(&startup("postgres")).unwrap();
+        s.read_exact(&mut greeting).unwrap();
+        s.write_all(bytes).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let _ = read_all(&mut s);
+    }
+
+    // An unsupported protocol version.
+    let mut s = TcpStream::connect(proxy.addr).unwrap();
+    s.write_all(&[0, 0, 0, 8, 0, 2, 0, 0]).unwrap();
+    let reply = String::from_utf8_lossy(&read_all(&mut s)).into_owned();
+    assert!(reply.contains("unsupported frontend protocol 2.0"), "{reply}");
+
+    // Everyone else is still served.
+    assert_eq!(psql_conninfo(&proxy.app(), "SELECT 42").unwrap(), "42");
+}
