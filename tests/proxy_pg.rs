@@ -287,3 +287,61 @@ fn malformed_input_gets_a_clean_error_and_harms_no_one_else() {
     // Everyone else is still served.
     assert_eq!(psql_conninfo(&proxy.app(), "SELECT 42").unwrap(), "42");
 }
+
+#[test]
+fn copy_in_and_out_and_an_aborted_copy() {
+    let pg = cluster();
+    let proxy = TestProxy::start(&pg, "pool_size = 1", "");
+    let app = proxy.app();
+    psql_conninfo(&app, "CREATE TABLE t (id int, v text)").unwrap();
+
+    // psql: COPY FROM STDIN over the simple protocol.
+    let mut child = Command::new("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &app, "-c", "COPY t FROM STDIN"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rows: String = (1..=1000).map(|i| format!("{i}\trow {i}\n")).collect();
+    child.stdin.take().unwrap().write_all(rows.as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(psql_conninfo(&app, "SELECT count(*) FROM t").unwrap(), "1000");
+    let out = psql_conninfo(&app, "COPY (SELECT id FROM t WHERE id <= 3 ORDER BY id) TO STDOUT").unwrap();
+    assert_eq!(out, "1\n2\n3");
+
+    // tokio-postgres: COPY over the extended protocol, one finished and one abandoned midway.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        use bytes::Bytes;
+        use futures_util::SinkExt;
+        let (client, conn) = tokio_postgres::connect(&proxy.app(), tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        let sink = client.copy_in("COPY t FROM STDIN").await.unwrap();
+        futures_util::pin_mut!(sink);
+        sink.send(Bytes::from_static(b"2001\tx\n2002\ty\n")).await.unwrap();
+        assert_eq!(sink.finish().await.unwrap(), 2);
+        {
+            let abandoned = client.copy_in::<_, Bytes>("COPY t FROM STDIN").await.unwrap();
+            futures_util::pin_mut!(abandoned);
+            abandoned.send(Bytes::from_static(b"3001\tz\n")).await.unwrap();
+            // dropped without finish: the driver sends CopyFail
+        }
+        let n: i64 = client.query_one("SELECT count(*) FROM t", &[]).await.unwrap().get(0);
+        assert_eq!(n, 1002, "the aborted COPY added nothing");
+    });
+    assert_eq!(psql_conninfo(&app, "SELECT count(*) FROM t").unwrap(), "1002");
+    assert_eq!(proxy.servers_opened(), 1, "the one server connection survived every COPY");
+}
+
+#[test]
+fn psycopg_server_side_prepared_statements_in_transaction_pooling() {
+    let pg = cluster();
+    let proxy = TestProxy::start(&pg, "pool_size = 3", "");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/psycopg_prepared.py");
+    let out = Command::new("python3").arg(&script).arg(proxy.app()).output().expect("run python3");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success() && text.trim() == "ok",
+        "psycopg through hapool failed (scripts/install-deps installs psycopg):\n{text}"
+    );
+    assert!(proxy.servers_opened() <= 3);
+}

@@ -50,6 +50,8 @@ impl Session {
                 PoolStats::add(&self.pool.stats.queries, 1);
                 self.forward(frame, Expect::Execute);
             }
+            // During COPY FROM STDIN the server ignores Sync: nothing will answer it.
+            b'S' if self.copy_in => self.to_server.extend_from_slice(frame.bytes()),
             b'S' => self.forward(frame, Expect::Sync),
             b'c' | b'f' => {
                 self.copy_in = false;

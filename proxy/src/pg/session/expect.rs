@@ -117,6 +117,13 @@ impl Outstanding {
         skipped
     }
 
+    /// Removes the Sync requests queued right behind the head (see COPY FROM STDIN).
+    pub fn drop_syncs_after_head(&mut self) {
+        while self.queue.len() > 1 && self.queue[1] == Expect::Sync {
+            self.queue.remove(1);
+        }
+    }
+
     pub fn clear(&mut self) {
         self.queue.clear();
     }

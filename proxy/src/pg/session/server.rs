@@ -47,7 +47,12 @@ impl Session {
             }
             // Notices and notifications can come at any time and are always the client's.
             b'N' | b'A' => return self.to_client.extend_from_slice(frame.bytes()),
-            b'G' => self.copy_in = true,
+            b'G' => {
+                self.copy_in = true;
+                // Syncs the client sent right behind its Execute reached a server already in COPY mode, which
+                // ignores them (drivers send one before they see CopyInResponse).
+                self.outstanding.drop_syncs_after_head();
+            }
             b'Z' => self.tx_status = frame.body().first().copied().unwrap_or(b'I'),
             _ => {}
         }
