@@ -70,11 +70,11 @@ fn pgbench_in_every_protocol_mode_in_session_pooling() {
 }
 
 #[test]
-fn hundreds_of_clients_share_a_few_server_connections() {
+fn a_thousand_clients_share_ten_server_connections() {
     let pg = cluster();
     let proxy = TestProxy::start(&pg, "pool_size = 10\nmax_client_connections = 2000", "");
     pgbench(&proxy, &["-i", "-s", "1", "-q"]);
-    pgbench(&proxy, &["-M", "prepared", "-S", "-c", "500", "-j", "2", "-T", "5"]);
+    pgbench(&proxy, &["-M", "prepared", "-S", "-c", "1000", "-j", "2", "-T", "5"]);
     assert!(proxy.servers_opened() <= 10, "opened {} server connections", proxy.servers_opened());
     let app_backends = pg.primary().psql("SELECT count(*) FROM pg_stat_activity WHERE usename = 'app'").unwrap();
     assert!(app_backends.parse::<u32>().unwrap() <= 10, "{app_backends} server connections");
@@ -344,4 +344,38 @@ fn psycopg_server_side_prepared_statements_in_transaction_pooling() {
         "psycopg through hapool failed (scripts/install-deps installs psycopg):\n{text}"
     );
     assert!(proxy.servers_opened() <= 3);
+}
+
+#[test]
+fn tls_between_clients_and_the_proxy() {
+    let pg = PgCluster::start(PgClusterOptions { replicas: 0, tls: true, ..Default::default() }).unwrap();
+    let cert = pg.tls_ca().unwrap();
+    let key = cert.with_file_name("server.key");
+    let tls = |mode: &str| {
+        format!(
+            "\n  [cluster.tls]\n  client_mode = \"{mode}\"\n  cert = \"{}\"\n  key = \"{}\"\n",
+            cert.display(),
+            key.display()
+        )
+    };
+    let conninfo = |proxy: &TestProxy, ssl: &str| format!("{} {ssl}", proxy.app());
+
+    let required = TestProxy::start(&pg, &tls("require"), "");
+    let verified = format!("sslmode=verify-full sslrootcert={}", cert.display());
+    let info = psql_conninfo(&conninfo(&required, &verified), "\\conninfo").unwrap();
+    assert!(info.contains("SSL connection (protocol: TLSv1.3"), "{info}");
+    assert_eq!(psql_conninfo(&conninfo(&required, "sslmode=require"), "SELECT 1").unwrap(), "1");
+    let err = psql_conninfo(&conninfo(&required, "sslmode=disable"), "SELECT 1").unwrap_err();
+    assert!(err.contains("this listener requires TLS"), "{err}");
+
+    let allowed = TestProxy::start(&pg, &tls("allow"), "");
+    assert_eq!(psql_conninfo(&conninfo(&allowed, "sslmode=disable"), "SELECT 1").unwrap(), "1");
+    let info = psql_conninfo(&conninfo(&allowed, "sslmode=require"), "\\conninfo").unwrap();
+    assert!(info.contains("SSL connection"), "{info}");
+    // pgbench over TLS through the pool.
+    let over_tls = conninfo(&allowed, "sslmode=require");
+    for args in [&["-i", "-q", "-s", "1"][..], &["-n", "-S", "-c", "4", "-j", "2", "-t", "50"]] {
+        let out = Command::new("pgbench").args(args).arg(&over_tls).output().unwrap();
+        assert!(out.status.success(), "pgbench {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
 }

@@ -44,6 +44,8 @@ pub enum PgError {
     ServerProtocol(String),
     #[error("hapool is shutting down")]
     Shutdown,
+    #[error("this listener requires TLS (connect with sslmode=require or stronger)")]
+    TlsRequired,
 }
 
 impl PgError {
@@ -51,7 +53,7 @@ impl PgError {
         use PgError::*;
         match self {
             ClientIo(_) | ClientProtocol(_) | ClientMessage(_) | AuthFailed { .. } | UnknownPool { .. } => Side::Client,
-            StartupTimeout { .. } => Side::Client,
+            StartupTimeout { .. } | TlsRequired => Side::Client,
             ServerConnect { .. } | ServerLogin { .. } | ServerIo(_) | ServerProtocol(_) => Side::Server,
             TooManyClients { .. } | PoolTimeout { .. } | Shutdown => Side::Proxy,
         }
@@ -69,6 +71,7 @@ impl PgError {
             StartupTimeout { .. } => "08006",
             ServerLogin { .. } => "08004",
             Shutdown => "57P01",
+            TlsRequired => "28000",
         }
     }
 

@@ -20,6 +20,7 @@ use super::pool::{Pool, PoolSettings};
 use super::server::ServerTarget;
 use super::session::startup::refuse_after_startup;
 use super::session::{statements::StatementRegistry, Session};
+use super::tls::{acceptor, ClientTls};
 use crate::stats::PoolSnapshot;
 
 /// What a PostgreSQL listener serves.
@@ -43,6 +44,8 @@ pub struct Shared {
     pub statements: StatementRegistry,
     pub per_user: Mutex<HashMap<String, u32>>,
     pub shutdown: CancellationToken,
+    /// Set when `tls.client_mode` is `allow` or `require`.
+    pub tls: Option<ClientTls>,
 }
 
 impl Shared {
@@ -107,7 +110,9 @@ impl PgListener {
                 (u.name.clone(), auth)
             })
             .collect();
+        let tls = acceptor(&cluster.tls).map_err(std::io::Error::other)?;
         let shared = Shared {
+            tls,
             primary,
             users,
             decoy: ScramVerifier::from_password(&format!("{:x}", rand::random::<u128>())),

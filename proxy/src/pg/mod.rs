@@ -9,3 +9,4 @@ pub mod msg;
 pub mod pool;
 pub mod server;
 pub mod session;
+pub mod tls;

@@ -76,7 +76,8 @@ impl Pool {
         let conn = match self.take_idle() {
             Some(conn) => conn,
             None => {
-                let conn = ServerConn::connect(&self.target, self.settings.max_prepared).await?;
+                // Boxed: opening a connection is rare, and its state would enlarge every session's future.
+                let conn = Box::pin(ServerConn::connect(&self.target, self.settings.max_prepared)).await?;
                 PoolStats::add(&self.stats.servers_opened, 1);
                 self.remember_params(&conn);
                 conn

@@ -21,6 +21,7 @@ use super::error::PgError;
 use super::listener::Shared;
 use super::msg::{self, Severity};
 use super::pool::{Pool, Pooled};
+use super::tls::ClientStream;
 use crate::stats::PoolStats;
 use expect::Outstanding;
 use startup::{handshake, Handshake};
@@ -31,7 +32,7 @@ const RESET_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct Session {
     shared: Arc<Shared>,
-    client: TcpStream,
+    client: ClientStream,
     cbuf: BytesMut,
     to_client: BytesMut,
     to_server: BytesMut,
@@ -65,16 +66,18 @@ enum Event {
 
 impl Session {
     /// Serves one client from its first byte to its last.
-    pub async fn run(shared: Arc<Shared>, mut socket: TcpStream) {
+    pub async fn run(shared: Arc<Shared>, socket: TcpStream) {
+        let mut socket = ClientStream::Plain(socket);
         let timeout = shared.cluster.startup_timeout;
-        let outcome = match tokio::time::timeout(timeout, handshake(&shared, &mut socket)).await {
+        // Boxed: startup runs once, and its state should not make every long-lived session future larger.
+        let outcome = match tokio::time::timeout(timeout, Box::pin(handshake(&shared, &mut socket))).await {
             Ok(outcome) => outcome,
             Err(_) => Err(PgError::StartupTimeout { seconds: timeout.as_secs() }),
         };
         let (user, database, params, leftover) = match outcome {
             Ok(Handshake::Cancelled) => return,
             Ok(Handshake::Ready { user, database, params, leftover }) => (user, database, params, leftover),
-            Err(e) => return refuse(&mut socket, &e).await,
+            Err(e) => return Box::pin(refuse(&mut socket, &e)).await,
         };
         let Some(auth) = shared.users.get(&user) else { return };
         let Some(_user_slot) = UserSlot::take(&shared, &user, auth.max_clients) else {
@@ -87,8 +90,8 @@ impl Session {
             max_message: shared.cluster.max_message_size.0 as usize,
             client: socket,
             cbuf: leftover,
-            to_client: BytesMut::with_capacity(16 * 1024),
-            to_server: BytesMut::with_capacity(16 * 1024),
+            to_client: BytesMut::new(),
+            to_server: BytesMut::new(),
             user,
             pool,
             server: None,
@@ -102,7 +105,7 @@ impl Session {
         };
         PoolStats::add(&session.pool.stats.clients_active, 1);
         debug!(user = %session.user, %database, "client authenticated");
-        let result = match session.greet(&params).await {
+        let result = match Box::pin(session.greet(&params)).await {
             Ok(()) => session.serve().await,
             Err(e) => Err(e),
         };
@@ -116,7 +119,7 @@ impl Session {
         }
         PoolStats::sub(&session.pool.stats.clients_active, 1);
         session.shared.cancels.unregister(session.key.0);
-        session.return_server().await;
+        Box::pin(session.return_server()).await;
     }
 
     /// AuthenticationOk, the server's parameters (with the client's own where it set them), our cancel key.
@@ -152,6 +155,7 @@ impl Session {
             if self.shared.shutdown.is_cancelled() && self.at_boundary() {
                 return Err(PgError::Shutdown);
             }
+            self.release_idle_buffers();
             let event = {
                 let boundary = self.at_boundary();
                 let shutdown = self.shared.shutdown.cancelled();
@@ -166,7 +170,7 @@ impl Session {
                     }
                 };
                 tokio::select! {
-                    n = self.client.read_buf(&mut self.cbuf) => Event::Client(n),
+                    n = self.client.read_into(&mut self.cbuf) => Event::Client(n),
                     n = server_read => Event::Server(n),
                     _ = shutdown, if boundary => Event::Shutdown,
                 }
@@ -188,6 +192,18 @@ impl Session {
 
     fn server_conn(&mut self) -> &mut super::server::ServerConn {
         self.server.as_mut().expect("a server is checked out").conn()
+    }
+
+    /// Between transactions with no server held, a client keeps no buffers: thousands of idle clients then cost
+    /// little memory, at the price of three small allocations when the client speaks again.
+    fn release_idle_buffers(&mut self) {
+        if self.server.is_none() && self.cbuf.is_empty() {
+            for buf in [&mut self.cbuf, &mut self.to_client, &mut self.to_server] {
+                if buf.capacity() > 0 && buf.is_empty() {
+                    *buf = BytesMut::new();
+                }
+            }
+        }
     }
 
     /// No transaction open and nothing in flight: a pooled connection could change hands here.
@@ -228,6 +244,9 @@ impl Session {
         }
         if !self.to_client.is_empty() {
             self.client.write_all(&self.to_client).await.map_err(PgError::ClientIo)?;
+            if self.client.is_tls() {
+                self.client.flush().await.map_err(PgError::ClientIo)?;
+            }
             self.to_client.clear();
         }
         Ok(())
@@ -260,11 +279,12 @@ impl Session {
 }
 
 /// Tells a client why it is refused, then closes.
-async fn refuse(socket: &mut TcpStream, e: &PgError) {
+async fn refuse(socket: &mut ClientStream, e: &PgError) {
     if e.reaches_client() {
         let mut buf = BytesMut::new();
         msg::error(&mut buf, Severity::Fatal, e.sqlstate(), &e.to_string(), None);
         let _ = socket.write_all(&buf).await;
+        let _ = socket.flush().await;
     }
     debug!(error = %e, "connection refused");
 }

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use hapool_config::AuthMethod;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use hapool_config::{AuthMethod, ClientTlsMode};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::pg::auth::md5_matches;
@@ -13,6 +13,7 @@ use crate::pg::codec::{cstr, decode, decode_startup, Frame, Startup};
 use crate::pg::error::PgError;
 use crate::pg::listener::Shared;
 use crate::pg::msg;
+use crate::pg::tls::ClientStream;
 
 /// Slows down password guessing: every failed login waits this long before its error.
 const AUTH_FAILURE_DELAY: Duration = Duration::from_millis(250);
@@ -29,8 +30,8 @@ pub enum Handshake {
     Ready { user: String, database: String, params: Vec<(String, String)>, leftover: BytesMut },
 }
 
-pub async fn handshake(shared: &Shared, socket: &mut TcpStream) -> Result<Handshake, PgError> {
-    let mut buf = BytesMut::with_capacity(1024);
+pub async fn handshake(shared: &Shared, socket: &mut ClientStream) -> Result<Handshake, PgError> {
+    let mut buf = BytesMut::with_capacity(256);
     let params = loop {
         let startup = loop {
             if let Some(s) = decode_startup(&mut buf)? {
@@ -39,10 +40,18 @@ pub async fn handshake(shared: &Shared, socket: &mut TcpStream) -> Result<Handsh
             read_more(socket, &mut buf).await?;
         };
         match startup {
-            Startup::SslRequest | Startup::GssEncRequest => {
-                // TLS arrives in a later step; until then the client is told to continue in plain text.
-                socket.write_all(b"N").await.map_err(PgError::ClientIo)?;
-            }
+            Startup::SslRequest => match &shared.tls {
+                Some(acceptor) if !socket.is_tls() => {
+                    if !buf.is_empty() {
+                        // Bytes sent before the handshake would be trusted as if encrypted (CVE-2021-23222).
+                        return Err(PgError::ClientMessage("unencrypted data after the SSL request".into()));
+                    }
+                    socket.write_all(b"S").await.map_err(PgError::ClientIo)?;
+                    socket.upgrade(acceptor).await.map_err(PgError::ClientIo)?;
+                }
+                _ => socket.write_all(b"N").await.map_err(PgError::ClientIo)?,
+            },
+            Startup::GssEncRequest => socket.write_all(b"N").await.map_err(PgError::ClientIo)?,
             Startup::Cancel { pid, secret } => {
                 shared.cancels.cancel(pid, secret).await;
                 return Ok(Handshake::Cancelled);
@@ -57,6 +66,9 @@ pub async fn handshake(shared: &Shared, socket: &mut TcpStream) -> Result<Handsh
             Startup::Startup { params } => break params,
         }
     };
+    if shared.cluster.tls.client_mode == ClientTlsMode::Require && !socket.is_tls() {
+        return Err(PgError::TlsRequired);
+    }
     let get = |key: &str| params.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
     let user = get("user").ok_or_else(|| PgError::ClientMessage("no PostgreSQL user name specified".into()))?;
     if get("replication").is_some_and(|v| v != "false" && v != "0") {
@@ -90,7 +102,7 @@ pub async fn refuse_after_startup(socket: &mut TcpStream, error: &PgError) {
     }
 }
 
-async fn read_more(socket: &mut TcpStream, buf: &mut BytesMut) -> Result<(), PgError> {
+async fn read_more<S: AsyncRead + Unpin>(socket: &mut S, buf: &mut BytesMut) -> Result<(), PgError> {
     match socket.read_buf(buf).await {
         Ok(0) => Err(PgError::ClientIo(std::io::ErrorKind::UnexpectedEof.into())),
         Ok(_) => Ok(()),
@@ -99,7 +111,7 @@ async fn read_more(socket: &mut TcpStream, buf: &mut BytesMut) -> Result<(), PgE
 }
 
 /// Reads one password-family message (`p`).
-async fn password_message(socket: &mut TcpStream, buf: &mut BytesMut) -> Result<Frame, PgError> {
+async fn password_message(socket: &mut ClientStream, buf: &mut BytesMut) -> Result<Frame, PgError> {
     loop {
         if let Some(frame) = decode(buf, MAX_AUTH_MESSAGE)? {
             if frame.tag() != b'p' {
@@ -114,7 +126,12 @@ async fn password_message(socket: &mut TcpStream, buf: &mut BytesMut) -> Result<
     }
 }
 
-async fn authenticate(shared: &Shared, socket: &mut TcpStream, buf: &mut BytesMut, user: &str) -> Result<(), PgError> {
+async fn authenticate(
+    shared: &Shared,
+    socket: &mut ClientStream,
+    buf: &mut BytesMut,
+    user: &str,
+) -> Result<(), PgError> {
     let auth = shared.users.get(user);
     let ok = match auth.map(|a| a.method) {
         Some(AuthMethod::Trust) => true,
@@ -140,7 +157,7 @@ async fn authenticate(shared: &Shared, socket: &mut TcpStream, buf: &mut BytesMu
 
 async fn scram(
     shared: &Shared,
-    socket: &mut TcpStream,
+    socket: &mut ClientStream,
     buf: &mut BytesMut,
     verifier: Option<&crate::pg::auth::scram::ScramVerifier>,
 ) -> Result<bool, PgError> {

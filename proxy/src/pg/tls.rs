@@ -1,0 +1,162 @@
+//! TLS between clients and the proxy (rustls): the acceptor built from the cluster's certificate and key, and
+//! the client stream that is either plain TCP or TLS.
+
+use std::io;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::BytesMut;
+use hapool_config::{ClientTlsMode, Tls};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+
+/// Why the TLS settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{file}: {reason}")]
+    File { file: String, reason: String },
+    #[error("certificate and key do not fit together: {0}")]
+    Config(#[from] rustls::Error),
+}
+
+/// The TLS acceptor of a listener.
+#[derive(Clone)]
+pub struct ClientTls(pub TlsAcceptor);
+
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientTls")
+    }
+}
+
+/// The acceptor for `tls.client_mode = allow | require`; `None` when TLS is off.
+pub fn acceptor(tls: &Tls) -> Result<Option<ClientTls>, TlsError> {
+    if tls.client_mode == ClientTlsMode::Disable {
+        return Ok(None);
+    }
+    let (Some(cert), Some(key)) = (&tls.cert, &tls.key) else {
+        // Validation requires both; keep the proxy safe rather than panic if that ever changes.
+        return Err(TlsError::File { file: "tls".into(), reason: "cert and key are required".into() });
+    };
+    let certs = read_certs(cert)?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| file_error(key, e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    Ok(Some(ClientTls(TlsAcceptor::from(Arc::new(config)))))
+}
+
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| file_error(path, e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| file_error(path, e))?;
+    if certs.is_empty() {
+        return Err(TlsError::File { file: path.display().to_string(), reason: "no certificate in the file".into() });
+    }
+    Ok(certs)
+}
+
+fn file_error(path: &Path, e: impl std::fmt::Display) -> TlsError {
+    TlsError::File { file: path.display().to_string(), reason: e.to_string() }
+}
+
+/// A client connection, in plain text or TLS.
+#[derive(Debug)]
+pub enum ClientStream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    /// Only while the TLS handshake owns the socket; any I/O on it fails.
+    Detached,
+}
+
+impl ClientStream {
+    pub fn is_tls(&self) -> bool {
+        matches!(self, ClientStream::Tls(_))
+    }
+
+    /// Runs the TLS handshake on a plain connection and becomes the TLS stream.
+    pub async fn upgrade(&mut self, tls: &ClientTls) -> io::Result<()> {
+        let ClientStream::Plain(tcp) = std::mem::replace(self, ClientStream::Detached) else {
+            return Err(io::Error::other("TLS requested twice"));
+        };
+        *self = ClientStream::Tls(Box::new(tls.0.accept(tcp).await?));
+        Ok(())
+    }
+}
+
+/// Spare room reserved in a read buffer right before reading into it.
+const READ_CHUNK: usize = 8 * 1024;
+
+impl ClientStream {
+    /// Reads what the client sent into `buf`. On plain TCP it first waits for data without holding buffer space,
+    /// so an idle client costs no buffer at all; TLS keeps its own buffers anyway.
+    pub async fn read_into(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        match self {
+            ClientStream::Plain(tcp) => loop {
+                tcp.readable().await?;
+                if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+                    buf.reserve(READ_CHUNK);
+                }
+                match tcp.try_read_buf(buf) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    other => return other,
+                }
+            },
+            other => {
+                if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+                    buf.reserve(READ_CHUNK);
+                }
+                other.read_buf(buf).await
+            }
+        }
+    }
+}
+
+fn detached() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "connection lost during the TLS handshake")
+}
+
+impl AsyncRead for ClientStream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            ClientStream::Detached => Poll::Ready(Err(detached())),
+        }
+    }
+}
+
+impl AsyncWrite for ClientStream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            ClientStream::Detached => Poll::Ready(Err(detached())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            ClientStream::Detached => Poll::Ready(Err(detached())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            ClientStream::Detached => Poll::Ready(Err(detached())),
+        }
+    }
+}

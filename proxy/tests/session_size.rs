@@ -1,0 +1,21 @@
+//! Memory budget: every idle client holds one session future; keep it small (it was 2.4 kB before the
+//! rarely-used startup and connect states were boxed).
+
+#[test]
+fn a_session_future_stays_under_two_kilobytes() {
+    let toml = "[[cluster]]\nname = \"t\"\nengine = \"postgres\"\n[[cluster.node]]\nname = \"a\"\nhost = \"127.0.0.1\"\nport = 5432\n[[cluster.user]]\nname = \"app\"\npassword = \"x\"\n";
+    let config = hapool_config::parse(toml, "t.toml", &|_| None, std::path::Path::new(".")).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let config = hapool_proxy::PgProxyConfig {
+            cluster: config.cluster[0].clone(),
+            shutdown_grace: std::time::Duration::from_secs(1),
+        };
+        let listener = hapool_proxy::PgListener::new(config, tokio_util::sync::CancellationToken::new()).unwrap();
+        let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(socket.local_addr().unwrap()).await.unwrap();
+        let session = hapool_proxy::pg::session::Session::run(listener.shared().clone(), client);
+        let size = std::mem::size_of_val(&session);
+        assert!(size < 2048, "a session future takes {size} bytes");
+    });
+}
