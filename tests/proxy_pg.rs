@@ -349,8 +349,8 @@ fn psycopg_server_side_prepared_statements_in_transaction_pooling() {
 #[test]
 fn tls_between_clients_and_the_proxy() {
     let pg = PgCluster::start(PgClusterOptions { replicas: 0, tls: true, ..Default::default() }).unwrap();
-    let cert = pg.tls_ca().unwrap();
-    let key = cert.with_file_name("server.key");
+    let (cert, key) = pg.tls_cert_and_key().unwrap();
+    let ca = pg.tls_ca().unwrap();
     let tls = |mode: &str| {
         format!(
             "\n  [cluster.tls]\n  client_mode = \"{mode}\"\n  cert = \"{}\"\n  key = \"{}\"\n",
@@ -361,7 +361,7 @@ fn tls_between_clients_and_the_proxy() {
     let conninfo = |proxy: &TestProxy, ssl: &str| format!("{} {ssl}", proxy.app());
 
     let required = TestProxy::start(&pg, &tls("require"), "");
-    let verified = format!("sslmode=verify-full sslrootcert={}", cert.display());
+    let verified = format!("sslmode=verify-full sslrootcert={}", ca.display());
     let info = psql_conninfo(&conninfo(&required, &verified), "\\conninfo").unwrap();
     assert!(info.contains("SSL connection (protocol: TLSv1.3"), "{info}");
     assert_eq!(psql_conninfo(&conninfo(&required, "sslmode=require"), "SELECT 1").unwrap(), "1");
@@ -378,4 +378,36 @@ fn tls_between_clients_and_the_proxy() {
         let out = Command::new("pgbench").args(args).arg(&over_tls).output().unwrap();
         assert!(out.status.success(), "pgbench {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     }
+}
+
+#[test]
+fn tls_from_the_proxy_to_the_server_with_verification() {
+    let pg = PgCluster::start(PgClusterOptions { replicas: 0, tls: true, ..Default::default() }).unwrap();
+    let ca = pg.tls_ca().unwrap();
+    let server_tls = |mode: &str, ca: &std::path::Path| {
+        format!("\n  [cluster.tls]\n  server_mode = \"{mode}\"\n  server_ca = \"{}\"\n", ca.display())
+    };
+    let ssl_used = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
+
+    let verified = TestProxy::start(&pg, &server_tls("verify-full", &ca), "");
+    assert_eq!(psql_conninfo(&verified.app(), ssl_used).unwrap(), "t");
+    let plain = TestProxy::start(&pg, "\n  [cluster.tls]\n  server_mode = \"disable\"\n", "");
+    assert_eq!(psql_conninfo(&plain.app(), ssl_used).unwrap(), "f");
+    let preferred = TestProxy::start(&pg, "", "");
+    assert_eq!(psql_conninfo(&preferred.app(), ssl_used).unwrap(), "t", "the default, prefer, encrypts when it can");
+
+    // A CA that did not sign the server's certificate.
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("other.crt");
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=other", "-keyout"])
+        .arg(dir.path().join("other.key"))
+        .arg("-out")
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let wrong = TestProxy::start(&pg, &server_tls("verify-ca", &other), "");
+    let err = psql_conninfo(&wrong.app(), "SELECT 1").unwrap_err();
+    assert!(err.contains("TLS handshake failed"), "{err}");
 }

@@ -18,6 +18,7 @@ use super::cancel::CancelRegistry;
 use super::error::PgError;
 use super::pool::{Pool, PoolSettings};
 use super::server::ServerTarget;
+use super::server_tls::ServerTls;
 use super::session::startup::refuse_after_startup;
 use super::session::{statements::StatementRegistry, Session};
 use super::tls::{acceptor, ClientTls};
@@ -46,6 +47,8 @@ pub struct Shared {
     pub shutdown: CancellationToken,
     /// Set when `tls.client_mode` is `allow` or `require`.
     pub tls: Option<ClientTls>,
+    /// Set unless `tls.server_mode` is `disable`.
+    pub server_tls: Option<ServerTls>,
 }
 
 impl Shared {
@@ -67,6 +70,7 @@ impl Shared {
                     database: database.to_string(),
                     password: user.password.as_ref().map(|p| p.expose().to_string()),
                     connect_timeout: c.connect_timeout,
+                    tls: self.server_tls.clone(),
                 };
                 let settings = PoolSettings {
                     size: user.pool_size.unwrap_or(c.pool_size) as usize,
@@ -111,8 +115,10 @@ impl PgListener {
             })
             .collect();
         let tls = acceptor(&cluster.tls).map_err(std::io::Error::other)?;
+        let server_tls = ServerTls::new(&cluster.tls, &first.host).map_err(std::io::Error::other)?;
         let shared = Shared {
             tls,
+            server_tls,
             primary,
             users,
             decoy: ScramVerifier::from_password(&format!("{:x}", rand::random::<u128>())),

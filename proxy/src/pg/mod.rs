@@ -8,5 +8,6 @@ pub mod listener;
 pub mod msg;
 pub mod pool;
 pub mod server;
+pub mod server_tls;
 pub mod session;
 pub mod tls;

@@ -8,10 +8,13 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use postgres_protocol::message::backend::Message;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::auth::backend::{login, next};
 use super::error::PgError;
+use super::server_tls::ServerTls;
+use super::tls::ServerStream;
 
 /// Where and as whom to open server connections.
 #[derive(Debug, Clone)]
@@ -21,12 +24,14 @@ pub struct ServerTarget {
     pub database: String,
     pub password: Option<String>,
     pub connect_timeout: Duration,
+    /// TLS to the server (`server_mode`), `None` for plain text.
+    pub tls: Option<ServerTls>,
 }
 
 /// A logged-in server connection, idle at ReadyForQuery.
 #[derive(Debug)]
 pub struct ServerConn {
-    pub stream: TcpStream,
+    pub stream: ServerStream,
     pub rbuf: BytesMut,
     pub addr: SocketAddr,
     /// The server's current values of reported parameters (ParameterStatus).
@@ -43,15 +48,19 @@ impl ServerConn {
     pub async fn connect(target: &ServerTarget, max_prepared: usize) -> Result<ServerConn, PgError> {
         let addr = target.addr;
         let connect = TcpStream::connect(addr);
-        let mut stream = tokio::time::timeout(target.connect_timeout, connect)
+        let tcp = tokio::time::timeout(target.connect_timeout, connect)
             .await
             .map_err(|_| PgError::ServerConnect { addr, source: std::io::ErrorKind::TimedOut.into() })?
             .map_err(|source| PgError::ServerConnect { addr, source })?;
-        let _ = stream.set_nodelay(true);
+        let _ = tcp.set_nodelay(true);
+        let mut stream = ServerStream::Plain(tcp);
         let mut rbuf = BytesMut::with_capacity(16 * 1024);
         let params =
             [("user", target.user.as_str()), ("database", target.database.as_str()), ("application_name", "hapool")];
         let greet = async {
+            if let Some(tls) = &target.tls {
+                negotiate_tls(&mut stream, tls, addr).await?;
+            }
             login(&mut stream, &mut rbuf, addr, &params, &target.user, target.password.as_deref()).await?;
             let mut reported = HashMap::new();
             let mut key = (0, 0);
@@ -85,6 +94,25 @@ impl ServerConn {
             created: Instant::now(),
             broken: false,
         })
+    }
+}
+
+/// Sends SSLRequest and, when the server agrees, runs the TLS handshake.
+async fn negotiate_tls(stream: &mut ServerStream, tls: &ServerTls, addr: SocketAddr) -> Result<(), PgError> {
+    let mut request = [0u8; 8];
+    request[..4].copy_from_slice(&8i32.to_be_bytes());
+    request[4..].copy_from_slice(&super::codec::SSL_REQUEST.to_be_bytes());
+    stream.write_all(&request).await.map_err(PgError::ServerIo)?;
+    let mut answer = [0u8; 1];
+    stream.read_exact(&mut answer).await.map_err(PgError::ServerIo)?;
+    match answer[0] {
+        b'S' => stream
+            .upgrade(tls)
+            .await
+            .map_err(|e| PgError::ServerLogin { addr, message: format!("TLS handshake failed: {e}") }),
+        b'N' if tls.plain_allowed() => Ok(()),
+        b'N' => Err(PgError::ServerLogin { addr, message: "the server does not accept TLS".into() }),
+        other => Err(PgError::ServerProtocol(format!("unexpected answer {other:#04x} to SSLRequest"))),
     }
 }
 

@@ -69,26 +69,49 @@ fn file_error(path: &Path, e: impl std::fmt::Display) -> TlsError {
     TlsError::File { file: path.display().to_string(), reason: e.to_string() }
 }
 
-/// A client connection, in plain text or TLS.
+/// A connection in plain text or TLS (`T` is rustls's server or client stream).
 #[derive(Debug)]
-pub enum ClientStream {
+pub enum Stream<T> {
     Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
+    Tls(Box<T>),
     /// Only while the TLS handshake owns the socket; any I/O on it fails.
     Detached,
 }
 
-impl ClientStream {
+/// A connection from a client.
+pub type ClientStream = Stream<TlsStream<TcpStream>>;
+
+/// A connection to a server.
+pub type ServerStream = Stream<tokio_rustls::client::TlsStream<TcpStream>>;
+
+impl<T> Stream<T> {
     pub fn is_tls(&self) -> bool {
-        matches!(self, ClientStream::Tls(_))
+        matches!(self, Stream::Tls(_))
     }
 
+    /// Takes the plain socket out for a TLS handshake.
+    fn take_plain(&mut self) -> io::Result<TcpStream> {
+        match std::mem::replace(self, Stream::Detached) {
+            Stream::Plain(tcp) => Ok(tcp),
+            _ => Err(io::Error::other("TLS requested twice")),
+        }
+    }
+}
+
+impl ClientStream {
     /// Runs the TLS handshake on a plain connection and becomes the TLS stream.
     pub async fn upgrade(&mut self, tls: &ClientTls) -> io::Result<()> {
-        let ClientStream::Plain(tcp) = std::mem::replace(self, ClientStream::Detached) else {
-            return Err(io::Error::other("TLS requested twice"));
-        };
-        *self = ClientStream::Tls(Box::new(tls.0.accept(tcp).await?));
+        let tcp = self.take_plain()?;
+        *self = Stream::Tls(Box::new(tls.0.accept(tcp).await?));
+        Ok(())
+    }
+}
+
+impl ServerStream {
+    /// Runs the client side of the TLS handshake towards a server.
+    pub async fn upgrade(&mut self, tls: &super::server_tls::ServerTls) -> io::Result<()> {
+        let tcp = self.take_plain()?;
+        *self = Stream::Tls(Box::new(tls.connector.connect(tls.server_name.clone(), tcp).await?));
         Ok(())
     }
 }
@@ -96,12 +119,12 @@ impl ClientStream {
 /// Spare room reserved in a read buffer right before reading into it.
 const READ_CHUNK: usize = 8 * 1024;
 
-impl ClientStream {
+impl<T: AsyncRead + AsyncWrite + Unpin> Stream<T> {
     /// Reads what the client sent into `buf`. On plain TCP it first waits for data without holding buffer space,
     /// so an idle client costs no buffer at all; TLS keeps its own buffers anyway.
     pub async fn read_into(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
         match self {
-            ClientStream::Plain(tcp) => loop {
+            Stream::Plain(tcp) => loop {
                 tcp.readable().await?;
                 if buf.capacity() - buf.len() < READ_CHUNK / 4 {
                     buf.reserve(READ_CHUNK);
@@ -125,38 +148,38 @@ fn detached() -> io::Error {
     io::Error::new(io::ErrorKind::NotConnected, "connection lost during the TLS handshake")
 }
 
-impl AsyncRead for ClientStream {
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for Stream<T> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            ClientStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-            ClientStream::Detached => Poll::Ready(Err(detached())),
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Stream::Detached => Poll::Ready(Err(detached())),
         }
     }
 }
 
-impl AsyncWrite for ClientStream {
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Stream<T> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            ClientStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-            ClientStream::Detached => Poll::Ready(Err(detached())),
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Stream::Detached => Poll::Ready(Err(detached())),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            ClientStream::Plain(s) => Pin::new(s).poll_flush(cx),
-            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-            ClientStream::Detached => Poll::Ready(Err(detached())),
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Stream::Detached => Poll::Ready(Err(detached())),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            ClientStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-            ClientStream::Detached => Poll::Ready(Err(detached())),
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Stream::Detached => Poll::Ready(Err(detached())),
         }
     }
 }

@@ -125,6 +125,8 @@ impl PgCluster {
         node.start()
     }
 
+    /// A CA and a server certificate it signed (for 127.0.0.1 and localhost), as a real deployment has:
+    /// clients verify the server against the CA (a self-signed leaf would be refused by strict verifiers).
     fn make_certificate(&self, data: &Path) -> Result<()> {
         let openssl = on_path("openssl").ok_or_else(|| SandboxError::MissingBinary {
             program: "openssl".into(),
@@ -133,10 +135,31 @@ impl PgCluster {
         })?;
         let tls = self.root.path().join("tls");
         create_dir(&tls)?;
-        run(Command::new(openssl)
-            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", "-subj", "/CN=localhost"])
-            .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout"])
+        let rsa = ["-newkey", "rsa:2048", "-nodes"];
+        run(Command::new(&openssl)
+            .args(["req", "-x509", "-days", "3650", "-subj", "/CN=hapool sandbox CA"])
+            .args(rsa)
+            .arg("-keyout")
+            .arg(tls.join("ca.key"))
+            .arg("-out")
+            .arg(tls.join("ca.crt")))?;
+        run(Command::new(&openssl)
+            .args(["req", "-subj", "/CN=localhost"])
+            .args(rsa)
+            .arg("-keyout")
             .arg(tls.join("server.key"))
+            .arg("-out")
+            .arg(tls.join("server.csr")))?;
+        write(&tls.join("server.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")?;
+        run(Command::new(&openssl)
+            .args(["x509", "-req", "-days", "3650", "-CAcreateserial", "-in"])
+            .arg(tls.join("server.csr"))
+            .arg("-CA")
+            .arg(tls.join("ca.crt"))
+            .arg("-CAkey")
+            .arg(tls.join("ca.key"))
+            .arg("-extfile")
+            .arg(tls.join("server.ext"))
             .arg("-out")
             .arg(tls.join("server.crt")))?;
         for file in ["server.crt", "server.key"] {
@@ -211,9 +234,15 @@ impl PgCluster {
         self.root.path()
     }
 
-    /// The self-signed certificate the servers present (also the CA to verify them), when TLS is on.
+    /// The CA that signed the servers' certificate, when TLS is on.
     pub fn tls_ca(&self) -> Option<PathBuf> {
-        self.options.tls.then(|| self.root.path().join("tls/server.crt"))
+        self.options.tls.then(|| self.root.path().join("tls/ca.crt"))
+    }
+
+    /// The servers' certificate and key (PEM), when TLS is on: reusable by a proxy in front of them.
+    pub fn tls_cert_and_key(&self) -> Option<(PathBuf, PathBuf)> {
+        let dir = self.root.path().join("tls");
+        self.options.tls.then(|| (dir.join("server.crt"), dir.join("server.key")))
     }
 
     /// A libpq connection string for the application user through `node`'s relay.

@@ -6,15 +6,14 @@ use bytes::BytesMut;
 use fallible_iterator::FallibleIterator;
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM_SHA_256};
 use postgres_protocol::message::{backend::Message, frontend};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::pg::error::PgError;
 
 /// Sends the startup message and answers authentication until AuthenticationOk. Leaves the rest of the
 /// server's greeting (ParameterStatus, BackendKeyData, ReadyForQuery) in `rbuf` / on the socket.
-pub async fn login(
-    stream: &mut TcpStream,
+pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
     rbuf: &mut BytesMut,
     addr: SocketAddr,
     params: &[(&str, &str)],
@@ -24,6 +23,7 @@ pub async fn login(
     let mut out = BytesMut::new();
     frontend::startup_message(params.iter().copied(), &mut out).map_err(PgError::ServerIo)?;
     stream.write_all(&out).await.map_err(PgError::ServerIo)?;
+    stream.flush().await.map_err(PgError::ServerIo)?;
     let need_password =
         || PgError::ServerLogin { addr, message: "the server asks for a password and none is configured".into() };
     let mut scram: Option<ScramSha256> = None;
@@ -78,11 +78,12 @@ pub async fn login(
             _ => return Err(PgError::ServerProtocol("unexpected message during authentication".into())),
         }
         stream.write_all(&out).await.map_err(PgError::ServerIo)?;
+        stream.flush().await.map_err(PgError::ServerIo)?;
     }
 }
 
 /// Reads until one whole backend message is buffered, and parses it.
-pub async fn next(stream: &mut TcpStream, rbuf: &mut BytesMut) -> Result<Message, PgError> {
+pub async fn next<S: AsyncRead + Unpin>(stream: &mut S, rbuf: &mut BytesMut) -> Result<Message, PgError> {
     loop {
         if let Some(m) = Message::parse(rbuf).map_err(|e| PgError::ServerProtocol(e.to_string()))? {
             return Ok(m);

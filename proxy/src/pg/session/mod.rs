@@ -238,7 +238,11 @@ impl Session {
     async fn flush(&mut self) -> Result<(), PgError> {
         if !self.to_server.is_empty() {
             if let Some(s) = self.server.as_mut() {
-                s.conn().stream.write_all(&self.to_server).await.map_err(PgError::ServerIo)?;
+                let stream = &mut s.conn().stream;
+                stream.write_all(&self.to_server).await.map_err(PgError::ServerIo)?;
+                if stream.is_tls() {
+                    stream.flush().await.map_err(PgError::ServerIo)?;
+                }
             }
             self.to_server.clear();
         }

@@ -98,6 +98,7 @@ pub async fn run_reset(conn: &mut ServerConn, sql: &str) -> Result<(), PgError> 
     let mut out = BytesMut::new();
     msg::query(&mut out, sql);
     conn.stream.write_all(&out).await.map_err(PgError::ServerIo)?;
+    conn.stream.flush().await.map_err(PgError::ServerIo)?;
     loop {
         while let Some(frame) =
             decode(&mut conn.rbuf, MAX_SERVER_MESSAGE).map_err(|e| PgError::ServerProtocol(e.to_string()))?

@@ -1,0 +1,155 @@
+//! TLS from the proxy to PostgreSQL servers, with libpq's `sslmode` meanings: `prefer` and `require` encrypt
+//! without checking the certificate, `verify-ca` checks it against `server_ca`, `verify-full` also checks that
+//! it names the host.
+
+use std::sync::Arc;
+
+use hapool_config::{ServerTlsMode, Tls};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use tokio_rustls::TlsConnector;
+
+use super::tls::TlsError;
+
+/// How the proxy reaches one server over TLS.
+#[derive(Clone)]
+pub struct ServerTls {
+    pub mode: ServerTlsMode,
+    pub connector: TlsConnector,
+    pub server_name: ServerName<'static>,
+}
+
+impl std::fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ServerTls({:?}, {:?})", self.mode, self.server_name)
+    }
+}
+
+impl ServerTls {
+    /// `None` for `server_mode = "disable"`.
+    pub fn new(tls: &Tls, host: &str) -> Result<Option<ServerTls>, TlsError> {
+        if tls.server_mode == ServerTlsMode::Disable {
+            return Ok(None);
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder =
+            rustls::ClientConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions()?;
+        let verifier: Arc<dyn ServerCertVerifier> = match (&tls.server_ca, tls.server_mode) {
+            (Some(ca), ServerTlsMode::VerifyCa | ServerTlsMode::VerifyFull) => {
+                let mut roots = RootCertStore::empty();
+                for cert in CertificateDer::pem_file_iter(ca).map_err(|e| file_error(ca, e))? {
+                    roots.add(cert.map_err(|e| file_error(ca, e))?)?;
+                }
+                let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                    .build()
+                    .map_err(|e| TlsError::File { file: ca.display().to_string(), reason: e.to_string() })?;
+                if tls.server_mode == ServerTlsMode::VerifyFull {
+                    webpki
+                } else {
+                    Arc::new(AnyName(webpki))
+                }
+            }
+            _ => Arc::new(NoVerification(provider)),
+        };
+        let config = builder.dangerous().with_custom_certificate_verifier(verifier).with_no_client_auth();
+        let server_name = ServerName::try_from(host.to_string())
+            .map_err(|e| TlsError::File { file: host.to_string(), reason: format!("not a host name: {e}") })?;
+        Ok(Some(ServerTls { mode: tls.server_mode, connector: TlsConnector::from(Arc::new(config)), server_name }))
+    }
+
+    /// Whether a server that refuses TLS may be used in plain text.
+    pub fn plain_allowed(&self) -> bool {
+        self.mode == ServerTlsMode::Prefer
+    }
+}
+
+fn file_error(path: &std::path::Path, e: impl std::fmt::Display) -> TlsError {
+    TlsError::File { file: path.display().to_string(), reason: e.to_string() }
+}
+
+/// `prefer` / `require`: encryption without authentication, as libpq does.
+#[derive(Debug)]
+struct NoVerification(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for NoVerification {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// `verify-ca`: the chain must lead to the CA, whatever name the certificate carries.
+#[derive(Debug)]
+struct AnyName(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for AnyName {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self.0.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
