@@ -411,3 +411,31 @@ fn tls_from_the_proxy_to_the_server_with_verification() {
     let err = psql_conninfo(&wrong.app(), "SELECT 1").unwrap_err();
     assert!(err.contains("TLS handshake failed"), "{err}");
 }
+
+#[test]
+fn shutdown_lets_open_transactions_finish_then_ends_sessions_with_57p01() {
+    let pg = cluster();
+    let proxy = TestProxy::start(&pg, "pool_size = 2", "");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (busy, conn) = tokio_postgres::connect(&proxy.app(), tokio_postgres::NoTls).await.unwrap();
+        let busy_conn = tokio::spawn(conn);
+        let (idle, conn) = tokio_postgres::connect(&proxy.app(), tokio_postgres::NoTls).await.unwrap();
+        let idle_conn = tokio::spawn(conn);
+        busy.batch_execute("CREATE TABLE t (id int); BEGIN; INSERT INTO t VALUES (1)").await.unwrap();
+
+        proxy.begin_shutdown();
+        // The idle session is told at once; its connection task ends with the server's error.
+        let idle_end = tokio::time::timeout(Duration::from_secs(5), idle_conn).await.expect("idle session ended");
+        let err = idle_end.unwrap().unwrap_err();
+        assert_eq!(err.code(), Some(&tokio_postgres::error::SqlState::ADMIN_SHUTDOWN), "{err}");
+        assert!(idle.simple_query("SELECT 1").await.is_err());
+
+        // The open transaction may finish; then that session ends too.
+        busy.batch_execute("INSERT INTO t VALUES (2); COMMIT").await.unwrap();
+        let busy_end = tokio::time::timeout(Duration::from_secs(5), busy_conn).await.expect("busy session ended");
+        assert!(busy_end.unwrap().is_err());
+        assert!(tokio_postgres::connect(&proxy.app(), tokio_postgres::NoTls).await.is_err(), "no new clients");
+    });
+    assert_eq!(pg.primary().psql_db("app", "SELECT count(*) FROM t").unwrap(), "2", "the transaction committed");
+}
