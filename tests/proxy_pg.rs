@@ -439,3 +439,15 @@ fn shutdown_lets_open_transactions_finish_then_ends_sessions_with_57p01() {
     });
     assert_eq!(pg.primary().psql_db("app", "SELECT count(*) FROM t").unwrap(), "2", "the transaction committed");
 }
+
+#[test]
+fn hba_rules_choose_the_method_by_client_address() {
+    let pg = cluster();
+    let rules = "\n  [[cluster.user]]\n  name = \"other\"\n  password = \"pw\"\n\
+                 \n  [[cluster.hba]]\n  users = [\"app\"]\n  address = \"127.0.0.0/8\"\n  method = \"trust\"\n\
+                 \n  [[cluster.hba]]\n  users = [\"all\"]\n  address = \"10.0.0.0/8\"\n  method = \"password\"\n";
+    let proxy = TestProxy::start(&pg, "", rules);
+    assert_eq!(psql_conninfo(&proxy.conninfo("app", "not-the-password"), "SELECT current_user").unwrap(), "app");
+    let err = psql_conninfo(&proxy.conninfo("other", "pw"), "SELECT 1").unwrap_err();
+    assert!(err.contains("no hba rule allows user \"other\" from 127.0.0.1"), "{err}");
+}

@@ -128,6 +128,8 @@ pub struct Cluster {
     pub max_prepared_statements: u32,
     pub node: Vec<Node>,
     pub user: Vec<User>,
+    /// Client address rules, first match wins; empty: every user authenticates with its own `auth`.
+    pub hba: Vec<HbaRule>,
     pub monitor: Monitor,
     pub routing: Routing,
     pub failover: Failover,
@@ -165,6 +167,89 @@ pub struct User {
     pub auth: AuthMethod,
     pub pool_size: Option<u32>,
     pub max_client_connections: Option<u32>,
+}
+
+/// What an hba rule demands of the clients it matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum HbaMethod {
+    /// The user's own `auth` method.
+    #[serde(rename = "password")]
+    Password,
+    #[serde(rename = "trust")]
+    Trust,
+    #[serde(rename = "reject")]
+    Reject,
+}
+
+/// `address` in CIDR notation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub network: IpAddr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    /// Parses "10.0.0.0/8", "::1/128" or a lone address (a /32 or /128).
+    pub fn parse(text: &str) -> Option<Cidr> {
+        let (addr, prefix) = match text.split_once('/') {
+            Some((a, p)) => (a.parse::<IpAddr>().ok()?, Some(p.parse::<u8>().ok()?)),
+            None => (text.parse::<IpAddr>().ok()?, None),
+        };
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        (prefix <= max).then_some(Cidr { network: addr, prefix })
+    }
+
+    /// Whether `ip` is inside the range (IPv4-mapped IPv6 addresses count as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match (self.network, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => mask_eq(&n.octets(), &a.octets(), self.prefix),
+            (IpAddr::V6(n), IpAddr::V6(a)) => mask_eq(&n.octets(), &a.octets(), self.prefix),
+            _ => false,
+        }
+    }
+}
+
+fn mask_eq(a: &[u8], b: &[u8], prefix: u8) -> bool {
+    let (full, rest) = ((prefix / 8) as usize, prefix % 8);
+    if a[..full] != b[..full] {
+        return false;
+    }
+    rest == 0 || (a[full] ^ b[full]) & (0xffu8 << (8 - rest)) == 0
+}
+
+impl Serialize for Cidr {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("{}/{}", self.network, self.prefix))
+    }
+}
+
+/// One client address rule.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HbaRule {
+    /// User names it applies to; empty: every user.
+    pub users: Vec<String>,
+    pub address: Cidr,
+    pub method: HbaMethod,
+}
+
+impl HbaRule {
+    pub fn matches(&self, user: &str, ip: IpAddr) -> bool {
+        (self.users.is_empty() || self.users.iter().any(|u| u == user)) && self.address.contains(ip)
+    }
+}
+
+/// How a client must authenticate: the first matching rule, else (with no rules at all) its own method; with
+/// rules but no match the client is rejected, as pg_hba.conf does.
+pub fn hba_decision(rules: &[HbaRule], user: &str, ip: IpAddr) -> HbaMethod {
+    if rules.is_empty() {
+        return HbaMethod::Password;
+    }
+    rules.iter().find(|r| r.matches(user, ip)).map_or(HbaMethod::Reject, |r| r.method)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -81,6 +81,8 @@ pub struct RawCluster {
     pub node: Vec<RawNode>,
     #[serde(default)]
     pub user: Vec<RawUser>,
+    #[serde(default)]
+    pub hba: Vec<RawHba>,
     pub monitor: Option<RawMonitor>,
     pub routing: Option<RawRouting>,
     pub failover: Option<RawFailover>,
@@ -107,6 +109,14 @@ pub struct RawUser {
     pub auth: Option<String>,
     pub pool_size: Option<i64>,
     pub max_client_connections: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHba {
+    pub users: Option<Vec<String>>,
+    pub address: Option<String>,
+    pub method: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

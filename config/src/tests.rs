@@ -295,3 +295,40 @@ fn several_mistakes_are_reported_together_in_file_order() {
         ]
     );
 }
+
+#[test]
+fn hba_rules_are_checked_and_decide_by_first_match() {
+    let rules = "\n  [[cluster.hba]]\n  users = [\"app\"]\n  address = \"10.0.0.0/8\"\n  method = \"trust\"\n\n  [[cluster.hba]]\n  users = [\"all\"]\n  address = \"127.0.0.1\"\n  method = \"password\"\n";
+    let c = check(&format!("{BASE}{rules}")).unwrap();
+    let hba = &c.cluster[0].hba;
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    assert_eq!(hba_decision(hba, "app", ip("10.1.2.3")), HbaMethod::Trust);
+    assert_eq!(hba_decision(hba, "app", ip("127.0.0.1")), HbaMethod::Password);
+    assert_eq!(hba_decision(hba, "app", ip("::ffff:127.0.0.1")), HbaMethod::Password, "IPv4-mapped");
+    assert_eq!(hba_decision(hba, "other", ip("10.1.2.3")), HbaMethod::Reject, "no rule matches");
+    assert_eq!(hba_decision(hba, "app", ip("192.168.1.1")), HbaMethod::Reject);
+    assert_eq!(hba_decision(&[], "app", ip("192.168.1.1")), HbaMethod::Password, "no rules: the user's own method");
+
+    one_error(
+        &format!("{BASE}\n  [[cluster.hba]]\n  address = \"10.0.0.0/33\"\n  method = \"trust\"\n"),
+        "address \"10.0.0.0/33\" is not valid",
+    );
+    one_error(
+        &format!(
+            "{BASE}\n  [[cluster.hba]]\n  users = [\"ghost\"]\n  address = \"10.0.0.0/8\"\n  method = \"trust\"\n"
+        ),
+        "users \"ghost\" is not valid",
+    );
+    one_error(&format!("{BASE}\n  [[cluster.hba]]\n  address = \"10.0.0.0/8\"\n"), "method is required");
+}
+
+#[test]
+fn cidr_ranges_match_by_prefix() {
+    let c = Cidr::parse("192.168.0.0/23").unwrap();
+    assert!(c.contains("192.168.1.200".parse().unwrap()));
+    assert!(!c.contains("192.168.2.1".parse().unwrap()));
+    assert!(Cidr::parse("::1").unwrap().contains("::1".parse().unwrap()));
+    assert!(Cidr::parse("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
+    assert!(!Cidr::parse("0.0.0.0/0").unwrap().contains("::2".parse().unwrap()));
+    assert_eq!(Cidr::parse("1.2.3.4/x"), None);
+}

@@ -73,6 +73,7 @@ fn cluster(ctx: &mut Ctx<'_>, s: &Scope, raw: &RawCluster) -> Cluster {
         max_prepared_statements: ctx.int(s, "max_prepared_statements", raw.max_prepared_statements, 200, 0, 100_000),
         node: nodes(ctx, s, engine, &raw.node),
         user: users(ctx, s, engine, &raw.user),
+        hba: hba(ctx, s, &raw.hba, &raw.user),
         monitor: monitor(ctx, &s.table("monitor"), raw.monitor.as_ref()),
         routing: routing(ctx, &s.table("routing"), raw.routing.as_ref()),
         failover: failover(ctx, &s.table("failover"), raw.failover.as_ref()),
@@ -140,6 +141,37 @@ fn users(ctx: &mut Ctx<'_>, s: &Scope, engine: Engine, raw: &[RawUser]) -> Vec<U
             ctx.report(&s, "name", ProblemKind::Duplicate { value: user.name.clone() });
         }
         out.push(user);
+    }
+    out
+}
+
+fn hba(ctx: &mut Ctx<'_>, s: &Scope, raw: &[RawHba], users: &[RawUser]) -> Vec<HbaRule> {
+    let methods = [("password", HbaMethod::Password), ("trust", HbaMethod::Trust), ("reject", HbaMethod::Reject)];
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, rh) in raw.iter().enumerate() {
+        let s = s.element("hba", i, None);
+        let text = ctx.required(&s, "address", rh.address.as_ref());
+        let address = Cidr::parse(&text).unwrap_or_else(|| {
+            if !text.is_empty() {
+                ctx.report(
+                    &s,
+                    "address",
+                    super::ctx::invalid(&text, "an address range such as \"10.0.0.0/8\" or \"::1/128\""),
+                );
+            }
+            Cidr { network: std::net::IpAddr::from([0, 0, 0, 0]), prefix: 32 }
+        });
+        let names: Vec<String> = rh.users.clone().unwrap_or_default().into_iter().filter(|u| u != "all").collect();
+        for name in &names {
+            if !users.iter().any(|u| u.name.as_deref() == Some(name.as_str())) {
+                ctx.report(&s, "users", super::ctx::invalid(name, "a user of this cluster, or \"all\""));
+            }
+        }
+        if rh.method.is_none() {
+            ctx.report(&s, "method", ProblemKind::Missing);
+        }
+        let method = ctx.choice(&s, "method", rh.method.as_ref(), HbaMethod::Reject, &methods);
+        out.push(HbaRule { users: names, address, method });
     }
     out
 }

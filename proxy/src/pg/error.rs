@@ -46,6 +46,8 @@ pub enum PgError {
     Shutdown,
     #[error("this listener requires TLS (connect with sslmode=require or stronger)")]
     TlsRequired,
+    #[error("no hba rule allows user \"{user}\" from {ip}")]
+    HbaRejected { user: String, ip: std::net::IpAddr },
 }
 
 impl PgError {
@@ -53,7 +55,7 @@ impl PgError {
         use PgError::*;
         match self {
             ClientIo(_) | ClientProtocol(_) | ClientMessage(_) | AuthFailed { .. } | UnknownPool { .. } => Side::Client,
-            StartupTimeout { .. } | TlsRequired => Side::Client,
+            StartupTimeout { .. } | TlsRequired | HbaRejected { .. } => Side::Client,
             ServerConnect { .. } | ServerLogin { .. } | ServerIo(_) | ServerProtocol(_) => Side::Server,
             TooManyClients { .. } | PoolTimeout { .. } | Shutdown => Side::Proxy,
         }
@@ -71,7 +73,7 @@ impl PgError {
             StartupTimeout { .. } => "08006",
             ServerLogin { .. } => "08004",
             Shutdown => "57P01",
-            TlsRequired => "28000",
+            TlsRequired | HbaRejected { .. } => "28000",
         }
     }
 

@@ -67,10 +67,11 @@ enum Event {
 impl Session {
     /// Serves one client from its first byte to its last.
     pub async fn run(shared: Arc<Shared>, socket: TcpStream) {
+        let peer = socket.peer_addr().map(|a| a.ip()).unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
         let mut socket = ClientStream::Plain(socket);
         let timeout = shared.cluster.startup_timeout;
         // Boxed: startup runs once, and its state should not make every long-lived session future larger.
-        let outcome = match tokio::time::timeout(timeout, Box::pin(handshake(&shared, &mut socket))).await {
+        let outcome = match tokio::time::timeout(timeout, Box::pin(handshake(&shared, &mut socket, peer))).await {
             Ok(outcome) => outcome,
             Err(_) => Err(PgError::StartupTimeout { seconds: timeout.as_secs() }),
         };

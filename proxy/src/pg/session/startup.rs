@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use hapool_config::{AuthMethod, ClientTlsMode};
+use std::net::IpAddr;
+
+use hapool_config::{hba_decision, AuthMethod, ClientTlsMode, HbaMethod};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -30,7 +32,7 @@ pub enum Handshake {
     Ready { user: String, database: String, params: Vec<(String, String)>, leftover: BytesMut },
 }
 
-pub async fn handshake(shared: &Shared, socket: &mut ClientStream) -> Result<Handshake, PgError> {
+pub async fn handshake(shared: &Shared, socket: &mut ClientStream, peer: IpAddr) -> Result<Handshake, PgError> {
     let mut buf = BytesMut::with_capacity(256);
     let params = loop {
         let startup = loop {
@@ -75,7 +77,7 @@ pub async fn handshake(shared: &Shared, socket: &mut ClientStream) -> Result<Han
         return Err(PgError::ClientMessage("replication connections are not supported through hapool".into()));
     }
     let database = get("database").filter(|d| !d.is_empty()).unwrap_or_else(|| user.clone());
-    authenticate(shared, socket, &mut buf, &user).await?;
+    authenticate(shared, socket, &mut buf, &user, peer).await?;
     Ok(Handshake::Ready { user, database, params, leftover: buf })
 }
 
@@ -131,8 +133,15 @@ async fn authenticate(
     socket: &mut ClientStream,
     buf: &mut BytesMut,
     user: &str,
+    peer: IpAddr,
 ) -> Result<(), PgError> {
     let auth = shared.users.get(user);
+    match hba_decision(&shared.cluster.hba, user, peer) {
+        HbaMethod::Reject => return Err(PgError::HbaRejected { user: user.to_string(), ip: peer }),
+        // Trusted by address; an unknown user still cannot be served (no credentials for the servers).
+        HbaMethod::Trust if auth.is_some() => return Ok(()),
+        HbaMethod::Trust | HbaMethod::Password => {}
+    }
     let ok = match auth.map(|a| a.method) {
         Some(AuthMethod::Trust) => true,
         Some(AuthMethod::Md5) => {
