@@ -1,0 +1,21 @@
+//! Whatever a client sends, the PostgreSQL decoders return a frame, "need more" or an error: never a panic.
+#![no_main]
+
+use bytes::BytesMut;
+use hapool_proxy::pg::{codec, msg};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let mut startup = BytesMut::from(data);
+    let _ = codec::decode_startup(&mut startup);
+    let mut buf = BytesMut::from(data);
+    while let Ok(Some(frame)) = codec::decode(&mut buf, 1 << 20) {
+        let body = frame.body();
+        let _ = msg::parse_fields(body);
+        let _ = msg::bind_fields(body);
+        let _ = msg::target_fields(body);
+        let _ = msg::query_text(body);
+        let _ = msg::parameter_fields(body);
+        let _ = msg::error_code(body);
+    }
+});
