@@ -17,12 +17,14 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 pub fn run(path: &std::path::Path) -> anyhow::Result<()> {
     let config = hapool_config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
     let signals = signals::block()?;
-    serve(config, &signals, |_| {})
+    serve(config, Some(path), &signals, |_| {})
 }
 
 /// Starts the listeners of `config`, calls `ready` with their addresses, and serves until a stop signal.
+/// SIGHUP reloads the config from `path` (when there is one).
 pub fn serve(
     config: Config,
+    path: Option<&std::path::Path>,
     signals: &SigSet,
     ready: impl FnOnce(&[(String, std::net::SocketAddr)]),
 ) -> anyhow::Result<()> {
@@ -30,6 +32,7 @@ pub fn serve(
     let shutdown = CancellationToken::new();
     let mut bound = Vec::new();
     let mut tasks = Vec::new();
+    let mut listeners: Vec<(String, PgListener)> = Vec::new();
     for cluster in config.cluster {
         if cluster.engine != Engine::Postgres {
             warn!(cluster = %cluster.name, "MySQL clusters are not served yet; skipping");
@@ -43,12 +46,16 @@ pub fn serve(
         bound.push((name.clone(), socket.local_addr()?));
         let listener = PgListener::new(PgProxyConfig { cluster, shutdown_grace: SHUTDOWN_GRACE }, shutdown.clone())
             .with_context(|| format!("cluster {name}"))?;
+        listeners.push((name, listener.clone()));
         tasks.push(runtime.spawn(async move { listener.serve(socket).await }));
     }
     ready(&bound);
     loop {
         match signals::wait(signals)? {
-            Signal::SIGHUP => warn!("SIGHUP: configuration reload is not implemented yet; nothing changed"),
+            Signal::SIGHUP => match path {
+                Some(path) => reload(path, &listeners),
+                None => warn!("SIGHUP: this config has no file to reload from"),
+            },
             signal => {
                 info!(%signal, "shutting down: sessions finish their transactions");
                 break;
@@ -62,4 +69,35 @@ pub fn serve(
         }
     });
     Ok(())
+}
+
+/// Re-reads the config and hands each cluster's new settings to its listener. A config with errors changes
+/// nothing; a cluster that cannot take a change live says why and keeps its old settings.
+fn reload(path: &std::path::Path, listeners: &[(String, PgListener)]) {
+    let config = match hapool_config::load(path) {
+        Ok(config) => config,
+        Err(e) => {
+            for line in e.to_string().lines() {
+                warn!("reload refused: {line}");
+            }
+            return;
+        }
+    };
+    for (name, listener) in listeners {
+        match config.cluster.iter().find(|c| &c.name == name) {
+            Some(cluster) => {
+                if let Err(e) = listener.reload(cluster.clone()) {
+                    warn!("reload refused: {e}");
+                }
+            }
+            None => {
+                warn!(cluster = %name, "reload: the cluster is gone from the config; it keeps running until restart")
+            }
+        }
+    }
+    for cluster in &config.cluster {
+        if cluster.engine == Engine::Postgres && !listeners.iter().any(|(n, _)| n == &cluster.name) {
+            warn!(cluster = %cluster.name, "reload: a new cluster needs a restart to start listening");
+        }
+    }
 }

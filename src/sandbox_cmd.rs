@@ -98,7 +98,7 @@ pub fn up(args: &UpArgs, demo: bool) -> anyhow::Result<()> {
     match pg.as_ref().filter(|_| demo) {
         Some(pg) => {
             let (config, file) = demo_config(pg)?;
-            crate::run::serve(config, &signals, |bound| {
+            crate::run::serve(config, Some(&file), &signals, |bound| {
                 print_banner(&state, took, demo);
                 for (name, addr) in bound {
                     println!();

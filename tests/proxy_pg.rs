@@ -451,3 +451,26 @@ fn hba_rules_choose_the_method_by_client_address() {
     let err = psql_conninfo(&proxy.conninfo("other", "pw"), "SELECT 1").unwrap_err();
     assert!(err.contains("no hba rule allows user \"other\" from 127.0.0.1"), "{err}");
 }
+
+#[test]
+fn reload_adds_users_for_new_clients_and_refuses_what_cannot_change_live() {
+    let pg = cluster();
+    pg.primary().psql("CREATE ROLE late LOGIN PASSWORD 'latepw'").unwrap();
+    let proxy = TestProxy::start(&pg, "pool_size = 2", "");
+    let late = proxy.conninfo("late", "latepw");
+    assert!(psql_conninfo(&late, "SELECT 1").unwrap_err().contains("password authentication failed"));
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (before, conn) = rt.block_on(tokio_postgres::connect(&proxy.app(), tokio_postgres::NoTls)).unwrap();
+    rt.spawn(conn);
+
+    let users = "\n  [[cluster.user]]\n  name = \"late\"\n  password = \"latepw\"\n";
+    proxy.reload(&pg, "pool_size = 3", users).unwrap();
+    assert_eq!(psql_conninfo(&late, "SELECT current_user").unwrap(), "late", "new clients see the new user");
+    let row = rt.block_on(before.query_one("SELECT 7", &[])).unwrap();
+    assert_eq!(row.get::<_, i32>(0), 7, "a session from before the reload keeps working");
+
+    let err = proxy.reload(&pg, "pool_mode = \"session\"", users).unwrap_err();
+    assert!(err.contains("pool_mode cannot change while running"), "{err}");
+    assert_eq!(psql_conninfo(&late, "SELECT 1").unwrap(), "1", "a refused reload changes nothing");
+}

@@ -20,6 +20,27 @@ impl TestProxy {
     /// A proxy for `cluster`'s primary. `cluster_keys` go into `[[cluster]]` (e.g. `pool_size = 4`);
     /// `users` are extra `[[cluster.user]]` tables; user app/app (SCRAM) is always there.
     pub fn start(cluster: &PgCluster, cluster_keys: &str, users: &str) -> TestProxy {
+        let cluster_config = Self::config(cluster, cluster_keys, users);
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let shutdown = CancellationToken::new();
+        let listener = PgListener::new(
+            PgProxyConfig { cluster: cluster_config, shutdown_grace: Duration::from_secs(5) },
+            shutdown.clone(),
+        )
+        .unwrap();
+        let socket = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = socket.local_addr().unwrap();
+        let serving = listener.clone();
+        runtime.spawn(async move { serving.serve(socket).await });
+        TestProxy { addr, listener, shutdown, runtime: Some(runtime) }
+    }
+
+    /// Reloads with another configuration built the same way; returns the listener's verdict.
+    pub fn reload(&self, cluster: &PgCluster, cluster_keys: &str, users: &str) -> Result<(), String> {
+        self.listener.reload(Self::config(cluster, cluster_keys, users)).map_err(|e| e.to_string())
+    }
+
+    fn config(cluster: &PgCluster, cluster_keys: &str, users: &str) -> hapool_config::Cluster {
         let c = cluster.credentials();
         let toml = format!(
             "[[cluster]]\nname = \"test\"\nengine = \"postgres\"\nlisten = \"127.0.0.1:0\"\n{cluster_keys}\n\n\
@@ -32,19 +53,7 @@ impl TestProxy {
         );
         let config = hapool_config::parse(&toml, "test.toml", &|_| None, Path::new("."))
             .unwrap_or_else(|e| panic!("test config:\n{toml}\n{e}"));
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let shutdown = CancellationToken::new();
-        let cluster_config = config.cluster.into_iter().next().unwrap();
-        let listener = PgListener::new(
-            PgProxyConfig { cluster: cluster_config, shutdown_grace: Duration::from_secs(5) },
-            shutdown.clone(),
-        )
-        .unwrap();
-        let socket = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
-        let addr = socket.local_addr().unwrap();
-        let serving = listener.clone();
-        runtime.spawn(async move { serving.serve(socket).await });
-        TestProxy { addr, listener, shutdown, runtime: Some(runtime) }
+        config.cluster.into_iter().next().unwrap()
     }
 
     pub fn conninfo(&self, user: &str, password: &str) -> String {

@@ -1,27 +1,24 @@
 //! The accept loop of one PostgreSQL cluster's listener, and what its sessions share.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use hapool_config::{Cluster, PoolMode};
+use hapool_config::Cluster;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn, Instrument};
 
-use super::auth::scram::ScramVerifier;
 use super::auth::UserAuth;
 use super::cancel::CancelRegistry;
 use super::error::PgError;
 use super::pool::{Pool, PoolSettings};
 use super::server::ServerTarget;
-use super::server_tls::ServerTls;
 use super::session::startup::refuse_after_startup;
 use super::session::{statements::StatementRegistry, Session};
-use super::tls::{acceptor, ClientTls};
+use super::settings::{check_live_change, Settings, SettingsError};
 use crate::stats::PoolSnapshot;
 
 /// What a PostgreSQL listener serves.
@@ -35,51 +32,45 @@ pub struct PgProxyConfig {
 /// Everything the sessions of one listener share. No globals: each listener owns its own.
 #[derive(Debug)]
 pub struct Shared {
-    pub cluster: Cluster,
-    pub primary: SocketAddr,
-    pub users: HashMap<String, UserAuth>,
-    /// Unknown users run a SCRAM exchange against this and fail like a wrong password.
-    pub decoy: ScramVerifier,
+    /// Replaced whole by a reload; sessions take a copy of the `Arc` when they start.
+    settings: RwLock<Arc<Settings>>,
     pub pools: Mutex<HashMap<(String, String), Arc<Pool>>>,
     pub cancels: CancelRegistry,
     pub statements: StatementRegistry,
     pub per_user: Mutex<HashMap<String, u32>>,
     pub shutdown: CancellationToken,
-    /// Set when `tls.client_mode` is `allow` or `require`.
-    pub tls: Option<ClientTls>,
-    /// Set unless `tls.server_mode` is `disable`.
-    pub server_tls: Option<ServerTls>,
 }
 
 impl Shared {
-    pub fn transaction_pooling(&self) -> bool {
-        self.cluster.pool_mode == PoolMode::Transaction
+    /// The settings in force now.
+    pub fn settings(&self) -> Arc<Settings> {
+        self.settings.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The pool for (user, database), created on first use.
-    pub fn pool(&self, user: &UserAuth, database: &str) -> Arc<Pool> {
+    pub fn pool(&self, settings: &Settings, user: &UserAuth, database: &str) -> Arc<Pool> {
         let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
         let key = (user.name.clone(), database.to_string());
         pools
             .entry(key)
             .or_insert_with(|| {
-                let c = &self.cluster;
+                let c = &settings.cluster;
                 let target = ServerTarget {
-                    addr: self.primary,
+                    addr: settings.primary,
                     user: user.name.clone(),
                     database: database.to_string(),
                     password: user.password.as_ref().map(|p| p.expose().to_string()),
                     connect_timeout: c.connect_timeout,
-                    tls: self.server_tls.clone(),
+                    tls: settings.server_tls.clone(),
                 };
-                let settings = PoolSettings {
+                let pool_settings = PoolSettings {
                     size: user.pool_size.unwrap_or(c.pool_size) as usize,
                     query_wait_timeout: c.query_wait_timeout,
                     idle_timeout: c.idle_timeout,
                     max_lifetime: c.max_lifetime,
                     max_prepared: c.max_prepared_statements.max(1) as usize,
                 };
-                Arc::new(Pool::new(format!("{}@{database}", user.name), target, settings))
+                Arc::new(Pool::new(format!("{}@{database}", user.name), target, pool_settings))
             })
             .clone()
     }
@@ -94,50 +85,42 @@ pub struct PgListener {
 
 impl PgListener {
     /// Prepares the listener: resolves the primary (today the first node) and derives SCRAM verifiers.
-    pub fn new(config: PgProxyConfig, shutdown: CancellationToken) -> std::io::Result<PgListener> {
-        let cluster = config.cluster;
-        let first = cluster
-            .node
-            .first()
-            .ok_or_else(|| std::io::Error::other(format!("cluster {} has no node", cluster.name)))?;
-        let primary = (first.host.as_str(), first.port)
-            .to_socket_addrs()?
-            .next()
-            .ok_or_else(|| std::io::Error::other(format!("cannot resolve {}", first.host)))?;
-        let users = cluster
-            .user
-            .iter()
-            .map(|u| {
-                let mut auth = UserAuth::new(&u.name, u.auth, u.password.clone());
-                auth.pool_size = u.pool_size;
-                auth.max_clients = u.max_client_connections;
-                (u.name.clone(), auth)
-            })
-            .collect();
-        let tls = acceptor(&cluster.tls).map_err(std::io::Error::other)?;
-        let server_tls = ServerTls::new(&cluster.tls, &first.host).map_err(std::io::Error::other)?;
+    pub fn new(config: PgProxyConfig, shutdown: CancellationToken) -> Result<PgListener, SettingsError> {
+        let settings = Settings::build(config.cluster)?;
         let shared = Shared {
-            tls,
-            server_tls,
-            primary,
-            users,
-            decoy: ScramVerifier::from_password(&format!("{:x}", rand::random::<u128>())),
+            settings: RwLock::new(Arc::new(settings)),
             pools: Mutex::new(HashMap::new()),
             cancels: CancelRegistry::default(),
             statements: StatementRegistry::default(),
             per_user: Mutex::new(HashMap::new()),
             shutdown,
-            cluster,
         };
         Ok(PgListener { shared: Arc::new(shared), grace: config.shutdown_grace })
+    }
+
+    /// Swaps in a new configuration of this cluster for new connections. What cannot change live (listen,
+    /// engine, pool_mode, max_client_connections) is refused and nothing changes. Pools start over when the
+    /// configuration changed: running sessions finish on the pools they have, whose connections then close.
+    pub fn reload(&self, cluster: Cluster) -> Result<(), SettingsError> {
+        let old = self.shared.settings();
+        check_live_change(&old.cluster, &cluster)?;
+        if old.cluster == cluster {
+            return Ok(());
+        }
+        let settings = Arc::new(Settings::build(cluster)?);
+        *self.shared.settings.write().unwrap_or_else(|e| e.into_inner()) = settings;
+        self.shared.pools.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        info!(cluster = %old.cluster.name, "configuration reloaded");
+        Ok(())
     }
 
     /// Accepts clients until shutdown, then waits up to the grace period for sessions to finish.
     pub async fn serve(&self, listener: TcpListener) -> std::io::Result<()> {
         let shared = &self.shared;
-        let slots = Arc::new(Semaphore::new(shared.cluster.max_client_connections as usize));
+        let settings = shared.settings();
+        let slots = Arc::new(Semaphore::new(settings.cluster.max_client_connections as usize));
         let tracker = TaskTracker::new();
-        info!(cluster = %shared.cluster.name, listen = %listener.local_addr()?, primary = %shared.primary, "PostgreSQL listener ready");
+        info!(cluster = %settings.cluster.name, listen = %listener.local_addr()?, primary = %settings.primary, "PostgreSQL listener ready");
         loop {
             let (mut socket, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -152,7 +135,7 @@ impl PgListener {
             };
             let _ = socket.set_nodelay(true);
             let Ok(slot) = slots.clone().try_acquire_owned() else {
-                let limit = shared.cluster.max_client_connections;
+                let limit = settings.cluster.max_client_connections;
                 tracker.spawn(async move {
                     let error = PgError::TooManyClients { limit, scope: "" };
                     refuse_after_startup(&mut socket, &error).await;
@@ -160,7 +143,7 @@ impl PgListener {
                 continue;
             };
             let shared = shared.clone();
-            let span = tracing::info_span!("session", client = %peer, cluster = %shared.cluster.name);
+            let span = tracing::info_span!("session", client = %peer, cluster = %settings.cluster.name);
             tracker.spawn(
                 async move {
                     Session::run(shared, socket).await;

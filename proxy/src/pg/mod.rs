@@ -10,4 +10,5 @@ pub mod pool;
 pub mod server;
 pub mod server_tls;
 pub mod session;
+pub mod settings;
 pub mod tls;

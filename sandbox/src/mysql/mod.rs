@@ -51,10 +51,15 @@ impl MyCluster {
         let root = sandbox_root("hapool-my-")?;
         // Every node starts from one freshly installed system database, so they share its (empty) history.
         let template = root.path().join("template");
+        // A private tmpdir: concurrent installs sharing /tmp removed each other's temporary tables.
+        let tmp = root.path().join("tmp");
+        create_dir(&tmp)?;
+        chown_tree(&tmp, run_as.as_ref())?;
         let mut install = Command::new(&bins.install_db);
         install
             .arg("--no-defaults")
             .arg(format!("--datadir={}", template.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .args(["--auth-root-authentication-method=normal", "--skip-test-db", "--skip-name-resolve"])
             .arg("--innodb-log-file-size=8M");
         if let Some(user) = &run_as {

@@ -116,6 +116,7 @@ fn server_args(spec: &MyNodeSpec<'_>, relay_port: u16) -> Vec<String> {
         "--bind-address=127.0.0.1".into(),
         format!("--socket={}", dir.join("mariadb.sock").display()),
         format!("--pid-file={}", dir.join("mariadb.pid").display()),
+        format!("--tmpdir={}", dir.display()),
         format!("--server-id={}", spec.server_id),
         "--log-bin=mysql-bin".into(),
         "--relay-log=relay-bin".into(),

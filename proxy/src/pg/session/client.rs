@@ -27,7 +27,7 @@ impl Session {
     }
 
     fn route(&mut self, frame: Frame) {
-        let renaming = self.shared.transaction_pooling();
+        let renaming = self.transaction_pooling;
         match frame.tag() {
             b'Q' => {
                 PoolStats::add(&self.pool.stats.queries, 1);

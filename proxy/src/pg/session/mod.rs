@@ -32,6 +32,8 @@ const RESET_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct Session {
     shared: Arc<Shared>,
+    /// From the settings in force when the client connected (a reload affects new clients).
+    transaction_pooling: bool,
     client: ClientStream,
     cbuf: BytesMut,
     to_client: BytesMut,
@@ -69,26 +71,30 @@ impl Session {
     pub async fn run(shared: Arc<Shared>, socket: TcpStream) {
         let peer = socket.peer_addr().map(|a| a.ip()).unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
         let mut socket = ClientStream::Plain(socket);
-        let timeout = shared.cluster.startup_timeout;
+        let settings = shared.settings();
+        let timeout = settings.cluster.startup_timeout;
         // Boxed: startup runs once, and its state should not make every long-lived session future larger.
-        let outcome = match tokio::time::timeout(timeout, Box::pin(handshake(&shared, &mut socket, peer))).await {
-            Ok(outcome) => outcome,
-            Err(_) => Err(PgError::StartupTimeout { seconds: timeout.as_secs() }),
-        };
+        let outcome =
+            match tokio::time::timeout(timeout, Box::pin(handshake(&shared, &settings, &mut socket, peer))).await {
+                Ok(outcome) => outcome,
+                Err(_) => Err(PgError::StartupTimeout { seconds: timeout.as_secs() }),
+            };
         let (user, database, params, leftover) = match outcome {
             Ok(Handshake::Cancelled) => return,
             Ok(Handshake::Ready { user, database, params, leftover }) => (user, database, params, leftover),
             Err(e) => return Box::pin(refuse(&mut socket, &e)).await,
         };
-        let Some(auth) = shared.users.get(&user) else { return };
-        let Some(_user_slot) = UserSlot::take(&shared, &user, auth.max_clients) else {
-            let limit = auth.max_clients.unwrap_or_default();
+        let Some(auth) = settings.users.get(&user) else { return };
+        let limit = auth.max_clients.or(settings.cluster.max_client_connections_per_user);
+        let Some(_user_slot) = UserSlot::take(&shared, &user, limit) else {
+            let limit = limit.unwrap_or_default();
             return refuse(&mut socket, &PgError::TooManyClients { limit, scope: " for this user" }).await;
         };
-        let pool = shared.pool(auth, &database);
+        let pool = shared.pool(&settings, auth, &database);
         let key = shared.cancels.register();
         let mut session = Session {
-            max_message: shared.cluster.max_message_size.0 as usize,
+            max_message: settings.cluster.max_message_size.0 as usize,
+            transaction_pooling: settings.transaction_pooling(),
             client: socket,
             cbuf: leftover,
             to_client: BytesMut::new(),
@@ -126,7 +132,7 @@ impl Session {
     /// AuthenticationOk, the server's parameters (with the client's own where it set them), our cancel key.
     async fn greet(&mut self, startup_params: &[(String, String)]) -> Result<(), PgError> {
         let server_params = match self.pool.server_params() {
-            Some(p) if self.shared.transaction_pooling() => p,
+            Some(p) if self.transaction_pooling => p,
             _ => {
                 self.checkout().await?;
                 self.pool.server_params().unwrap_or_default()
@@ -227,7 +233,7 @@ impl Session {
 
     /// In transaction pooling, gives the server connection back at a transaction boundary.
     fn maybe_release(&mut self) {
-        if self.shared.transaction_pooling() && self.at_boundary() && self.to_server.is_empty() {
+        if self.transaction_pooling && self.at_boundary() && self.to_server.is_empty() {
             if let Some(pooled) = self.server.take() {
                 PoolStats::add(&self.pool.stats.transactions, 1);
                 self.shared.cancels.set_server(self.key.0, None);
@@ -264,7 +270,7 @@ impl Session {
         if !self.outstanding.is_empty() || self.copy_in {
             return; // dropped: closed; the server aborts what it was doing.
         }
-        let reset = match (self.shared.transaction_pooling(), self.tx_status) {
+        let reset = match (self.transaction_pooling, self.tx_status) {
             (true, b'I') => None,
             (true, _) => Some("ROLLBACK"),
             (false, _) => Some("DISCARD ALL"),
@@ -302,7 +308,6 @@ struct UserSlot {
 
 impl UserSlot {
     fn take(shared: &Arc<Shared>, user: &str, limit: Option<u32>) -> Option<UserSlot> {
-        let limit = limit.or(shared.cluster.max_client_connections_per_user);
         let mut counts = shared.per_user.lock().unwrap_or_else(|e| e.into_inner());
         let count = counts.entry(user.to_string()).or_insert(0);
         if limit.is_some_and(|l| *count >= l) {

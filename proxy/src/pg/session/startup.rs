@@ -15,6 +15,7 @@ use crate::pg::codec::{cstr, decode, decode_startup, Frame, Startup};
 use crate::pg::error::PgError;
 use crate::pg::listener::Shared;
 use crate::pg::msg;
+use crate::pg::settings::Settings;
 use crate::pg::tls::ClientStream;
 
 /// Slows down password guessing: every failed login waits this long before its error.
@@ -32,7 +33,12 @@ pub enum Handshake {
     Ready { user: String, database: String, params: Vec<(String, String)>, leftover: BytesMut },
 }
 
-pub async fn handshake(shared: &Shared, socket: &mut ClientStream, peer: IpAddr) -> Result<Handshake, PgError> {
+pub async fn handshake(
+    shared: &Shared,
+    settings: &Settings,
+    socket: &mut ClientStream,
+    peer: IpAddr,
+) -> Result<Handshake, PgError> {
     let mut buf = BytesMut::with_capacity(256);
     let params = loop {
         let startup = loop {
@@ -42,7 +48,7 @@ pub async fn handshake(shared: &Shared, socket: &mut ClientStream, peer: IpAddr)
             read_more(socket, &mut buf).await?;
         };
         match startup {
-            Startup::SslRequest => match &shared.tls {
+            Startup::SslRequest => match &settings.tls {
                 Some(acceptor) if !socket.is_tls() => {
                     if !buf.is_empty() {
                         // Bytes sent before the handshake would be trusted as if encrypted (CVE-2021-23222).
@@ -68,7 +74,7 @@ pub async fn handshake(shared: &Shared, socket: &mut ClientStream, peer: IpAddr)
             Startup::Startup { params } => break params,
         }
     };
-    if shared.cluster.tls.client_mode == ClientTlsMode::Require && !socket.is_tls() {
+    if settings.cluster.tls.client_mode == ClientTlsMode::Require && !socket.is_tls() {
         return Err(PgError::TlsRequired);
     }
     let get = |key: &str| params.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
@@ -77,7 +83,7 @@ pub async fn handshake(shared: &Shared, socket: &mut ClientStream, peer: IpAddr)
         return Err(PgError::ClientMessage("replication connections are not supported through hapool".into()));
     }
     let database = get("database").filter(|d| !d.is_empty()).unwrap_or_else(|| user.clone());
-    authenticate(shared, socket, &mut buf, &user, peer).await?;
+    authenticate(settings, socket, &mut buf, &user, peer).await?;
     Ok(Handshake::Ready { user, database, params, leftover: buf })
 }
 
@@ -129,14 +135,14 @@ async fn password_message(socket: &mut ClientStream, buf: &mut BytesMut) -> Resu
 }
 
 async fn authenticate(
-    shared: &Shared,
+    settings: &Settings,
     socket: &mut ClientStream,
     buf: &mut BytesMut,
     user: &str,
     peer: IpAddr,
 ) -> Result<(), PgError> {
-    let auth = shared.users.get(user);
-    match hba_decision(&shared.cluster.hba, user, peer) {
+    let auth = settings.users.get(user);
+    match hba_decision(&settings.cluster.hba, user, peer) {
         HbaMethod::Reject => return Err(PgError::HbaRejected { user: user.to_string(), ip: peer }),
         // Trusted by address; an unknown user still cannot be served (no credentials for the servers).
         HbaMethod::Trust if auth.is_some() => return Ok(()),
@@ -155,7 +161,7 @@ async fn authenticate(
             md5_matches(user, password, salt, response)
         }
         // SCRAM, and unknown users too: they fail at the proof, like a wrong password, revealing nothing.
-        _ => scram(shared, socket, buf, auth.and_then(|a| a.scram.as_ref())).await?,
+        _ => scram(settings, socket, buf, auth.and_then(|a| a.scram.as_ref())).await?,
     };
     if ok {
         return Ok(());
@@ -165,12 +171,12 @@ async fn authenticate(
 }
 
 async fn scram(
-    shared: &Shared,
+    settings: &Settings,
     socket: &mut ClientStream,
     buf: &mut BytesMut,
     verifier: Option<&crate::pg::auth::scram::ScramVerifier>,
 ) -> Result<bool, PgError> {
-    let verifier = verifier.unwrap_or(&shared.decoy);
+    let verifier = verifier.unwrap_or(&settings.decoy);
     let mut out = BytesMut::new();
     msg::auth_sasl(&mut out);
     socket.write_all(&out).await.map_err(PgError::ClientIo)?;
