@@ -2,13 +2,12 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Counters for one pool (one node, user and database). Read them with [`PoolStats::snapshot`].
+/// Counters for one pool (one node, user and database). Read them with `Pool::snapshot`, which adds the server
+/// counts (kept by the pool itself rather than counted on every checkout).
 #[derive(Debug, Default)]
 pub struct PoolStats {
     pub clients_active: AtomicU64,
     pub clients_waiting: AtomicU64,
-    pub servers_active: AtomicU64,
-    pub servers_idle: AtomicU64,
     pub servers_opened: AtomicU64,
     pub wait_time_us: AtomicU64,
     pub queries: AtomicU64,
@@ -46,8 +45,8 @@ impl PoolStats {
         PoolSnapshot {
             clients_active: get(&self.clients_active),
             clients_waiting: get(&self.clients_waiting),
-            servers_active: get(&self.servers_active),
-            servers_idle: get(&self.servers_idle),
+            servers_active: 0,
+            servers_idle: 0,
             servers_opened: get(&self.servers_opened),
             wait_time_us: get(&self.wait_time_us),
             queries: get(&self.queries),

@@ -3,17 +3,37 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::msg::cancel_request;
 
-#[derive(Debug, Clone, Copy)]
+/// The server serving one client right now: its address and its own cancel key.
+pub type CancelTarget = Option<(SocketAddr, i32, i32)>;
+
+/// One client's entry, updated by its session without touching the registry's lock.
+#[derive(Debug, Default)]
+pub struct CancelSlot {
+    target: Mutex<CancelTarget>,
+}
+
+impl CancelSlot {
+    /// Records which server serves the client now; `None` when none does.
+    pub fn set(&self, target: CancelTarget) {
+        *self.target.lock().unwrap_or_else(|e| e.into_inner()) = target;
+    }
+
+    fn get(&self) -> CancelTarget {
+        *self.target.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[derive(Debug)]
 struct Entry {
     secret: i32,
-    server: Option<(SocketAddr, i32, i32)>,
+    slot: Arc<CancelSlot>,
 }
 
 /// Client keys handed out by one listener.
@@ -23,23 +43,17 @@ pub struct CancelRegistry {
 }
 
 impl CancelRegistry {
-    /// A fresh (pid, secret) for a new client.
-    pub fn register(&self) -> (i32, i32) {
+    /// A fresh (pid, secret) for a new client, and the slot its session keeps up to date.
+    pub fn register(&self) -> ((i32, i32), Arc<CancelSlot>) {
         let mut entries = self.lock();
         loop {
             let pid = rand::random::<i32>() & 0x7fff_ffff;
             if pid != 0 && !entries.contains_key(&pid) {
                 let secret = rand::random::<i32>();
-                entries.insert(pid, Entry { secret, server: None });
-                return (pid, secret);
+                let slot = Arc::new(CancelSlot::default());
+                entries.insert(pid, Entry { secret, slot: slot.clone() });
+                return ((pid, secret), slot);
             }
-        }
-    }
-
-    /// Records which server (address and its own key) serves the client now; `None` when none does.
-    pub fn set_server(&self, pid: i32, server: Option<(SocketAddr, i32, i32)>) {
-        if let Some(e) = self.lock().get_mut(&pid) {
-            e.server = server;
         }
     }
 
@@ -51,7 +65,7 @@ impl CancelRegistry {
     /// as PostgreSQL does.
     pub async fn cancel(&self, pid: i32, secret: i32) {
         let target = match self.lock().get(&pid) {
-            Some(e) if super::auth::constant_time_eq(&e.secret.to_be_bytes(), &secret.to_be_bytes()) => e.server,
+            Some(e) if super::auth::constant_time_eq(&e.secret.to_be_bytes(), &secret.to_be_bytes()) => e.slot.get(),
             _ => None,
         };
         if let Some((addr, server_pid, server_secret)) = target {

@@ -162,8 +162,7 @@ impl PgListener {
     /// Counters of every pool, by `user@database`.
     pub fn stats(&self) -> Vec<(String, PoolSnapshot)> {
         let pools = self.shared.pools.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out: Vec<(String, PoolSnapshot)> =
-            pools.values().map(|p| (p.name.clone(), p.stats.snapshot())).collect();
+        let mut out: Vec<(String, PoolSnapshot)> = pools.values().map(|p| (p.name.clone(), p.snapshot())).collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }

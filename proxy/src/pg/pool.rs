@@ -59,19 +59,10 @@ impl Pool {
 
     /// Waits (at most `query_wait_timeout`) for a free slot, then reuses an idle connection or opens one.
     pub async fn acquire(self: &Arc<Self>) -> Result<Pooled, PgError> {
-        let started = Instant::now();
-        PoolStats::add(&self.stats.clients_waiting, 1);
-        let permit = tokio::time::timeout(self.settings.query_wait_timeout, self.slots.clone().acquire_owned()).await;
-        PoolStats::sub(&self.stats.clients_waiting, 1);
-        PoolStats::add(&self.stats.wait_time_us, started.elapsed().as_micros() as u64);
-        let permit = match permit {
-            Ok(Ok(p)) => p,
-            _ => {
-                return Err(PgError::PoolTimeout {
-                    pool: self.name.clone(),
-                    seconds: self.settings.query_wait_timeout.as_secs(),
-                })
-            }
+        // Fast path: a free slot, no waiting to account for.
+        let permit = match self.slots.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => self.wait_for_slot().await?,
         };
         let conn = match self.take_idle() {
             Some(conn) => conn,
@@ -83,14 +74,35 @@ impl Pool {
                 conn
             }
         };
-        PoolStats::add(&self.stats.servers_active, 1);
         Ok(Pooled { conn: Some(conn), pool: self.clone(), _slot: permit })
+    }
+
+    async fn wait_for_slot(self: &Arc<Self>) -> Result<OwnedSemaphorePermit, PgError> {
+        let started = Instant::now();
+        PoolStats::add(&self.stats.clients_waiting, 1);
+        let permit = tokio::time::timeout(self.settings.query_wait_timeout, self.slots.clone().acquire_owned()).await;
+        PoolStats::sub(&self.stats.clients_waiting, 1);
+        PoolStats::add(&self.stats.wait_time_us, started.elapsed().as_micros() as u64);
+        match permit {
+            Ok(Ok(p)) => Ok(p),
+            _ => Err(PgError::PoolTimeout {
+                pool: self.name.clone(),
+                seconds: self.settings.query_wait_timeout.as_secs(),
+            }),
+        }
+    }
+
+    /// The counters, with the server counts read from the pool itself.
+    pub fn snapshot(&self) -> crate::stats::PoolSnapshot {
+        let mut snap = self.stats.snapshot();
+        snap.servers_idle = self.idle_count() as u64;
+        snap.servers_active = (self.settings.size - self.slots.available_permits()) as u64;
+        snap
     }
 
     fn take_idle(&self) -> Option<ServerConn> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         while let Some((conn, since)) = idle.pop() {
-            PoolStats::sub(&self.stats.servers_idle, 1);
             let fresh =
                 since.elapsed() < self.settings.idle_timeout && conn.created.elapsed() < self.settings.max_lifetime;
             if fresh {
@@ -133,11 +145,9 @@ impl Pooled {
     pub fn release(mut self) {
         let Some(conn) = self.conn.take() else { return };
         let pool = &self.pool;
-        PoolStats::sub(&pool.stats.servers_active, 1);
         if conn.broken || conn.created.elapsed() >= pool.settings.max_lifetime {
             return;
         }
-        PoolStats::add(&pool.stats.servers_idle, 1);
         pool.idle.lock().unwrap_or_else(|e| e.into_inner()).push((conn, Instant::now()));
         // The slot is freed when `self` drops, after the connection is back: the next waiter finds it idle.
     }
@@ -150,8 +160,6 @@ impl Pooled {
 impl Drop for Pooled {
     /// Not released: the connection's state is unknown, so it is closed.
     fn drop(&mut self) {
-        if self.conn.take().is_some() {
-            PoolStats::sub(&self.pool.stats.servers_active, 1);
-        }
+        self.conn.take();
     }
 }

@@ -42,6 +42,9 @@ pub struct ServerConn {
     pub created: Instant,
     /// Set when the connection must not be reused (protocol state unknown).
     pub broken: bool,
+    /// The fingerprint of the client parameters this connection was last brought to (see `params`); `None`
+    /// after anything may have reset them.
+    pub synced: Option<u64>,
 }
 
 impl ServerConn {
@@ -93,6 +96,7 @@ impl ServerConn {
             prepared: PreparedSet::new(max_prepared),
             created: Instant::now(),
             broken: false,
+            synced: None,
         })
     }
 }

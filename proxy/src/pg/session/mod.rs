@@ -17,6 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::{debug, info};
 
+use super::cancel::CancelSlot;
 use super::error::PgError;
 use super::listener::Shared;
 use super::msg::{self, Severity};
@@ -44,9 +45,12 @@ pub struct Session {
     outstanding: Outstanding,
     /// The client's prepared statement names → proxy-wide statements (transaction pooling).
     statements: HashMap<String, Arc<Statement>>,
-    /// Session parameters the client expects every server to have.
+    /// Session parameters the client expects every server to have, and their fingerprint.
     desired: Vec<(String, String)>,
+    desired_hash: u64,
     key: (i32, i32),
+    /// Where a cancel request for this client goes right now.
+    cancel: Arc<CancelSlot>,
     /// Transaction status from the last ReadyForQuery: `I`dle, in `T`ransaction, or `E`rror.
     tx_status: u8,
     copy_in: bool,
@@ -91,7 +95,7 @@ impl Session {
             return refuse(&mut socket, &PgError::TooManyClients { limit, scope: " for this user" }).await;
         };
         let pool = shared.pool(&settings, auth, &database);
-        let key = shared.cancels.register();
+        let (key, cancel) = shared.cancels.register();
         let mut session = Session {
             max_message: settings.cluster.max_message_size.0 as usize,
             transaction_pooling: settings.transaction_pooling(),
@@ -105,7 +109,9 @@ impl Session {
             outstanding: Outstanding::default(),
             statements: HashMap::new(),
             desired: Vec::new(),
+            desired_hash: 0,
             key,
+            cancel,
             tx_status: b'I',
             copy_in: false,
             shared,
@@ -139,6 +145,11 @@ impl Session {
             }
         };
         self.desired = params::desired(&server_params, startup_params);
+        self.desired_hash = params::fingerprint(&self.desired);
+        if let Some(s) = self.server.as_mut() {
+            // Checked out before the client's parameters were known: sync at the next checkout instead.
+            s.conn().synced = None;
+        }
         msg::auth_ok(&mut self.to_client);
         for (name, value) in server_params.iter() {
             let value = self.desired.iter().find(|(k, _)| k == name).map_or(value, |(_, v)| v);
@@ -222,11 +233,14 @@ impl Session {
     async fn checkout(&mut self) -> Result<(), PgError> {
         let mut pooled = self.pool.acquire().await?;
         let conn = pooled.conn();
-        if let Some(sql) = params::sync_sql(&self.desired, &conn.params) {
-            msg::query(&mut self.to_server, &sql);
-            self.outstanding.push(expect::Expect::InjectedQuery);
+        if conn.synced != Some(self.desired_hash) {
+            if let Some(sql) = params::sync_sql(&self.desired, &conn.params) {
+                msg::query(&mut self.to_server, &sql);
+                self.outstanding.push(expect::Expect::InjectedQuery);
+            }
+            conn.synced = Some(self.desired_hash);
         }
-        self.shared.cancels.set_server(self.key.0, Some((conn.addr, conn.key.0, conn.key.1)));
+        self.cancel.set(Some((conn.addr, conn.key.0, conn.key.1)));
         self.server = Some(pooled);
         Ok(())
     }
@@ -236,7 +250,7 @@ impl Session {
         if self.transaction_pooling && self.at_boundary() && self.to_server.is_empty() {
             if let Some(pooled) = self.server.take() {
                 PoolStats::add(&self.pool.stats.transactions, 1);
-                self.shared.cancels.set_server(self.key.0, None);
+                self.cancel.set(None);
                 pooled.release();
             }
         }

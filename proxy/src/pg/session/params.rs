@@ -23,16 +23,26 @@ pub fn desired(server: &[(String, String)], startup: &[(String, String)]) -> Vec
     out
 }
 
-/// Records a value the server reported while serving the client (the client changed it).
-pub fn record(desired: &mut Vec<(String, String)>, name: &str, value: &str) {
+/// Records a value the server reported while serving the client (the client changed it); returns whether a
+/// tracked parameter changed.
+pub fn record(desired: &mut Vec<(String, String)>, name: &str, value: &str) -> bool {
     if !is_tracked(name) {
-        return;
+        return false;
     }
     match desired.iter_mut().find(|(n, _)| n == name) {
         Some(entry) if entry.1 != value => entry.1 = value.to_string(),
-        Some(_) => {}
+        Some(_) => return false,
         None => desired.push((name.to_string(), value.to_string())),
     }
+    true
+}
+
+/// A fingerprint of the parameters a client wants: a server last synced to the same fingerprint needs no SET.
+pub fn fingerprint(desired: &[(String, String)]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    desired.hash(&mut h);
+    h.finish()
 }
 
 /// The SETs that bring a server to the client's values, or `None` when it already has them.
@@ -80,8 +90,11 @@ mod tests {
     #[test]
     fn reported_changes_are_recorded() {
         let mut d = pairs(&[("TimeZone", "UTC")]);
-        record(&mut d, "TimeZone", "Asia/Tokyo");
-        record(&mut d, "server_version", "16");
+        let before = fingerprint(&d);
+        assert!(record(&mut d, "TimeZone", "Asia/Tokyo"));
+        assert!(!record(&mut d, "server_version", "16"));
+        assert!(!record(&mut d, "TimeZone", "Asia/Tokyo"));
+        assert_ne!(fingerprint(&d), before);
         assert_eq!(d, pairs(&[("TimeZone", "Asia/Tokyo")]));
     }
 }

@@ -36,8 +36,11 @@ impl Session {
             b'S' => {
                 if let Some((name, value)) = msg::parameter_fields(frame.body()) {
                     self.server_conn().params.insert(name.to_string(), value.to_string());
-                    if head_forwarded {
-                        params::record(&mut self.desired, name, value);
+                    if head_forwarded && params::record(&mut self.desired, name, value) {
+                        // The client changed it on this server: both now agree on the new values.
+                        self.desired_hash = params::fingerprint(&self.desired);
+                        let hash = self.desired_hash;
+                        self.server_conn().synced = Some(hash);
                     }
                 }
                 if head_forwarded {
@@ -95,6 +98,7 @@ impl Session {
 
 /// Runs `sql` on an idle server connection and reads its answers up to ReadyForQuery.
 pub async fn run_reset(conn: &mut ServerConn, sql: &str) -> Result<(), PgError> {
+    conn.synced = None;
     let mut out = BytesMut::new();
     msg::query(&mut out, sql);
     conn.stream.write_all(&out).await.map_err(PgError::ServerIo)?;
@@ -108,6 +112,7 @@ pub async fn run_reset(conn: &mut ServerConn, sql: &str) -> Result<(), PgError> 
                 b'S' => {
                     if let Some((name, value)) = msg::parameter_fields(frame.body()) {
                         conn.params.insert(name.to_string(), value.to_string());
+                        conn.synced = None;
                     }
                 }
                 _ => {}
