@@ -474,3 +474,83 @@ fn reload_adds_users_for_new_clients_and_refuses_what_cannot_change_live() {
     assert!(err.contains("pool_mode cannot change while running"), "{err}");
     assert_eq!(psql_conninfo(&late, "SELECT 1").unwrap(), "1", "a refused reload changes nothing");
 }
+
+/// Writes raw protocol messages after a trust login and returns what came back until `until` (a tag) or 5 s.
+fn raw_exchange(proxy: &TestProxy, messages: &[u8], until: u8) -> Vec<u8> {
+    let mut s = TcpStream::connect(proxy.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(&startup("trusted")).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.windows(6).any(|w| w == [b'Z', 0, 0, 0, 5, b'I']) {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "closed during login");
+        got.extend_from_slice(&buf[..n]);
+    }
+    s.write_all(messages).unwrap();
+    let mut reply = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !reply.contains(&until) && Instant::now() < deadline {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => reply.extend_from_slice(&buf[..n]),
+        }
+    }
+    reply
+}
+
+fn message(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut m = vec![tag];
+    m.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+    m.extend_from_slice(body);
+    m
+}
+
+#[test]
+fn a_parse_answered_by_the_proxy_reaches_a_client_that_only_flushes() {
+    let pg = cluster();
+    pg.primary().psql("CREATE ROLE trusted LOGIN PASSWORD 'tpw'").unwrap();
+    let users = "\n  [[cluster.user]]\n  name = \"trusted\"\n  password = \"tpw\"\n  auth = \"trust\"\n";
+    let proxy = TestProxy::start(&pg, "pool_size = 1", users);
+    let parse = message(b'P', b"s1\0SELECT 1\0\0\0");
+    // First client: Parse + Sync creates the statement on the only server connection.
+    let first = raw_exchange(&proxy, &[parse.clone(), message(b'S', b"")].concat(), b'Z');
+    assert_eq!(first.first(), Some(&b'1'), "ParseComplete: {first:?}");
+    // Second client, same statement, Parse + Flush and no Sync: the proxy answers, the server owes nothing.
+    let second = raw_exchange(&proxy, &[parse, message(b'H', b"")].concat(), b'1');
+    assert_eq!(second, vec![b'1', 0, 0, 0, 4], "ParseComplete without a Sync");
+}
+
+#[test]
+fn a_client_waiting_too_long_for_a_server_gets_53300() {
+    let pg = cluster();
+    let proxy = TestProxy::start(&pg, "pool_size = 1\nquery_wait_timeout = \"1s\"", "");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (holder, conn) = tokio_postgres::connect(&proxy.app(), tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        holder.batch_execute("BEGIN").await.unwrap();
+        let (waiter, conn) = tokio_postgres::connect(&proxy.app(), tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        let started = Instant::now();
+        let err = waiter.simple_query("SELECT 1").await.unwrap_err();
+        let db = err.as_db_error().expect("a server-style error");
+        assert_eq!(db.code(), &tokio_postgres::error::SqlState::TOO_MANY_CONNECTIONS);
+        assert!(db.message().contains("waiting for a server connection in pool app@app"), "{db}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        holder.batch_execute("COMMIT").await.unwrap();
+    });
+}
+
+#[test]
+fn min_idle_connections_are_opened_ahead_of_demand() {
+    let pg = cluster();
+    let proxy = TestProxy::start(&pg, "pool_size = 4\nmin_idle = 3", "");
+    assert_eq!(psql_conninfo(&proxy.app(), "SELECT 1").unwrap(), "1", "the first client creates the pool");
+    let warm = eventually(Duration::from_secs(10), || {
+        pg.primary().psql("SELECT count(*) FROM pg_stat_activity WHERE usename = 'app'").is_ok_and(|n| n == "3")
+    });
+    assert!(warm, "three idle server connections wait for clients");
+    let idle: u64 = proxy.listener.stats().iter().map(|(_, s)| s.servers_idle).sum();
+    assert_eq!(idle, 3);
+}

@@ -69,8 +69,13 @@ impl Shared {
                     idle_timeout: c.idle_timeout,
                     max_lifetime: c.max_lifetime,
                     max_prepared: c.max_prepared_statements.max(1) as usize,
+                    min_idle: c.min_idle as usize,
                 };
-                Arc::new(Pool::new(format!("{}@{database}", user.name), target, pool_settings))
+                let pool = Arc::new(Pool::new(format!("{}@{database}", user.name), target, pool_settings));
+                if c.min_idle > 0 {
+                    tokio::spawn(Pool::keep_min_idle(Arc::downgrade(&pool), self.shutdown.clone()));
+                }
+                pool
             })
             .clone()
     }

@@ -18,6 +18,8 @@ pub struct PoolSettings {
     pub idle_timeout: Duration,
     pub max_lifetime: Duration,
     pub max_prepared: usize,
+    /// Idle connections kept open ahead of demand.
+    pub min_idle: usize,
 }
 
 /// Parameter names and values a server reported at login.
@@ -124,6 +126,33 @@ impl Pool {
     /// The parameters servers of this pool report at login, once one has been opened.
     pub fn server_params(&self) -> Option<ServerParams> {
         self.server_params.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Keeps `min_idle` connections open while the pool lives (holds only a weak reference) and until
+    /// shutdown; checks once a second. A failed connect is retried at the next check.
+    pub async fn keep_min_idle(pool: std::sync::Weak<Pool>, shutdown: tokio_util::sync::CancellationToken) {
+        loop {
+            let Some(pool) = pool.upgrade() else { return };
+            while pool.idle_count() < pool.settings.min_idle {
+                let Ok(slot) = pool.slots.clone().try_acquire_owned() else { break };
+                match Box::pin(ServerConn::connect(&pool.target, pool.settings.max_prepared)).await {
+                    Ok(conn) => {
+                        PoolStats::add(&pool.stats.servers_opened, 1);
+                        pool.remember_params(&conn);
+                        Pooled { conn: Some(conn), pool: pool.clone(), _slot: slot }.release();
+                    }
+                    Err(e) => {
+                        tracing::warn!(pool = %pool.name, error = %e, "cannot open a min_idle connection");
+                        break;
+                    }
+                }
+            }
+            drop(pool);
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
     }
 
     /// Idle connections right now.

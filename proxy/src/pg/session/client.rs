@@ -22,6 +22,9 @@ impl Session {
                 self.checkout().await?;
             }
             self.route(frame);
+            // An answer we give ourselves with nothing owed before it goes out now: a client may wait for it
+            // after a Flush, or with no Sync at all.
+            self.emit_synthetic();
         }
         Ok(Flow::Continue)
     }

@@ -89,7 +89,7 @@ impl Session {
         self.emit_synthetic();
     }
 
-    fn emit_synthetic(&mut self) {
+    pub(super) fn emit_synthetic(&mut self) {
         while let Some(bytes) = self.outstanding.pop_synthetic() {
             self.to_client.extend_from_slice(&bytes);
         }
