@@ -28,7 +28,10 @@ pub fn serve(
     signals: &SigSet,
     ready: impl FnOnce(&[(String, std::net::SocketAddr)]),
 ) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let threads = config.runtime.threads(cores);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()?;
+    info!(threads, cores, "serving");
     let shutdown = CancellationToken::new();
     let mut bound = Vec::new();
     let mut tasks = Vec::new();

@@ -13,8 +13,15 @@ pub struct RawConfig {
     pub logging: Option<RawLogging>,
     pub coordination: Option<RawCoordination>,
     pub vip: Option<RawVip>,
+    pub runtime: Option<RawRuntime>,
     #[serde(default)]
     pub cluster: Vec<RawCluster>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRuntime {
+    pub worker_threads: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -332,3 +332,14 @@ fn cidr_ranges_match_by_prefix() {
     assert!(!Cidr::parse("0.0.0.0/0").unwrap().contains("::2".parse().unwrap()));
     assert_eq!(Cidr::parse("1.2.3.4/x"), None);
 }
+
+#[test]
+fn worker_threads_default_to_half_the_cores() {
+    let c = check(BASE).unwrap();
+    assert_eq!(c.runtime.threads(2), 1);
+    assert_eq!(c.runtime.threads(16), 8);
+    assert_eq!(c.runtime.threads(1), 1);
+    let c = check(&format!("[runtime]\nworker_threads = 3\n{BASE}")).unwrap();
+    assert_eq!(c.runtime.threads(2), 3);
+    one_error(&format!("[runtime]\nworker_threads = -1\n{BASE}"), "worker_threads -1 is out of range 0-1024");
+}

@@ -14,7 +14,7 @@ fn a_session_future_stays_under_two_kilobytes() {
         let listener = hapool_proxy::PgListener::new(config, tokio_util::sync::CancellationToken::new()).unwrap();
         let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = tokio::net::TcpStream::connect(socket.local_addr().unwrap()).await.unwrap();
-        let session = hapool_proxy::pg::session::Session::run(listener.shared().clone(), client);
+        let session = hapool_proxy::pg::session::Session::run(listener.shared().clone(), client, tracing::Span::none());
         let size = std::mem::size_of_val(&session);
         assert!(size < 2048, "a session future takes {size} bytes");
     });

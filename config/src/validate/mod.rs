@@ -25,6 +25,16 @@ pub fn validate(raw: &RawConfig, env: EnvLookup<'_>, base_dir: &Path) -> Result<
         logging: logging(&mut ctx, &root.table("logging"), raw.logging.as_ref()),
         coordination: coordination(&mut ctx, &root.table("coordination"), raw.coordination.as_ref()),
         vip: raw.vip.as_ref().map(|v| vip(&mut ctx, &root.table("vip"), v)),
+        runtime: Runtime {
+            worker_threads: ctx.int(
+                &root.table("runtime"),
+                "worker_threads",
+                raw.runtime.as_ref().and_then(|r| r.worker_threads),
+                0,
+                0,
+                1024,
+            ),
+        },
         cluster: cluster::clusters(&mut ctx, &root, &raw.cluster),
     };
     listen_conflicts(&mut ctx, &config);

@@ -72,7 +72,7 @@ enum Event {
 
 impl Session {
     /// Serves one client from its first byte to its last.
-    pub async fn run(shared: Arc<Shared>, socket: TcpStream) {
+    pub async fn run(shared: Arc<Shared>, socket: TcpStream, span: tracing::Span) {
         let peer = socket.peer_addr().map(|a| a.ip()).unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
         let mut socket = ClientStream::Plain(socket);
         let settings = shared.settings();
@@ -86,13 +86,13 @@ impl Session {
         let (user, database, params, leftover) = match outcome {
             Ok(Handshake::Cancelled) => return,
             Ok(Handshake::Ready { user, database, params, leftover }) => (user, database, params, leftover),
-            Err(e) => return Box::pin(refuse(&mut socket, &e)).await,
+            Err(e) => return Box::pin(refuse(&mut socket, &e, &span)).await,
         };
         let Some(auth) = settings.users.get(&user) else { return };
         let limit = auth.max_clients.or(settings.cluster.max_client_connections_per_user);
         let Some(_user_slot) = UserSlot::take(&shared, &user, limit) else {
             let limit = limit.unwrap_or_default();
-            return refuse(&mut socket, &PgError::TooManyClients { limit, scope: " for this user" }).await;
+            return refuse(&mut socket, &PgError::TooManyClients { limit, scope: " for this user" }, &span).await;
         };
         let pool = shared.pool(&settings, auth, &database);
         let (key, cancel) = shared.cancels.register();
@@ -117,7 +117,7 @@ impl Session {
             shared,
         };
         PoolStats::add(&session.pool.stats.clients_active, 1);
-        debug!(user = %session.user, %database, "client authenticated");
+        debug!(parent: &span, user = %session.user, %database, "client authenticated");
         let result = match Box::pin(session.greet(&params)).await {
             Ok(()) => session.serve().await,
             Err(e) => Err(e),
@@ -128,7 +128,7 @@ impl Session {
                 msg::error(&mut session.to_client, Severity::Fatal, e.sqlstate(), &e.to_string(), None);
                 let _ = session.client.write_all(&session.to_client).await;
             }
-            info!(error = %e, side = ?e.side(), "session ended");
+            info!(parent: &span, error = %e, side = ?e.side(), "session ended");
         }
         PoolStats::sub(&session.pool.stats.clients_active, 1);
         session.shared.cancels.unregister(session.key.0);
@@ -304,14 +304,14 @@ impl Session {
 }
 
 /// Tells a client why it is refused, then closes.
-async fn refuse(socket: &mut ClientStream, e: &PgError) {
+async fn refuse(socket: &mut ClientStream, e: &PgError, span: &tracing::Span) {
     if e.reaches_client() {
         let mut buf = BytesMut::new();
         msg::error(&mut buf, Severity::Fatal, e.sqlstate(), &e.to_string(), None);
         let _ = socket.write_all(&buf).await;
         let _ = socket.flush().await;
     }
-    debug!(error = %e, "connection refused");
+    debug!(parent: span, error = %e, "connection refused");
 }
 
 /// One client counted against its user's limit while it lives.
