@@ -554,3 +554,28 @@ fn min_idle_connections_are_opened_ahead_of_demand() {
     let idle: u64 = proxy.listener.stats().iter().map(|(_, s)| s.servers_idle).sum();
     assert_eq!(idle, 3);
 }
+
+#[test]
+fn search_path_follows_the_client_that_set_it() {
+    let pg = cluster();
+    let proxy = TestProxy::start(&pg, "pool_size = 1", "");
+    psql_conninfo(&proxy.app(), "CREATE SCHEMA s1; CREATE TABLE s1.t (x int); INSERT INTO s1.t VALUES (42)").unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (a, conn) = tokio_postgres::connect(&proxy.app(), tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        let (b, conn) = tokio_postgres::connect(&proxy.app(), tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        a.simple_query("SET search_path = s1, public").await.unwrap();
+        let x: i32 = a.query_one("SELECT x FROM t", &[]).await.unwrap().get(0);
+        assert_eq!(x, 42, "a finds s1.t unqualified");
+        let path: String = b.query_one("SHOW search_path", &[]).await.unwrap().get(0);
+        assert_eq!(path, "\"$user\", public", "b, on the same server connection, has the default");
+        let x: i32 = a.query_one("SELECT x FROM t", &[]).await.unwrap().get(0);
+        assert_eq!(x, 42, "a keeps its search_path after b used the connection");
+        assert!(a.simple_query("SET search_path = no such syntax").await.is_err());
+        let path: String = a.query_one("SHOW search_path", &[]).await.unwrap().get(0);
+        assert_eq!(path, "s1, public", "a failed SET changes nothing");
+    });
+    assert_eq!(proxy.servers_opened(), 1);
+}

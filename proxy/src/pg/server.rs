@@ -45,6 +45,9 @@ pub struct ServerConn {
     /// The fingerprint of the client parameters this connection was last brought to (see `params`); `None`
     /// after anything may have reset them.
     pub synced: Option<u64>,
+    /// What search_path this connection has: `Some(None)` the server's default, `Some(Some(path))` one a
+    /// client set, `None` unknown (a statement that may have set it failed).
+    pub search_path: Option<Option<String>>,
 }
 
 impl ServerConn {
@@ -97,6 +100,7 @@ impl ServerConn {
             created: Instant::now(),
             broken: false,
             synced: None,
+            search_path: Some(None),
         })
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::expect::Expect;
 use super::statements::Statement;
-use super::{Flow, Session};
+use super::{params, Flow, Session};
 use crate::pg::codec::{decode, Frame};
 use crate::pg::error::PgError;
 use crate::pg::msg;
@@ -34,9 +34,23 @@ impl Session {
         match frame.tag() {
             b'Q' => {
                 PoolStats::add(&self.pool.stats.queries, 1);
-                if renaming && msg::query_text(frame.body()).is_some_and(drops_all_statements) {
+                let text = msg::query_text(frame.body());
+                if renaming && text.is_some_and(drops_all_statements) {
                     self.statements.clear();
-                    self.server_conn().prepared.clear();
+                    self.search_path = None;
+                    let conn = self.server_conn();
+                    conn.prepared.clear();
+                    conn.search_path = Some(None);
+                }
+                // search_path is not reported by the server: follow plain autocommit SETs of it. Inside a
+                // transaction the outcome depends on COMMIT: mark the connection unknown, it is reset before reuse.
+                if let Some(path) = text.and_then(params::search_path_set).filter(|_| renaming) {
+                    if self.tx_status == b'I' {
+                        self.pending_search_path = Some(path);
+                        self.statement_failed = false;
+                    } else {
+                        self.server_conn().search_path = None;
+                    }
                 }
                 self.forward(frame, Expect::Query);
             }

@@ -48,6 +48,11 @@ pub struct Session {
     /// Session parameters the client expects every server to have, and their fingerprint.
     desired: Vec<(String, String)>,
     desired_hash: u64,
+    /// The client's search_path (`None`: the server's default), and one being set by a running statement.
+    search_path: Option<String>,
+    pending_search_path: Option<String>,
+    /// Whether the statement now running has failed (its ReadyForQuery follows).
+    statement_failed: bool,
     key: (i32, i32),
     /// Where a cancel request for this client goes right now.
     cancel: Arc<CancelSlot>,
@@ -110,6 +115,9 @@ impl Session {
             statements: HashMap::new(),
             desired: Vec::new(),
             desired_hash: 0,
+            search_path: None,
+            pending_search_path: None,
+            statement_failed: false,
             key,
             cancel,
             tx_status: b'I',
@@ -233,12 +241,21 @@ impl Session {
     async fn checkout(&mut self) -> Result<(), PgError> {
         let mut pooled = self.pool.acquire().await?;
         let conn = pooled.conn();
+        let mut sql = String::new();
         if conn.synced != Some(self.desired_hash) {
-            if let Some(sql) = params::sync_sql(&self.desired, &conn.params) {
-                msg::query(&mut self.to_server, &sql);
-                self.outstanding.push(expect::Expect::InjectedQuery);
-            }
+            sql.extend(params::sync_sql(&self.desired, &conn.params));
             conn.synced = Some(self.desired_hash);
+        }
+        if conn.search_path.as_ref() != Some(&self.search_path) {
+            match &self.search_path {
+                Some(path) => sql.push_str(&format!("SET search_path = {path};")),
+                None => sql.push_str("RESET search_path;"),
+            }
+            conn.search_path = Some(self.search_path.clone());
+        }
+        if !sql.is_empty() {
+            msg::query(&mut self.to_server, &sql);
+            self.outstanding.push(expect::Expect::InjectedQuery);
         }
         self.cancel.set(Some((conn.addr, conn.key.0, conn.key.1)));
         self.server = Some(pooled);

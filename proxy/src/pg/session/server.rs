@@ -50,13 +50,26 @@ impl Session {
             }
             // Notices and notifications can come at any time and are always the client's.
             b'N' | b'A' => return self.to_client.extend_from_slice(frame.bytes()),
+            b'E' => self.statement_failed = true,
             b'G' => {
                 self.copy_in = true;
                 // Syncs the client sent right behind its Execute reached a server already in COPY mode, which
                 // ignores them (drivers send one before they see CopyInResponse).
                 self.outstanding.drop_syncs_after_head();
             }
-            b'Z' => self.tx_status = frame.body().first().copied().unwrap_or(b'I'),
+            b'Z' => {
+                self.tx_status = frame.body().first().copied().unwrap_or(b'I');
+                // The client's own statement ended (not a query we injected before it).
+                if let Some(path) = self.pending_search_path.take_if(|_| head_forwarded) {
+                    if self.statement_failed {
+                        // Did the SET apply before something failed? Unknown: the next checkout sets it again.
+                        self.server_conn().search_path = None;
+                    } else {
+                        self.server_conn().search_path = Some(Some(path.clone()));
+                        self.search_path = Some(path);
+                    }
+                }
+            }
             _ => {}
         }
         let Some(head) = self.outstanding.front().cloned() else {
@@ -99,6 +112,9 @@ impl Session {
 /// Runs `sql` on an idle server connection and reads its answers up to ReadyForQuery.
 pub async fn run_reset(conn: &mut ServerConn, sql: &str) -> Result<(), PgError> {
     conn.synced = None;
+    if sql == "DISCARD ALL" {
+        conn.search_path = Some(None);
+    }
     let mut out = BytesMut::new();
     msg::query(&mut out, sql);
     conn.stream.write_all(&out).await.map_err(PgError::ServerIo)?;
