@@ -7,7 +7,7 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::proxy::TestProxy;
+use common::proxy::{connect, TestProxy};
 use common::{eventually, psql_conninfo};
 use hapool_sandbox::{PgCluster, PgClusterOptions};
 
@@ -120,10 +120,8 @@ fn cancel_reaches_the_right_server_within_a_second() {
     let proxy = TestProxy::start(&pg, "pool_size = 2", "");
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let (client, conn) = tokio_postgres::connect(&proxy.app(), tokio_postgres::NoTls).await.unwrap();
-        tokio::spawn(conn);
-        let (other, conn) = tokio_postgres::connect(&proxy.app(), tokio_postgres::NoTls).await.unwrap();
-        tokio::spawn(conn);
+        let client = connect(&proxy.app()).await;
+        let other = connect(&proxy.app()).await;
         let token = client.cancel_token();
         let sleeping = tokio::spawn(async move { client.simple_query("SELECT pg_sleep(30)").await });
         let busy = tokio::spawn(async move { other.simple_query("SELECT pg_sleep(1.5)").await });
@@ -147,8 +145,7 @@ fn prepared_statements_are_shared_across_clients_and_survive_pooling() {
         for i in 0..20i32 {
             let conninfo = proxy.app();
             tasks.push(tokio::spawn(async move {
-                let (client, conn) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls).await.unwrap();
-                tokio::spawn(conn);
+                let client = connect(&conninfo).await;
                 // Five statements over a server limit of three: evictions and re-preparation on the way.
                 let statements = [
                     client.prepare("SELECT $1::int + 1").await.unwrap(),
@@ -187,10 +184,8 @@ fn session_parameters_follow_each_client() {
     let proxy = TestProxy::start(&pg, "pool_size = 1", "");
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let (a, conn) = tokio_postgres::connect(&proxy.app(), tokio_postgres::NoTls).await.unwrap();
-        tokio::spawn(conn);
-        let (b, conn) = tokio_postgres::connect(&proxy.app(), tokio_postgres::NoTls).await.unwrap();
-        tokio::spawn(conn);
+        let a = connect(&proxy.app()).await;
+        let b = connect(&proxy.app()).await;
         let show = |rows: Vec<tokio_postgres::SimpleQueryMessage>| {
             rows.iter()
                 .find_map(|m| match m {
@@ -313,8 +308,7 @@ fn copy_in_and_out_and_an_aborted_copy() {
     rt.block_on(async {
         use bytes::Bytes;
         use futures_util::SinkExt;
-        let (client, conn) = tokio_postgres::connect(&proxy.app(), tokio_postgres::NoTls).await.unwrap();
-        tokio::spawn(conn);
+        let client = connect(&proxy.app()).await;
         let sink = client.copy_in("COPY t FROM STDIN").await.unwrap();
         futures_util::pin_mut!(sink);
         sink.send(Bytes::from_static(b"2001\tx\n2002\ty\n")).await.unwrap();
@@ -527,11 +521,9 @@ fn a_client_waiting_too_long_for_a_server_gets_53300() {
     let proxy = TestProxy::start(&pg, "pool_size = 1\nquery_wait_timeout = \"1s\"", "");
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let (holder, conn) = tokio_postgres::connect(&proxy.app(), tokio_postgres::NoTls).await.unwrap();
-        tokio::spawn(conn);
+        let holder = connect(&proxy.app()).await;
         holder.batch_execute("BEGIN").await.unwrap();
-        let (waiter, conn) = tokio_postgres::connect(&proxy.app(), tokio_postgres::NoTls).await.unwrap();
-        tokio::spawn(conn);
+        let waiter = connect(&proxy.app()).await;
         let started = Instant::now();
         let err = waiter.simple_query("SELECT 1").await.unwrap_err();
         let db = err.as_db_error().expect("a server-style error");
@@ -562,10 +554,8 @@ fn search_path_follows_the_client_that_set_it() {
     psql_conninfo(&proxy.app(), "CREATE SCHEMA s1; CREATE TABLE s1.t (x int); INSERT INTO s1.t VALUES (42)").unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let (a, conn) = tokio_postgres::connect(&proxy.app(), tokio_postgres::NoTls).await.unwrap();
-        tokio::spawn(conn);
-        let (b, conn) = tokio_postgres::connect(&proxy.app(), tokio_postgres::NoTls).await.unwrap();
-        tokio::spawn(conn);
+        let a = connect(&proxy.app()).await;
+        let b = connect(&proxy.app()).await;
         a.simple_query("SET search_path = s1, public").await.unwrap();
         let x: i32 = a.query_one("SELECT x FROM t", &[]).await.unwrap().get(0);
         assert_eq!(x, 42, "a finds s1.t unqualified");

@@ -89,3 +89,10 @@ impl Drop for TestProxy {
         }
     }
 }
+
+/// A tokio-postgres client, its connection driven in the background.
+pub async fn connect(conninfo: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(conninfo, tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(conn);
+    client
+}
