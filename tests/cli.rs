@@ -136,3 +136,53 @@ fn servers_die_with_a_killed_sandbox_process() {
     let down = hapool().args(["sandbox", "down", "--state"]).arg(&state).output().unwrap();
     assert!(String::from_utf8_lossy(&down.stdout).contains("stale"));
 }
+
+/// A free loopback port for a listener the test configures.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn run_serves_reloads_on_sighup_and_stops_on_sigterm() {
+    use hapool_sandbox::{PgCluster, PgClusterOptions};
+    let pg = PgCluster::start(PgClusterOptions { replicas: 0, ..Default::default() }).unwrap();
+    pg.primary().psql("CREATE ROLE late LOGIN PASSWORD 'latepw'").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hapool.toml");
+    let port = free_port();
+    let config = |extra_user: &str| {
+        format!(
+            "[[cluster]]\nname = \"app\"\nengine = \"postgres\"\nlisten = \"127.0.0.1:{port}\"\n\
+             [[cluster.node]]\nname = \"pg0\"\nhost = \"127.0.0.1\"\nport = {}\n\
+             [[cluster.user]]\nname = \"app\"\npassword = \"app\"\n{extra_user}",
+            pg.primary().port()
+        )
+    };
+    std::fs::write(&file, config("")).unwrap();
+    let mut child = hapool().arg("run").arg("-c").arg(&file).stderr(Stdio::piped()).spawn().unwrap();
+    let conninfo = |user: &str, pw: &str| format!("host=127.0.0.1 port={port} user={user} password={pw} dbname=app");
+    assert!(eventually(Duration::from_secs(10), || psql_conninfo(&conninfo("app", "app"), "SELECT 1").is_ok()));
+    assert!(psql_conninfo(&conninfo("late", "latepw"), "SELECT 1").is_err());
+
+    let hup = |child: &Child| {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGHUP).unwrap()
+    };
+    std::fs::write(&file, config("[[cluster.user]]\nname = \"late\"\npassword = \"latepw\"\n")).unwrap();
+    hup(&child);
+    assert!(
+        eventually(Duration::from_secs(10), || psql_conninfo(&conninfo("late", "latepw"), "SELECT 1").is_ok()),
+        "the reloaded user can log in"
+    );
+
+    std::fs::write(&file, "[[cluster]]\nname = \"app\"\nengine = \"oracle\"\n").unwrap();
+    hup(&child);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(psql_conninfo(&conninfo("late", "latepw"), "SELECT 1").unwrap(), "1", "a bad config changes nothing");
+
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let mut log = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut log).unwrap();
+    assert!(log.contains("reload refused") && log.contains("hapool.toml:3:10"), "{log}");
+}
