@@ -19,6 +19,9 @@ impl Session {
                 return Ok(Flow::Terminate);
             }
             if self.server.is_none() {
+                if self.answer_without_server(&frame) {
+                    continue;
+                }
                 self.checkout().await?;
             }
             self.route(frame);
@@ -27,6 +30,43 @@ impl Session {
             self.emit_synthetic();
         }
         Ok(Flow::Continue)
+    }
+
+    /// Between transactions, what needs no server is answered here: a Parse of a statement some server already
+    /// accepted, a Close of a statement, Flush, and Sync. A driver that prepares with a blocking call then never
+    /// waits for a pool slot just to prepare (pgbench -M prepared could stall on that under lock contention).
+    fn answer_without_server(&mut self, frame: &Frame) -> bool {
+        if !self.transaction_pooling || !self.outstanding.is_empty() || self.tx_status != b'I' {
+            return false;
+        }
+        match frame.tag() {
+            b'P' => match msg::parse_fields(frame.body()) {
+                Some((name, rest)) if !name.is_empty() => {
+                    let statement = self.shared.statements.intern(rest);
+                    if !statement.is_validated() {
+                        return false;
+                    }
+                    self.statements.insert(name.to_string(), statement);
+                    self.to_client.extend_from_slice(&msg::empty(b'1'));
+                    true
+                }
+                _ => false,
+            },
+            b'C' => match msg::target_fields(frame.body()) {
+                Some((b'S', name)) if !name.is_empty() => {
+                    self.statements.remove(name);
+                    self.to_client.extend_from_slice(&msg::empty(b'3'));
+                    true
+                }
+                _ => false,
+            },
+            b'S' => {
+                msg::ready_for_query(&mut self.to_client, b'I');
+                true
+            }
+            b'H' => true,
+            _ => false,
+        }
     }
 
     fn route(&mut self, frame: Frame) {

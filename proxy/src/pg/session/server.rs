@@ -98,6 +98,11 @@ impl Session {
             }
         } else if head.completed_by(tag) {
             self.outstanding.pop();
+            if let Expect::Parse { created: Some(name) } | Expect::InjectedParse(name) = &head {
+                if let Some(statement) = self.statements.values().find(|s| &s.name == name) {
+                    statement.validated.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
         }
         self.emit_synthetic();
     }

@@ -2,7 +2,7 @@
 //! (query, parameter types), so a statement prepared on a server serves every client that sends it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -14,6 +14,14 @@ use crate::pg::msg::parse_renamed;
 pub struct Statement {
     pub name: Arc<str>,
     pub parse: Bytes,
+    /// Set once a server accepted this statement: a client's later Parse of it can be answered without one.
+    pub validated: AtomicBool,
+}
+
+impl Statement {
+    pub fn is_validated(&self) -> bool {
+        self.validated.load(Ordering::Relaxed)
+    }
 }
 
 /// Interns statements by the Parse body after the name (query text and parameter types).
@@ -38,7 +46,8 @@ impl StatementRegistry {
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let name: Arc<str> = Arc::from(format!("hapool_{id}"));
-        let statement = Arc::new(Statement { parse: parse_renamed(&name, rest), name });
+        let statement =
+            Arc::new(Statement { parse: parse_renamed(&name, rest), name, validated: AtomicBool::new(false) });
         map.insert(Bytes::copy_from_slice(rest), statement.clone());
         statement
     }
