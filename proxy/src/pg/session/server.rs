@@ -72,19 +72,26 @@ impl Session {
             }
             _ => {}
         }
-        let Some(head) = self.outstanding.front().cloned() else {
+        // Decided on a borrow: most messages (DataRow…) neither complete nor fail a request.
+        let Some(head) = self.outstanding.front() else {
             self.to_client.extend_from_slice(frame.bytes());
             return;
         };
-        if head.forwarded() {
-            self.to_client.extend_from_slice(frame.bytes());
-        } else if tag == b'E' {
-            // An injected request failed: the client must know, its next message will fail too.
+        // An injected request that fails is shown too: the client's next message fails with it.
+        if head.forwarded() || tag == b'E' {
             self.to_client.extend_from_slice(frame.bytes());
         }
-        if tag == b'E' && !head.ends_error() {
-            self.outstanding.pop();
-            if let Expect::Parse { created: Some(name) } | Expect::InjectedParse(name) = &head {
+        let failed = tag == b'E' && !head.ends_error();
+        if !failed && !head.completed_by(tag) {
+            return self.emit_synthetic();
+        }
+        let head = self.outstanding.pop();
+        let created = match &head {
+            Some(Expect::Parse { created: Some(name) } | Expect::InjectedParse(name)) => Some(name),
+            _ => None,
+        };
+        if failed {
+            if let Some(name) = created {
                 self.server_conn().prepared.remove(name);
             }
             let skipped = self.outstanding.skip_to_sync();
@@ -96,13 +103,8 @@ impl Session {
                 // A statement we think closed still exists there: do not reuse this connection.
                 conn.broken = true;
             }
-        } else if head.completed_by(tag) {
-            self.outstanding.pop();
-            if let Expect::Parse { created: Some(name) } | Expect::InjectedParse(name) = &head {
-                if let Some(statement) = self.statements.values().find(|s| &s.name == name) {
-                    statement.validated.store(true, std::sync::atomic::Ordering::Relaxed);
-                }
-            }
+        } else if let Some(statement) = created.and_then(|name| self.statements.values().find(|s| &s.name == name)) {
+            statement.validated.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         self.emit_synthetic();
     }
