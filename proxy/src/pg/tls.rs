@@ -116,8 +116,16 @@ impl ServerStream {
     }
 }
 
-/// Spare room reserved in a read buffer right before reading into it.
+/// Spare room reserved in a read buffer right before reading into it: small for an empty buffer (most client
+/// messages are small, and such a buffer is kept between transactions), larger once messages are big.
+const FIRST_READ: usize = 1024;
 const READ_CHUNK: usize = 8 * 1024;
+
+fn reserve_for_read(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() < FIRST_READ / 4 {
+        buf.reserve(if buf.is_empty() { FIRST_READ } else { READ_CHUNK });
+    }
+}
 
 impl<T: AsyncRead + AsyncWrite + Unpin> Stream<T> {
     /// Reads what the client sent into `buf`. On plain TCP it first waits for data without holding buffer space,
@@ -126,17 +134,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Stream<T> {
         match self {
             Stream::Plain(tcp) => {
                 tcp.readable().await?;
-                if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-                    buf.reserve(READ_CHUNK);
-                }
+                reserve_for_read(buf);
                 // Not `try_read_buf`: a short read through `read_buf` also clears the readiness, which saves
                 // the extra read that would only return EAGAIN (one syscall per transaction, measured).
                 tcp.read_buf(buf).await
             }
             other => {
-                if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-                    buf.reserve(READ_CHUNK);
-                }
+                reserve_for_read(buf);
                 other.read_buf(buf).await
             }
         }
