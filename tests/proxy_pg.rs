@@ -570,3 +570,57 @@ fn search_path_follows_the_client_that_set_it() {
     });
     assert_eq!(proxy.servers_opened(), 1);
 }
+
+/// 300,000 Bind/Execute pairs sent in one write while the answers stream back. The proxy reads the server between
+/// client chunks and, while a write to the server is blocked, reads the server too (session/flush.rs); a proxy
+/// that did neither would deadlock here against a server blocked on its own output.
+#[test]
+fn a_large_pipeline_streams_through_one_server_connection() {
+    let pg = cluster();
+    pg.primary().psql("CREATE ROLE trusted LOGIN PASSWORD 'tpw'").unwrap();
+    let users = "\n  [[cluster.user]]\n  name = \"trusted\"\n  password = \"tpw\"\n  auth = \"trust\"\n";
+    let proxy = TestProxy::start(&pg, "pool_size = 1", users);
+    let mut s = TcpStream::connect(proxy.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    s.write_all(&startup("trusted")).unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut login = Vec::new();
+    while !login.windows(6).any(|w| w == [b'Z', 0, 0, 0, 5, b'I']) {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0);
+        login.extend_from_slice(&buf[..n]);
+    }
+    // ~7 MB of requests, ~9 MB of answers.
+    const N: usize = 300_000;
+    let mut pipeline = message(b'P', b"\0SELECT 1\0\0\0");
+    let bind_execute = [message(b'B', b"\0\0\0\0\0\0\0\0"), message(b'E', b"\0\0\0\0\0")].concat();
+    for _ in 0..N {
+        pipeline.extend_from_slice(&bind_execute);
+    }
+    pipeline.extend_from_slice(&message(b'S', b""));
+    let mut writer = s.try_clone().unwrap();
+    let sending = std::thread::spawn(move || writer.write_all(&pipeline));
+    let (mut rows, mut pending) = (0usize, Vec::new());
+    'read: loop {
+        let n = s.read(&mut buf).expect("answers keep coming (no deadlock)");
+        assert!(n > 0, "the proxy closed the connection");
+        pending.extend_from_slice(&buf[..n]);
+        let mut at = 0;
+        while pending.len() - at >= 5 {
+            let len = u32::from_be_bytes(pending[at + 1..at + 5].try_into().unwrap()) as usize;
+            if pending.len() - at < len + 1 {
+                break;
+            }
+            match pending[at] {
+                b'D' => rows += 1,
+                b'E' => panic!("error: {}", String::from_utf8_lossy(&pending[at..at + len + 1])),
+                b'Z' => break 'read,
+                _ => {}
+            }
+            at += len + 1;
+        }
+        pending.drain(..at);
+    }
+    sending.join().unwrap().unwrap();
+    assert_eq!(rows, N);
+}

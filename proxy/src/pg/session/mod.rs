@@ -3,6 +3,7 @@
 
 mod client;
 pub mod expect;
+mod flush;
 mod params;
 mod server;
 pub mod startup;
@@ -272,27 +273,6 @@ impl Session {
                 pooled.release();
             }
         }
-    }
-
-    async fn flush(&mut self) -> Result<(), PgError> {
-        if !self.to_server.is_empty() {
-            if let Some(s) = self.server.as_mut() {
-                let stream = &mut s.conn().stream;
-                stream.write_all(&self.to_server).await.map_err(PgError::ServerIo)?;
-                if stream.is_tls() {
-                    stream.flush().await.map_err(PgError::ServerIo)?;
-                }
-            }
-            self.to_server.clear();
-        }
-        if !self.to_client.is_empty() {
-            self.client.write_all(&self.to_client).await.map_err(PgError::ClientIo)?;
-            if self.client.is_tls() {
-                self.client.flush().await.map_err(PgError::ClientIo)?;
-            }
-            self.to_client.clear();
-        }
-        Ok(())
     }
 
     /// After the client left: a server with nothing in flight is cleaned (ROLLBACK in transaction pooling,
