@@ -38,7 +38,7 @@ impl ServerTls {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder =
             rustls::ClientConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions()?;
-        let verifier: Arc<dyn ServerCertVerifier> = match (&tls.server_ca, tls.server_mode) {
+        let chain = match (&tls.server_ca, tls.server_mode) {
             (Some(ca), ServerTlsMode::VerifyCa | ServerTlsMode::VerifyFull) => {
                 let mut roots = RootCertStore::empty();
                 for cert in CertificateDer::pem_file_iter(ca).map_err(|e| file_error(ca, e))? {
@@ -47,14 +47,12 @@ impl ServerTls {
                 let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                     .build()
                     .map_err(|e| TlsError::File { file: ca.display().to_string(), reason: e.to_string() })?;
-                if tls.server_mode == ServerTlsMode::VerifyFull {
-                    webpki
-                } else {
-                    Arc::new(AnyName(webpki))
-                }
+                Some(webpki)
             }
-            _ => Arc::new(NoVerification(provider)),
+            _ => None,
         };
+        let check_name = tls.server_mode == ServerTlsMode::VerifyFull;
+        let verifier = Arc::new(Verifier { provider, chain, check_name });
         let config = builder.dangerous().with_custom_certificate_verifier(verifier).with_no_client_auth();
         let server_name = ServerName::try_from(host.to_string())
             .map_err(|e| TlsError::File { file: host.to_string(), reason: format!("not a host name: {e}") })?;
@@ -71,50 +69,17 @@ fn file_error(path: &std::path::Path, e: impl std::fmt::Display) -> TlsError {
     TlsError::File { file: path.display().to_string(), reason: e.to_string() }
 }
 
-/// `prefer` / `require`: encryption without authentication, as libpq does.
+/// Checks a server's certificate as the mode says: not at all (`prefer`, `require`: encryption without
+/// authentication, as libpq does), its chain (`verify-ca`), or its chain and name (`verify-full`).
 #[derive(Debug)]
-struct NoVerification(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for NoVerification {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
+struct Verifier {
+    provider: Arc<CryptoProvider>,
+    /// The CA check; `None` when the certificate is not checked.
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    check_name: bool,
 }
 
-/// `verify-ca`: the chain must lead to the CA, whatever name the certificate carries.
-#[derive(Debug)]
-struct AnyName(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for AnyName {
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -123,10 +88,11 @@ impl ServerCertVerifier for AnyName {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self.0.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
+        let Some(chain) = &self.chain else { return Ok(ServerCertVerified::assertion()) };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
+            )) if !self.check_name => Ok(ServerCertVerified::assertion()),
             other => other,
         }
     }
@@ -137,7 +103,7 @@ impl ServerCertVerifier for AnyName {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
+        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn verify_tls13_signature(
@@ -146,10 +112,10 @@ impl ServerCertVerifier for AnyName {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
+        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
+        self.provider.signature_verification_algorithms.supported_schemes()
     }
 }
