@@ -624,3 +624,23 @@ fn a_large_pipeline_streams_through_one_server_connection() {
     sending.join().unwrap().unwrap();
     assert_eq!(rows, N);
 }
+
+#[test]
+fn a_statement_made_stale_by_ddl_fails_once_not_for_every_client() {
+    let pg = cluster();
+    let proxy = TestProxy::start(&pg, "pool_size = 1", "");
+    psql_conninfo(&proxy.app(), "CREATE TABLE t (a int); INSERT INTO t VALUES (1)").unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let first = connect(&proxy.app()).await;
+        let statement = first.prepare("SELECT * FROM t").await.unwrap();
+        first.query(&statement, &[]).await.unwrap();
+        first.batch_execute("ALTER TABLE t ADD COLUMN b int").await.unwrap();
+        let err = first.query(&statement, &[]).await.unwrap_err();
+        assert_eq!(err.code(), Some(&tokio_postgres::error::SqlState::FEATURE_NOT_SUPPORTED), "{err}");
+        // Another client preparing the same text must not inherit the stale plan of the shared statement.
+        let second = connect(&proxy.app()).await;
+        let rows = second.query("SELECT * FROM t", &[]).await.unwrap();
+        assert_eq!(rows[0].len(), 2, "the new shape, two columns");
+    });
+}

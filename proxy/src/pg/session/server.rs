@@ -50,7 +50,14 @@ impl Session {
             }
             // Notices and notifications can come at any time and are always the client's.
             b'N' | b'A' => return self.to_client.extend_from_slice(frame.bytes()),
-            b'E' => self.statement_failed = true,
+            b'E' => {
+                self.statement_failed = true;
+                // "cached plan must not change result type": after DDL, statements prepared on this connection
+                // (shared by every client) keep failing; it is replaced by a fresh one once the client is done.
+                if msg::error_code(frame.body()) == Some("0A000") {
+                    self.server_conn().broken = true;
+                }
+            }
             b'G' => {
                 self.copy_in = true;
                 // Syncs the client sent right behind its Execute reached a server already in COPY mode, which
