@@ -644,3 +644,28 @@ fn a_statement_made_stale_by_ddl_fails_once_not_for_every_client() {
         assert_eq!(rows[0].len(), 2, "the new shape, two columns");
     });
 }
+
+#[test]
+fn a_client_killed_mid_copy_leaves_no_busy_server_connection() {
+    let pg = cluster();
+    let proxy = TestProxy::start(&pg, "pool_size = 1", "");
+    psql_conninfo(&proxy.app(), "CREATE TABLE t (id int)").unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        use futures_util::SinkExt;
+        let (client, conn) = tokio_postgres::connect(&proxy.app(), tokio_postgres::NoTls).await.unwrap();
+        let driver = tokio::spawn(conn);
+        let sink = client.copy_in::<_, bytes::Bytes>("COPY t FROM STDIN").await.unwrap();
+        futures_util::pin_mut!(sink);
+        sink.send(bytes::Bytes::from_static(b"1\n2\n")).await.unwrap();
+        // The client vanishes: its connection task is gone, the socket closes, no CopyFail is sent.
+        driver.abort();
+    });
+    drop(rt);
+    // The next client gets a working server connection (the one left mid-COPY was closed, not reused).
+    assert_eq!(psql_conninfo(&proxy.app(), "SELECT count(*) FROM t").unwrap(), "0");
+    let copying =
+        "SELECT count(*) FROM pg_stat_activity WHERE usename = 'app' AND query LIKE 'COPY%' AND state <> 'idle'";
+    assert!(eventually(Duration::from_secs(10), || pg.primary().psql(copying).is_ok_and(|n| n == "0")));
+    assert_eq!(proxy.servers_opened(), 2, "the connection used by the COPY was replaced");
+}
