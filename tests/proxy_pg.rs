@@ -669,3 +669,22 @@ fn a_client_killed_mid_copy_leaves_no_busy_server_connection() {
     assert!(eventually(Duration::from_secs(10), || pg.primary().psql(copying).is_ok_and(|n| n == "0")));
     assert_eq!(proxy.servers_opened(), 2, "the connection used by the COPY was replaced");
 }
+
+#[test]
+fn per_user_limits_and_the_startup_timeout() {
+    let pg = cluster();
+    let proxy = TestProxy::start(&pg, "max_client_connections_per_user = 1\nstartup_timeout = \"1s\"", "");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let _held = rt.block_on(connect(&proxy.app()));
+    let err = psql_conninfo(&proxy.app(), "SELECT 1").unwrap_err();
+    assert!(err.contains("too many client connections (1 allowed for this user)"), "{err}");
+
+    // A client that connects and says nothing is dropped after startup_timeout.
+    let mut silent = TcpStream::connect(proxy.addr).unwrap();
+    silent.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 256];
+    let n = silent.read(&mut buf).unwrap_or(0);
+    assert!(n == 0 || buf[0] == b'E', "closed, at most with an error");
+    assert!(started.elapsed() < Duration::from_secs(5), "closed after about a second");
+}
