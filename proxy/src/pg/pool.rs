@@ -36,6 +36,8 @@ pub struct Pool {
     idle: Mutex<Vec<(ServerConn, Instant)>>,
     /// What the first server reported at login (sent to clients in their greeting).
     server_params: Mutex<Option<ServerParams>>,
+    /// The session parameters clients asked for last, shared by the clients that want the same (most do).
+    client_params: Mutex<Option<(u64, ServerParams)>>,
 }
 
 /// A server connection checked out of its pool. Dropping it closes the connection; `release` returns it.
@@ -56,6 +58,7 @@ impl Pool {
             stats: PoolStats::default(),
             idle: Mutex::new(Vec::new()),
             server_params: Mutex::new(None),
+            client_params: Mutex::new(None),
         }
     }
 
@@ -120,6 +123,19 @@ impl Pool {
             let mut list: Vec<(String, String)> = conn.params.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
             list.sort();
             *params = Some(Arc::new(list));
+        }
+    }
+
+    /// One shared copy of a client's desired parameters: the previous client's when they are the same.
+    pub fn shared_params(&self, params: Vec<(String, String)>, fingerprint: u64) -> ServerParams {
+        let mut last = self.client_params.lock().unwrap_or_else(|e| e.into_inner());
+        match last.as_ref() {
+            Some((f, shared)) if *f == fingerprint && **shared == params => shared.clone(),
+            _ => {
+                let shared = Arc::new(params);
+                *last = Some((fingerprint, shared.clone()));
+                shared
+            }
         }
     }
 

@@ -47,7 +47,8 @@ pub struct Session {
     /// The client's prepared statement names → proxy-wide statements (transaction pooling).
     statements: HashMap<String, Arc<Statement>>,
     /// Session parameters the client expects every server to have, and their fingerprint.
-    desired: Vec<(String, String)>,
+    /// Shared with the other clients of the pool that want the same values, copied on a client's first SET.
+    desired: Arc<Vec<(String, String)>>,
     desired_hash: u64,
     /// The client's search_path (`None`: the server's default), and one being set by a running statement.
     search_path: Option<String>,
@@ -114,7 +115,7 @@ impl Session {
             server: None,
             outstanding: Outstanding::default(),
             statements: HashMap::new(),
-            desired: Vec::new(),
+            desired: Arc::default(),
             desired_hash: 0,
             search_path: None,
             pending_search_path: None,
@@ -153,8 +154,9 @@ impl Session {
                 self.pool.server_params().unwrap_or_default()
             }
         };
-        self.desired = params::desired(&server_params, startup_params);
-        self.desired_hash = params::fingerprint(&self.desired);
+        let desired = params::desired(&server_params, startup_params);
+        self.desired_hash = params::fingerprint(&desired);
+        self.desired = self.pool.shared_params(desired, self.desired_hash);
         if let Some(s) = self.server.as_mut() {
             // Checked out before the client's parameters were known: sync at the next checkout instead.
             s.conn().synced = None;

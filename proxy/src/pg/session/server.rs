@@ -36,7 +36,11 @@ impl Session {
             b'S' => {
                 if let Some((name, value)) = msg::parameter_fields(frame.body()) {
                     self.server_conn().params.insert(name.to_string(), value.to_string());
-                    if head_forwarded && params::record(&mut self.desired, name, value) {
+                    // Copied out of the pool's shared set only when the client really changed a value.
+                    let changes = head_forwarded
+                        && params::is_tracked(name)
+                        && !self.desired.iter().any(|(n, v)| n == name && v == value);
+                    if changes && params::record(std::sync::Arc::make_mut(&mut self.desired), name, value) {
                         // The client changed it on this server: both now agree on the new values.
                         self.desired_hash = params::fingerprint(&self.desired);
                         let hash = self.desired_hash;
