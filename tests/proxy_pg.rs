@@ -688,3 +688,19 @@ fn per_user_limits_and_the_startup_timeout() {
     assert!(n == 0 || buf[0] == b'E', "closed, at most with an error");
     assert!(started.elapsed() < Duration::from_secs(5), "closed after about a second");
 }
+
+#[test]
+fn an_unknown_message_type_ends_only_that_client() {
+    let pg = cluster();
+    pg.primary().psql("CREATE ROLE trusted LOGIN PASSWORD 'tpw'").unwrap();
+    let users = "\n  [[cluster.user]]\n  name = \"trusted\"\n  password = \"tpw\"\n  auth = \"trust\"\n";
+    let proxy = TestProxy::start(&pg, "pool_size = 1", users);
+    let reply = raw_exchange(&proxy, &message(b'z', b"junk"), b'E');
+    let text = String::from_utf8_lossy(&reply);
+    assert!(reply.first() == Some(&b'E') && text.contains("invalid frontend message type"), "{text}");
+    assert!(text.contains("08P01"), "{text}");
+    // No pooled server connection was harmed: one per user's pool, none replaced.
+    assert_eq!(psql_conninfo(&proxy.app(), "SELECT 1").unwrap(), "1");
+    assert_eq!(raw_exchange(&proxy, &message(b'Q', b"SELECT 1\0"), b'Z').first(), Some(&b'T'));
+    assert_eq!(proxy.servers_opened(), 2);
+}

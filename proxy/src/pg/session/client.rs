@@ -15,8 +15,13 @@ impl Session {
     /// Handles every complete message buffered from the client.
     pub(super) async fn process_client(&mut self) -> Result<Flow, PgError> {
         while let Some(frame) = decode(&mut self.cbuf, self.max_message)? {
-            if frame.tag() == b'X' {
-                return Ok(Flow::Terminate);
+            match frame.tag() {
+                b'X' => return Ok(Flow::Terminate),
+                b'Q' | b'P' | b'B' | b'D' | b'E' | b'C' | b'S' | b'H' | b'F' | b'd' | b'c' | b'f' => {}
+                // Refused here, as PostgreSQL would: forwarded, it would end a pooled server connection.
+                other => {
+                    return Err(PgError::ClientMessage(format!("invalid frontend message type {}", other as char)))
+                }
             }
             if self.server.is_none() {
                 if self.answer_without_server(&frame) {
