@@ -704,3 +704,18 @@ fn an_unknown_message_type_ends_only_that_client() {
     assert_eq!(raw_exchange(&proxy, &message(b'Q', b"SELECT 1\0"), b'Z').first(), Some(&b'T'));
     assert_eq!(proxy.servers_opened(), 2);
 }
+
+#[test]
+fn an_idle_server_connection_ended_by_the_server_is_not_handed_out() {
+    let pg = cluster();
+    let proxy = TestProxy::start(&pg, "pool_size = 1", "");
+    assert_eq!(psql_conninfo(&proxy.app(), "SELECT 1").unwrap(), "1");
+    let killed = pg
+        .primary()
+        .psql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = 'app'")
+        .unwrap();
+    assert_eq!(killed, "1", "the pooled connection's backend was terminated");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(psql_conninfo(&proxy.app(), "SELECT 2").unwrap(), "2", "the next client is not hit by it");
+    assert_eq!(proxy.servers_opened(), 2);
+}

@@ -11,6 +11,9 @@ use super::server::{ServerConn, ServerTarget};
 use crate::stats::PoolStats;
 
 /// Limits of one pool.
+/// Idle connections older than this are checked before reuse.
+const CHECK_IDLE_AFTER: Duration = Duration::from_millis(100);
+
 #[derive(Debug, Clone)]
 pub struct PoolSettings {
     pub size: usize,
@@ -107,10 +110,13 @@ impl Pool {
 
     fn take_idle(&self) -> Option<ServerConn> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        while let Some((conn, since)) = idle.pop() {
+        while let Some((mut conn, since)) = idle.pop() {
             let fresh =
                 since.elapsed() < self.settings.idle_timeout && conn.created.elapsed() < self.settings.max_lifetime;
-            if fresh {
+            // A connection the server ended while it sat idle (restart, pg_terminate_backend) is dropped here,
+            // not handed to a client whose first statement would fail with it. Checked after a short idle time
+            // only (one syscall), so a busy pool pays nothing; as PgBouncer's server_check_delay.
+            if fresh && (since.elapsed() < CHECK_IDLE_AFTER || conn.is_usable()) {
                 return Some(conn);
             }
         }

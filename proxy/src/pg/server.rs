@@ -105,6 +105,28 @@ impl ServerConn {
     }
 }
 
+impl ServerConn {
+    /// Whether an idle connection is still usable: the server has neither closed it nor sent anything unasked
+    /// (a FATAL after pg_terminate_backend, a shutdown notice). Costs one non-blocking peek (one syscall per
+    /// checkout of an idle connection).
+    pub fn is_usable(&mut self) -> bool {
+        if !self.rbuf.is_empty() || self.broken {
+            return false;
+        }
+        match &self.stream {
+            super::tls::Stream::Plain(tcp) => {
+                use nix::sys::socket::{recv, MsgFlags};
+                use std::os::fd::AsRawFd;
+                let mut probe = [0u8; 1];
+                let flags = MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT;
+                matches!(recv(tcp.as_raw_fd(), &mut probe, flags), Err(nix::errno::Errno::EAGAIN))
+            }
+            // A TLS record may carry nothing for us (session tickets); such connections are not probed.
+            _ => true,
+        }
+    }
+}
+
 /// Sends SSLRequest and, when the server agrees, runs the TLS handshake.
 async fn negotiate_tls(stream: &mut ServerStream, tls: &ServerTls, addr: SocketAddr) -> Result<(), PgError> {
     let mut request = [0u8; 8];
