@@ -67,6 +67,7 @@ fn pgbench_in_every_protocol_mode_in_session_pooling() {
     pgbench(&proxy, &["-i", "-s", "1", "-q"]);
     for mode in ["simple", "extended", "prepared"] {
         pgbench(&proxy, &["-M", mode, "-c", "4", "-j", "2", "-t", "50"]);
+        pgbench(&proxy, &["-M", mode, "-S", "-c", "4", "-j", "2", "-t", "200"]);
     }
 }
 
