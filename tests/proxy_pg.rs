@@ -471,10 +471,17 @@ fn reload_adds_users_for_new_clients_and_refuses_what_cannot_change_live() {
     assert_eq!(psql_conninfo(&late, "SELECT 1").unwrap(), "1", "a refused reload changes nothing");
 }
 
-/// Writes raw protocol messages after a trust login and returns what came back until `until` (a tag) or 5 s.
-fn raw_exchange(proxy: &TestProxy, messages: &[u8], until: u8) -> Vec<u8> {
+/// A proxy with user `trusted` (trust auth; the role exists on the server) besides app.
+fn trusted_proxy(pg: &PgCluster, cluster_keys: &str) -> TestProxy {
+    pg.primary().psql("CREATE ROLE trusted LOGIN PASSWORD 'tpw'").unwrap();
+    let users = "\n  [[cluster.user]]\n  name = \"trusted\"\n  password = \"tpw\"\n  auth = \"trust\"\n";
+    TestProxy::start(pg, cluster_keys, users)
+}
+
+/// A raw connection logged in as `trusted`, past its first ReadyForQuery.
+fn raw_login(proxy: &TestProxy, read_timeout: Duration) -> TcpStream {
     let mut s = TcpStream::connect(proxy.addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.set_read_timeout(Some(read_timeout)).unwrap();
     s.write_all(&startup("trusted")).unwrap();
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
@@ -483,6 +490,13 @@ fn raw_exchange(proxy: &TestProxy, messages: &[u8], until: u8) -> Vec<u8> {
         assert!(n > 0, "closed during login");
         got.extend_from_slice(&buf[..n]);
     }
+    s
+}
+
+/// Writes raw protocol messages after a trust login and returns what came back until `until` (a tag) or 5 s.
+fn raw_exchange(proxy: &TestProxy, messages: &[u8], until: u8) -> Vec<u8> {
+    let mut s = raw_login(proxy, Duration::from_secs(5));
+    let mut buf = [0u8; 4096];
     s.write_all(messages).unwrap();
     let mut reply = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -505,9 +519,7 @@ fn message(tag: u8, body: &[u8]) -> Vec<u8> {
 #[test]
 fn a_parse_answered_by_the_proxy_reaches_a_client_that_only_flushes() {
     let pg = cluster();
-    pg.primary().psql("CREATE ROLE trusted LOGIN PASSWORD 'tpw'").unwrap();
-    let users = "\n  [[cluster.user]]\n  name = \"trusted\"\n  password = \"tpw\"\n  auth = \"trust\"\n";
-    let proxy = TestProxy::start(&pg, "pool_size = 1", users);
+    let proxy = trusted_proxy(&pg, "pool_size = 1");
     let parse = message(b'P', b"s1\0SELECT 1\0\0\0");
     // First client: Parse + Sync creates the statement on the only server connection.
     let first = raw_exchange(&proxy, &[parse.clone(), message(b'S', b"")].concat(), b'Z');
@@ -578,19 +590,9 @@ fn search_path_follows_the_client_that_set_it() {
 #[test]
 fn a_large_pipeline_streams_through_one_server_connection() {
     let pg = cluster();
-    pg.primary().psql("CREATE ROLE trusted LOGIN PASSWORD 'tpw'").unwrap();
-    let users = "\n  [[cluster.user]]\n  name = \"trusted\"\n  password = \"tpw\"\n  auth = \"trust\"\n";
-    let proxy = TestProxy::start(&pg, "pool_size = 1", users);
-    let mut s = TcpStream::connect(proxy.addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    s.write_all(&startup("trusted")).unwrap();
+    let proxy = trusted_proxy(&pg, "pool_size = 1");
+    let mut s = raw_login(&proxy, Duration::from_secs(60));
     let mut buf = vec![0u8; 64 * 1024];
-    let mut login = Vec::new();
-    while !login.windows(6).any(|w| w == [b'Z', 0, 0, 0, 5, b'I']) {
-        let n = s.read(&mut buf).unwrap();
-        assert!(n > 0);
-        login.extend_from_slice(&buf[..n]);
-    }
     // ~7 MB of requests, ~9 MB of answers.
     const N: usize = 300_000;
     let mut pipeline = message(b'P', b"\0SELECT 1\0\0\0");
@@ -693,9 +695,7 @@ fn per_user_limits_and_the_startup_timeout() {
 #[test]
 fn an_unknown_message_type_ends_only_that_client() {
     let pg = cluster();
-    pg.primary().psql("CREATE ROLE trusted LOGIN PASSWORD 'tpw'").unwrap();
-    let users = "\n  [[cluster.user]]\n  name = \"trusted\"\n  password = \"tpw\"\n  auth = \"trust\"\n";
-    let proxy = TestProxy::start(&pg, "pool_size = 1", users);
+    let proxy = trusted_proxy(&pg, "pool_size = 1");
     let reply = raw_exchange(&proxy, &message(b'z', b"junk"), b'E');
     let text = String::from_utf8_lossy(&reply);
     assert!(reply.first() == Some(&b'E') && text.contains("invalid frontend message type"), "{text}");
