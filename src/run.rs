@@ -1,9 +1,11 @@
-//! `hapool run`: serve every configured cluster until SIGTERM/SIGINT (SIGHUP is logged: reload comes later).
+//! `hapool run`: the manager probes every configured cluster, the proxy serves them following the manager's
+//! topology, until SIGTERM/SIGINT; SIGHUP reloads the config.
 
 use std::time::Duration;
 
 use anyhow::Context;
-use hapool_config::{Config, Engine};
+use hapool_config::{Cluster, Config, Engine};
+use hapool_manager::{status_line, Manager};
 use hapool_proxy::{PgListener, PgProxyConfig};
 use nix::sys::signal::{SigSet, Signal};
 use tokio_util::sync::CancellationToken;
@@ -13,6 +15,9 @@ use crate::signals;
 
 /// How long sessions get to finish their transaction at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// How often the one-line status of every cluster is logged (also after every topology change).
+const STATUS_EVERY: Duration = Duration::from_secs(30);
 
 pub fn run(path: &std::path::Path) -> anyhow::Result<()> {
     let config = hapool_config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -33,6 +38,14 @@ pub fn serve(
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()?;
     info!(threads, cores, "serving");
     let shutdown = CancellationToken::new();
+    let _runtime = runtime.enter();
+    let mut manager = Manager::start(&config.cluster, shutdown.clone()).context("manager")?;
+    let first_wait = config.cluster.iter().map(|c| c.monitor.probe_timeout).max().unwrap_or_default();
+    if !runtime.block_on(manager.first_round(first_wait + Duration::from_secs(1))) {
+        warn!("the first probe round did not finish in time; starting anyway");
+    }
+    runtime.spawn(report_status(manager.clone(), shutdown.clone()));
+    let mut current = config.cluster.clone();
     let mut bound = Vec::new();
     let mut tasks = Vec::new();
     let mut listeners: Vec<(String, PgListener)> = Vec::new();
@@ -47,7 +60,8 @@ pub fn serve(
             .block_on(tokio::net::TcpListener::bind(listen))
             .with_context(|| format!("cluster {name}: listen on {listen}"))?;
         bound.push((name.clone(), socket.local_addr()?));
-        let listener = PgListener::new(PgProxyConfig { cluster, shutdown_grace: SHUTDOWN_GRACE }, shutdown.clone())
+        let proxy_config = PgProxyConfig { cluster, shutdown_grace: SHUTDOWN_GRACE };
+        let listener = PgListener::new(proxy_config, shutdown.clone(), manager.topology.clone())
             .with_context(|| format!("cluster {name}"))?;
         listeners.push((name, listener.clone()));
         tasks.push(runtime.spawn(async move { listener.serve(socket).await }));
@@ -56,7 +70,7 @@ pub fn serve(
     loop {
         match signals::wait(signals)? {
             Signal::SIGHUP => match path {
-                Some(path) => reload(path, &listeners),
+                Some(path) => reload(path, &listeners, &mut current),
                 None => warn!("SIGHUP: this config has no file to reload from"),
             },
             signal => {
@@ -74,9 +88,25 @@ pub fn serve(
     Ok(())
 }
 
+/// Logs one line per cluster after every topology change and every `STATUS_EVERY`.
+async fn report_status(mut manager: Manager, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + STATUS_EVERY, STATUS_EVERY);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            changed = manager.topology.changed() => if changed.is_err() { return },
+            _ = shutdown.cancelled() => return,
+        }
+        let status = manager.status.borrow().clone();
+        for cluster in &status.clusters {
+            info!(cluster = %cluster.id, "status: {}", status_line(cluster, status.generation));
+        }
+    }
+}
+
 /// Re-reads the config and hands each cluster's new settings to its listener. A config with errors changes
 /// nothing; a cluster that cannot take a change live says why and keeps its old settings.
-fn reload(path: &std::path::Path, listeners: &[(String, PgListener)]) {
+fn reload(path: &std::path::Path, listeners: &[(String, PgListener)], current: &mut [Cluster]) {
     let config = match hapool_config::load(path) {
         Ok(config) => config,
         Err(e) => {
@@ -89,8 +119,14 @@ fn reload(path: &std::path::Path, listeners: &[(String, PgListener)]) {
     for (name, listener) in listeners {
         match config.cluster.iter().find(|c| &c.name == name) {
             Some(cluster) => {
-                if let Err(e) = listener.reload(cluster.clone()) {
+                let Some(old) = current.iter_mut().find(|c| &c.name == name) else { continue };
+                if let Err(e) = hapool_manager::check_live_change(old, cluster) {
                     warn!("reload refused: {e}");
+                    continue;
+                }
+                match listener.reload(cluster.clone()) {
+                    Ok(()) => *old = cluster.clone(),
+                    Err(e) => warn!("reload refused: {e}"),
                 }
             }
             None => {

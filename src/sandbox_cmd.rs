@@ -97,7 +97,7 @@ pub fn up(args: &UpArgs, demo: bool) -> anyhow::Result<()> {
     let took = started.elapsed();
     match pg.as_ref().filter(|_| demo) {
         Some(pg) => {
-            let (config, file) = demo_config(pg)?;
+            let (config, file) = demo_config(pg, my.as_ref())?;
             crate::run::serve(config, Some(&file), &signals, |bound| {
                 print_banner(&state, took, demo);
                 for (name, addr) in bound {
@@ -135,25 +135,47 @@ fn print_banner(state: &State, took: Duration, demo: bool) {
 }
 
 /// The demo's config: the proxy on 127.0.0.1:6432 (or a free port when 6432 is taken) in front of the
-/// sandbox primary, transaction pooling. Written next to the cluster so a newcomer can read it.
-fn demo_config(pg: &PgCluster) -> anyhow::Result<(hapool_config::Config, PathBuf)> {
+/// sandbox's PostgreSQL nodes, transaction pooling, the manager probing every node of both clusters (the MariaDB
+/// one is monitored only until the MySQL proxy exists). Written next to the cluster so a newcomer can read it.
+fn demo_config(pg: &PgCluster, my: Option<&MyCluster>) -> anyhow::Result<(hapool_config::Config, PathBuf)> {
     let port = if std::net::TcpListener::bind(("127.0.0.1", 6432)).is_ok() { 6432 } else { 0 };
     let c = pg.credentials();
-    let text = format!(
+    let mut text = format!(
         "# Written by `hapool demo`.\n\
          [[cluster]]\nname = \"demo\"\nengine = \"postgres\"\nlisten = \"127.0.0.1:{port}\"\n\
          pool_mode = \"transaction\"\npool_size = 10\n\n\
-         [[cluster.node]]\nname = \"{node}\"\nhost = \"127.0.0.1\"\nport = {node_port}\n\n\
+         [cluster.monitor]\nuser = \"{mon}\"\npassword = \"{mon_pw}\"\n\n\
+         [cluster.routing]\nmax_replica_lag = \"5s\"\n\n\
          [[cluster.user]]\nname = \"{user}\"\npassword = \"{password}\"\n",
-        node = pg.primary().name(),
-        node_port = pg.primary().port(),
+        mon = c.monitor_user,
+        mon_pw = c.monitor_password,
         user = c.app_user,
         password = c.app_password,
     );
+    for n in pg.nodes() {
+        text.push_str(&node_table(n.name(), n.port()));
+    }
+    if let Some(my) = my {
+        let c = my.credentials();
+        text.push_str(&format!(
+            "\n# Monitored by the manager; the MySQL proxy comes in a later version.\n\
+             [[cluster]]\nname = \"demo-mariadb\"\nengine = \"mysql\"\nlisten = \"127.0.0.1:0\"\n\n\
+             [cluster.monitor]\nuser = \"{}\"\npassword = \"{}\"\n\n\
+             [[cluster.user]]\nname = \"{}\"\npassword = \"{}\"\n",
+            c.monitor_user, c.monitor_password, c.app_user, c.app_password,
+        ));
+        for n in my.nodes() {
+            text.push_str(&node_table(n.name(), n.port()));
+        }
+    }
     let file = pg.root().join("hapool.toml");
     std::fs::write(&file, &text).with_context(|| format!("write {}", file.display()))?;
     let config = hapool_config::load(&file).map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok((config, file))
+}
+
+fn node_table(name: &str, port: u16) -> String {
+    format!("\n[[cluster.node]]\nname = \"{name}\"\nhost = \"127.0.0.1\"\nport = {port}\n")
 }
 
 /// Asks the running `up` to stop and waits (up to 60 s) until it has.

@@ -1,9 +1,10 @@
 //! hapool's proxy: listeners, the PostgreSQL wire protocol, authentication, pooling.
 //!
-//! It reads the topology (today: the cluster's first configured node is the primary) and never depends on the
-//! manager. MySQL and TLS arrive in later steps.
+//! It follows the topology the manager publishes (a `watch` of `Arc<Topology>` snapshots) and never depends on
+//! the manager itself.
 
 pub mod pg;
+pub mod route;
 pub mod stats;
 
 pub use pg::listener::{PgListener, PgProxyConfig};

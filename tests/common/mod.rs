@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: real command-line clients and bounded polling.
 #![allow(dead_code)]
 
+pub mod manager;
 pub mod proxy;
 
 use std::process::{Command, Output, Stdio};

@@ -3,54 +3,88 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
+use hapool_manager::Manager;
 use hapool_proxy::{PgListener, PgProxyConfig};
-use hapool_sandbox::PgCluster;
+use hapool_sandbox::{PgCluster, PgNode};
+use hapool_topology::{Cluster, ClusterId, Engine, Generation, Health, Lag, Node, NodeId, Role, Topology};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 pub struct TestProxy {
     pub addr: SocketAddr,
     pub listener: PgListener,
+    /// Set when the proxy follows a real manager (`managed`).
+    pub manager: Option<Manager>,
     shutdown: CancellationToken,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl TestProxy {
-    /// A proxy for `cluster`'s primary. `cluster_keys` go into `[[cluster]]` (e.g. `pool_size = 4`);
-    /// `users` are extra `[[cluster.user]]` tables; user app/app (SCRAM) is always there.
+    /// A proxy for `cluster`'s primary, with a fixed topology (the primary Up, no manager). `cluster_keys` go
+    /// into `[[cluster]]` (e.g. `pool_size = 4`); `users` are extra `[[cluster.user]]` tables; user app/app
+    /// (SCRAM) is always there.
     pub fn start(cluster: &PgCluster, cluster_keys: &str, users: &str) -> TestProxy {
-        let cluster_config = Self::config(cluster, cluster_keys, users);
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let config = Self::config(cluster, &[cluster.primary()], cluster_keys, users);
+        let (_, topology) = watch::channel(Arc::new(fixed_topology(&config)));
+        Self::serve(config, topology, None, tokio_runtime(), CancellationToken::new())
+    }
+
+    /// A proxy following a real manager that probes `nodes`, listed in this order in the config.
+    pub fn managed(cluster: &PgCluster, nodes: &[&PgNode], cluster_keys: &str, users: &str) -> TestProxy {
+        let config = Self::config(cluster, nodes, cluster_keys, users);
+        let runtime = tokio_runtime();
         let shutdown = CancellationToken::new();
-        let listener = PgListener::new(
-            PgProxyConfig { cluster: cluster_config, shutdown_grace: Duration::from_secs(5) },
-            shutdown.clone(),
-        )
-        .unwrap();
+        let mut manager = {
+            let _enter = runtime.enter();
+            Manager::start(std::slice::from_ref(&config), shutdown.clone()).unwrap()
+        };
+        assert!(runtime.block_on(manager.first_round(Duration::from_secs(5))), "first probe round");
+        let topology = manager.topology.clone();
+        Self::serve(config, topology, Some(manager), runtime, shutdown)
+    }
+
+    fn serve(
+        config: hapool_config::Cluster,
+        topology: watch::Receiver<Arc<Topology>>,
+        manager: Option<Manager>,
+        runtime: tokio::runtime::Runtime,
+        shutdown: CancellationToken,
+    ) -> TestProxy {
+        let proxy_config = PgProxyConfig { cluster: config, shutdown_grace: Duration::from_secs(5) };
+        let listener = PgListener::new(proxy_config, shutdown.clone(), topology).unwrap();
         let socket = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
         let addr = socket.local_addr().unwrap();
         let serving = listener.clone();
         runtime.spawn(async move { serving.serve(socket).await });
-        TestProxy { addr, listener, shutdown, runtime: Some(runtime) }
+        TestProxy { addr, listener, manager, shutdown, runtime: Some(runtime) }
     }
 
     /// Reloads with another configuration built the same way; returns the listener's verdict.
     pub fn reload(&self, cluster: &PgCluster, cluster_keys: &str, users: &str) -> Result<(), String> {
-        self.listener.reload(Self::config(cluster, cluster_keys, users)).map_err(|e| e.to_string())
+        let config = Self::config(cluster, &[cluster.primary()], cluster_keys, users);
+        self.listener.reload(config).map_err(|e| e.to_string())
     }
 
-    fn config(cluster: &PgCluster, cluster_keys: &str, users: &str) -> hapool_config::Cluster {
+    /// The `[[cluster]]` for these nodes, with the sandbox's monitor user probing every 200 ms.
+    pub fn config(cluster: &PgCluster, nodes: &[&PgNode], cluster_keys: &str, users: &str) -> hapool_config::Cluster {
         let c = cluster.credentials();
-        let toml = format!(
+        let mut toml = format!(
             "[[cluster]]\nname = \"test\"\nengine = \"postgres\"\nlisten = \"127.0.0.1:0\"\n{cluster_keys}\n\n\
-             [[cluster.node]]\nname = \"{}\"\nhost = \"127.0.0.1\"\nport = {}\n\n\
+             [cluster.monitor]\nuser = \"{}\"\npassword = \"{}\"\nprobe_interval = \"200ms\"\n\
+             probe_timeout = \"500ms\"\n\n\
              [[cluster.user]]\nname = \"{}\"\npassword = \"{}\"\n{users}\n",
-            cluster.primary().name(),
-            cluster.primary().port(),
-            c.app_user,
-            c.app_password,
+            c.monitor_user, c.monitor_password, c.app_user, c.app_password,
         );
+        for n in nodes {
+            toml.push_str(&format!(
+                "\n[[cluster.node]]\nname = \"{}\"\nhost = \"127.0.0.1\"\nport = {}\n",
+                n.name(),
+                n.port()
+            ));
+        }
         let config = hapool_config::parse(&toml, "test.toml", &|_| None, Path::new("."))
             .unwrap_or_else(|e| panic!("test config:\n{toml}\n{e}"));
         config.cluster.into_iter().next().unwrap()
@@ -88,6 +122,36 @@ impl Drop for TestProxy {
             rt.shutdown_timeout(Duration::from_secs(5));
         }
     }
+}
+
+fn tokio_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+/// The first configured node as an Up primary, the others Up replicas: what a manager would publish for a
+/// healthy cluster, for tests of the proxy alone.
+pub fn fixed_topology(config: &hapool_config::Cluster) -> Topology {
+    let nodes: Vec<Node> = config
+        .node
+        .iter()
+        .enumerate()
+        .map(|(i, n)| Node {
+            id: NodeId(n.name.clone()),
+            addr: SocketAddr::new(n.host.parse().unwrap(), n.port),
+            role: if i == 0 { Role::Primary } else { Role::Replica },
+            health: Health::Up,
+            lag: Lag::default(),
+            lagging: false,
+            weight: n.weight,
+        })
+        .collect();
+    let cluster = Cluster {
+        id: ClusterId(config.name.clone()),
+        engine: Engine::Postgres,
+        primary: Some(nodes[0].id.clone()),
+        nodes,
+    };
+    Topology { generation: Generation(1), clusters: vec![cluster] }
 }
 
 /// A tokio-postgres client, its connection driven in the background.

@@ -64,8 +64,31 @@ pub enum Health {
 /// How far a replica is behind its primary; `None` where not measured.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Lag {
+    /// WAL bytes not yet replayed (PostgreSQL).
     pub bytes: Option<u64>,
+    /// How long ago the newest change it has not applied was made on the primary; 0 when caught up.
     pub seconds: Option<f64>,
+    /// Transactions not yet applied, by GTID sequence distance (MySQL/MariaDB).
+    pub transactions: Option<u64>,
+}
+
+impl fmt::Display for Lag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(s) = self.seconds {
+            parts.push(format!("{s:.1}s"));
+        }
+        if let Some(b) = self.bytes {
+            parts.push(format!("{b}B"));
+        }
+        if let Some(t) = self.transactions {
+            parts.push(format!("{t}tx"));
+        }
+        if parts.is_empty() {
+            return f.write_str("?");
+        }
+        f.write_str(&parts.join("/"))
+    }
 }
 
 /// One database server.
@@ -76,7 +99,38 @@ pub struct Node {
     pub role: Role,
     pub health: Health,
     pub lag: Lag,
+    /// The lag is over the cluster's `max_replica_lag` limits: the node gets no reads.
+    pub lagging: bool,
     pub weight: u32,
+}
+
+impl Node {
+    /// The node may serve clients: it is Up, or Suspect (one missed probe is not yet a failure).
+    pub fn usable(&self) -> bool {
+        matches!(self.health, Health::Up | Health::Suspect)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Primary => "primary",
+            Role::Replica => "replica",
+            Role::Unknown => "unknown",
+        })
+    }
+}
+
+impl fmt::Display for Health {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Health::Up => "up",
+            Health::Suspect => "suspect",
+            Health::Down => "down",
+            Health::Fenced => "fenced",
+            Health::Maintenance => "maintenance",
+        })
+    }
 }
 
 /// One replicated database cluster.
@@ -92,6 +146,11 @@ impl Cluster {
     /// The node currently acting as primary, if any.
     pub fn primary_node(&self) -> Option<&Node> {
         let id = self.primary.as_ref()?;
+        self.node(id)
+    }
+
+    /// The node with this id, if any.
+    pub fn node(&self, id: &NodeId) -> Option<&Node> {
         self.nodes.iter().find(|n| &n.id == id)
     }
 }
@@ -108,6 +167,11 @@ impl Topology {
     pub fn cluster(&self, id: &ClusterId) -> Option<&Cluster> {
         self.clusters.iter().find(|c| &c.id == id)
     }
+
+    /// The cluster with this configured name, if any.
+    pub fn cluster_named(&self, name: &str) -> Option<&Cluster> {
+        self.clusters.iter().find(|c| c.id.0 == name)
+    }
 }
 
 #[cfg(test)]
@@ -121,6 +185,7 @@ mod tests {
             role,
             health: Health::Up,
             lag: Lag::default(),
+            lagging: false,
             weight: 1,
         }
     }

@@ -48,6 +48,10 @@ pub enum PgError {
     TlsRequired,
     #[error("no hba rule allows user \"{user}\" from {ip}")]
     HbaRejected { user: String, ip: std::net::IpAddr },
+    #[error("cluster {cluster} has no usable primary ({why}) after waiting {seconds}s")]
+    NoPrimary { cluster: String, why: String, seconds: u64 },
+    #[error("node {node} is no longer usable (the topology changed); reconnect to reach the current primary")]
+    NodeGone { node: String },
 }
 
 impl PgError {
@@ -57,7 +61,7 @@ impl PgError {
             ClientIo(_) | ClientProtocol(_) | ClientMessage(_) | AuthFailed { .. } | UnknownPool { .. } => Side::Client,
             StartupTimeout { .. } | TlsRequired | HbaRejected { .. } => Side::Client,
             ServerConnect { .. } | ServerLogin { .. } | ServerIo(_) | ServerProtocol(_) => Side::Server,
-            TooManyClients { .. } | PoolTimeout { .. } | Shutdown => Side::Proxy,
+            TooManyClients { .. } | PoolTimeout { .. } | Shutdown | NoPrimary { .. } | NodeGone { .. } => Side::Proxy,
         }
     }
 
@@ -65,7 +69,7 @@ impl PgError {
     pub fn sqlstate(&self) -> &'static str {
         use PgError::*;
         match self {
-            ClientIo(_) | ServerIo(_) | ServerConnect { .. } => "08006",
+            ClientIo(_) | ServerIo(_) | ServerConnect { .. } | NoPrimary { .. } | NodeGone { .. } => "08006",
             ClientProtocol(_) | ClientMessage(_) | ServerProtocol(_) => "08P01",
             AuthFailed { .. } => "28P01",
             UnknownPool { .. } => "3D000",

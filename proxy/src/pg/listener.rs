@@ -1,12 +1,14 @@
 //! The accept loop of one PostgreSQL cluster's listener, and what its sessions share.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hapool_config::Cluster;
+use hapool_topology::{NodeId, Topology};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -19,7 +21,11 @@ use super::server::ServerTarget;
 use super::session::startup::refuse_after_startup;
 use super::session::{statements::StatementRegistry, Session};
 use super::settings::{check_live_change, Settings, SettingsError};
+use crate::route::{Route, Usable};
 use crate::stats::PoolSnapshot;
+
+/// Pools by (node, user, database).
+type PoolKey = (NodeId, String, String);
 
 /// What a PostgreSQL listener serves.
 #[derive(Debug, Clone)]
@@ -34,7 +40,15 @@ pub struct PgProxyConfig {
 pub struct Shared {
     /// Replaced whole by a reload; sessions take a copy of the `Arc` when they start.
     settings: RwLock<Arc<Settings>>,
-    pub pools: Mutex<HashMap<(String, String), Arc<Pool>>>,
+    /// Which nodes may be used, from the latest topology; `generation` mirrors its generation so that a
+    /// session notices a change with one atomic load.
+    route: RwLock<Arc<Route>>,
+    generation: AtomicU64,
+    route_changed: Notify,
+    pub pools: Mutex<HashMap<PoolKey, Arc<Pool>>>,
+    /// Pools a reload replaced, still used by the sessions that started before it: retired like the others
+    /// when their node goes.
+    replaced: Mutex<Vec<std::sync::Weak<Pool>>>,
     pub cancels: CancelRegistry,
     pub statements: StatementRegistry,
     pub per_user: Mutex<HashMap<String, u32>>,
@@ -47,21 +61,59 @@ impl Shared {
         self.settings.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// The pool for (user, database), created on first use.
-    pub fn pool(&self, settings: &Settings, user: &UserAuth, database: &str) -> Arc<Pool> {
+    /// The route in force now.
+    pub fn route(&self) -> Arc<Route> {
+        self.route.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The topology generation the route was built from (changes whenever the route may have).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The primary's pool for (user, database) and the generation it was chosen in. Without a usable primary
+    /// (a failover in progress, the primary down) waits up to `query_wait_timeout` for one.
+    pub async fn primary_pool(
+        &self,
+        settings: &Settings,
+        user: &UserAuth,
+        database: &str,
+    ) -> Result<(Arc<Pool>, u64), PgError> {
+        let wait = settings.cluster.query_wait_timeout;
+        let deadline = Instant::now() + wait;
+        loop {
+            let changed = self.route_changed.notified();
+            let route = self.route();
+            if let Some(primary) = &route.primary {
+                return Ok((self.pool(settings, user, database, primary), route.generation));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || tokio::time::timeout(left, changed).await.is_err() {
+                let why = route.no_primary.clone().unwrap_or_default();
+                return Err(PgError::NoPrimary {
+                    cluster: settings.cluster.name.clone(),
+                    why,
+                    seconds: wait.as_secs(),
+                });
+            }
+        }
+    }
+
+    /// The pool for (node, user, database), created on first use.
+    pub fn pool(&self, settings: &Settings, user: &UserAuth, database: &str, node: &Usable) -> Arc<Pool> {
         let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
-        let key = (user.name.clone(), database.to_string());
+        let key = (node.node.clone(), user.name.clone(), database.to_string());
         pools
             .entry(key)
             .or_insert_with(|| {
                 let c = &settings.cluster;
                 let target = ServerTarget {
-                    addr: settings.primary,
+                    addr: node.addr,
                     user: user.name.clone(),
                     database: database.to_string(),
                     password: user.password.as_ref().map(|p| p.expose().to_string()),
                     connect_timeout: c.connect_timeout,
-                    tls: settings.server_tls.clone(),
+                    tls: settings.server_tls.get(&node.node.0).cloned().flatten(),
                 };
                 let pool_settings = PoolSettings {
                     size: user.pool_size.unwrap_or(c.pool_size) as usize,
@@ -71,13 +123,47 @@ impl Shared {
                     max_prepared: c.max_prepared_statements.max(1) as usize,
                     min_idle: c.min_idle as usize,
                 };
-                let pool = Arc::new(Pool::new(format!("{}@{database}", user.name), target, pool_settings));
+                let name = format!("{}@{database}/{}", user.name, node.node);
+                let pool = Arc::new(Pool::new(name, node.node.clone(), target, pool_settings));
                 if c.min_idle > 0 {
                     tokio::spawn(Pool::keep_min_idle(Arc::downgrade(&pool), self.shutdown.clone()));
                 }
                 pool
             })
             .clone()
+    }
+
+    /// Takes a new topology: nodes no longer usable (down, fenced, gone, moved) have their pools retired,
+    /// and sessions waiting for a primary look again.
+    fn apply(&self, topology: &Topology) {
+        let name = self.settings().cluster.name.clone();
+        let route = Route::of(topology, &name);
+        let generation = route.generation;
+        let route = Arc::new(route);
+        *self.route.write().unwrap_or_else(|e| e.into_inner()) = route.clone();
+        self.generation.store(generation, Ordering::Release);
+        // Retired after the new route is out, so a session that finds its pool retired finds the new route too.
+        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        pools.retain(|(node, _, _), pool| {
+            let keep = route.allows(node, pool.target.addr);
+            if !keep {
+                info!(cluster = %name, pool = %pool.name, "node no longer usable: closing its pool");
+                pool.retire();
+            }
+            keep
+        });
+        drop(pools);
+        let mut replaced = self.replaced.lock().unwrap_or_else(|e| e.into_inner());
+        replaced.retain(|weak| match weak.upgrade() {
+            Some(pool) if !route.allows(&pool.node, pool.target.addr) => {
+                pool.retire();
+                false
+            }
+            Some(_) => true,
+            None => false,
+        });
+        drop(replaced);
+        self.route_changed.notify_waiters();
     }
 }
 
@@ -86,21 +172,32 @@ impl Shared {
 pub struct PgListener {
     shared: Arc<Shared>,
     grace: Duration,
+    topology: watch::Receiver<Arc<Topology>>,
 }
 
 impl PgListener {
-    /// Prepares the listener: resolves the primary (today the first node) and derives SCRAM verifiers.
-    pub fn new(config: PgProxyConfig, shutdown: CancellationToken) -> Result<PgListener, SettingsError> {
+    /// Prepares the listener: derives SCRAM verifiers, loads TLS material, and takes the current topology.
+    /// `serve` then follows the topology's changes.
+    pub fn new(
+        config: PgProxyConfig,
+        shutdown: CancellationToken,
+        topology: watch::Receiver<Arc<Topology>>,
+    ) -> Result<PgListener, SettingsError> {
         let settings = Settings::build(config.cluster)?;
+        let route = Route::of(&topology.borrow(), &settings.cluster.name);
         let shared = Shared {
             settings: RwLock::new(Arc::new(settings)),
+            generation: AtomicU64::new(route.generation),
+            route: RwLock::new(Arc::new(route)),
+            route_changed: Notify::new(),
+            replaced: Mutex::new(Vec::new()),
             pools: Mutex::new(HashMap::new()),
             cancels: CancelRegistry::default(),
             statements: StatementRegistry::default(),
             per_user: Mutex::new(HashMap::new()),
             shutdown,
         };
-        Ok(PgListener { shared: Arc::new(shared), grace: config.shutdown_grace })
+        Ok(PgListener { shared: Arc::new(shared), grace: config.shutdown_grace, topology })
     }
 
     /// Swaps in a new configuration of this cluster for new connections. What cannot change live (listen,
@@ -114,7 +211,10 @@ impl PgListener {
         }
         let settings = Arc::new(Settings::build(cluster)?);
         *self.shared.settings.write().unwrap_or_else(|e| e.into_inner()) = settings;
-        self.shared.pools.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        let old_pools: Vec<_> = self.shared.pools.lock().unwrap_or_else(|e| e.into_inner()).drain().collect();
+        let mut replaced = self.shared.replaced.lock().unwrap_or_else(|e| e.into_inner());
+        replaced.retain(|weak| weak.strong_count() > 0);
+        replaced.extend(old_pools.iter().map(|(_, pool)| Arc::downgrade(pool)));
         info!(cluster = %old.cluster.name, "configuration reloaded");
         Ok(())
     }
@@ -125,7 +225,9 @@ impl PgListener {
         let settings = shared.settings();
         let slots = Arc::new(Semaphore::new(settings.cluster.max_client_connections as usize));
         let tracker = TaskTracker::new();
-        info!(cluster = %settings.cluster.name, listen = %listener.local_addr()?, primary = %settings.primary, "PostgreSQL listener ready");
+        tokio::spawn(follow(shared.clone(), self.topology.clone()));
+        let primary = shared.route().primary.as_ref().map_or("none yet".to_string(), |p| p.node.to_string());
+        info!(cluster = %settings.cluster.name, listen = %listener.local_addr()?, %primary, "PostgreSQL listener ready");
         loop {
             let (mut socket, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -173,5 +275,17 @@ impl PgListener {
 
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
+    }
+}
+
+/// Applies every new topology until shutdown or until the manager is gone.
+async fn follow(shared: Arc<Shared>, mut topology: watch::Receiver<Arc<Topology>>) {
+    loop {
+        let current = topology.borrow_and_update().clone();
+        shared.apply(&current);
+        tokio::select! {
+            changed = topology.changed() => if changed.is_err() { return },
+            _ = shared.shutdown.cancelled() => return,
+        }
     }
 }

@@ -1,10 +1,13 @@
 //! A pool of server connections for one (node, user, database): a fixed number of slots, idle connections
 //! reused most-recent-first, a bounded wait when every slot is busy.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use hapool_topology::NodeId;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
 
 use super::error::PgError;
 use super::server::{ServerConn, ServerTarget};
@@ -30,9 +33,15 @@ pub type ServerParams = Arc<Vec<(String, String)>>;
 
 #[derive(Debug)]
 pub struct Pool {
-    /// `user@database`, for messages and stats.
+    /// `user@database/node`, for messages and stats.
     pub name: String,
+    pub node: NodeId,
     pub target: ServerTarget,
+    /// Cancelled when the topology no longer allows this node: idle connections close, checked-out ones
+    /// close when returned, and sessions using one stop.
+    pub retired: CancellationToken,
+    /// The same as an atomic: checked on every client message, where the token's lock would cost.
+    is_retired: AtomicBool,
     pub settings: PoolSettings,
     pub stats: PoolStats,
     slots: Arc<Semaphore>,
@@ -52,10 +61,13 @@ pub struct Pooled {
 }
 
 impl Pool {
-    pub fn new(name: String, target: ServerTarget, settings: PoolSettings) -> Pool {
+    pub fn new(name: String, node: NodeId, target: ServerTarget, settings: PoolSettings) -> Pool {
         Pool {
             name,
+            node,
             target,
+            retired: CancellationToken::new(),
+            is_retired: AtomicBool::new(false),
             slots: Arc::new(Semaphore::new(settings.size)),
             settings,
             stats: PoolStats::default(),
@@ -154,7 +166,7 @@ impl Pool {
     /// shutdown; checks once a second. A failed connect is retried at the next check.
     pub async fn keep_min_idle(pool: std::sync::Weak<Pool>, shutdown: tokio_util::sync::CancellationToken) {
         loop {
-            let Some(pool) = pool.upgrade() else { return };
+            let Some(pool) = pool.upgrade().filter(|p| !p.is_retired()) else { return };
             while pool.idle_count() < pool.settings.min_idle {
                 let Ok(slot) = pool.slots.clone().try_acquire_owned() else { break };
                 match Box::pin(ServerConn::connect(&pool.target, pool.settings.max_prepared)).await {
@@ -177,6 +189,17 @@ impl Pool {
         }
     }
 
+    /// Stops using this pool's node: closes the idle connections now and the busy ones as they come back.
+    pub fn retire(&self) {
+        self.is_retired.store(true, Ordering::Release);
+        self.retired.cancel();
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    pub fn is_retired(&self) -> bool {
+        self.is_retired.load(Ordering::Acquire)
+    }
+
     /// Idle connections right now.
     pub fn idle_count(&self) -> usize {
         self.idle.lock().unwrap_or_else(|e| e.into_inner()).len()
@@ -196,7 +219,7 @@ impl Pooled {
     pub fn release(mut self) {
         let Some(conn) = self.conn.take() else { return };
         let pool = &self.pool;
-        if conn.broken || conn.created.elapsed() >= pool.settings.max_lifetime {
+        if conn.broken || conn.created.elapsed() >= pool.settings.max_lifetime || pool.is_retired() {
             return;
         }
         pool.idle.lock().unwrap_or_else(|e| e.into_inner()).push((conn, Instant::now()));

@@ -3,7 +3,6 @@
 //! reload, existing ones keep what they started with.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, ToSocketAddrs};
 
 use hapool_config::{Cluster, PoolMode};
 
@@ -16,14 +15,13 @@ use super::tls::{acceptor, ClientTls, TlsError};
 #[derive(Debug)]
 pub struct Settings {
     pub cluster: Cluster,
-    pub primary: SocketAddr,
     pub users: HashMap<String, UserAuth>,
     /// Unknown users run a SCRAM exchange against this and fail like a wrong password.
     pub decoy: ScramVerifier,
     /// Set when `tls.client_mode` is `allow` or `require`.
     pub tls: Option<ClientTls>,
-    /// Set unless `tls.server_mode` is `disable`.
-    pub server_tls: Option<ServerTls>,
+    /// Per node name; set unless `tls.server_mode` is `disable`.
+    pub server_tls: HashMap<String, Option<ServerTls>>,
 }
 
 /// Why settings could not be built or swapped in.
@@ -33,8 +31,6 @@ pub enum SettingsError {
     NotLive { cluster: String, what: &'static str, from: String, to: String },
     #[error("cluster {cluster} has no node")]
     NoNode { cluster: String },
-    #[error("cluster {cluster}: cannot resolve {host}: {reason}")]
-    Resolve { cluster: String, host: String, reason: String },
     #[error("cluster {cluster}: TLS: {source}")]
     Tls {
         cluster: String,
@@ -44,17 +40,12 @@ pub enum SettingsError {
 }
 
 impl Settings {
-    /// Resolves the primary (today: the first node), derives SCRAM verifiers, loads TLS material.
+    /// Derives SCRAM verifiers and loads TLS material. Which node is primary comes from the topology.
     pub fn build(cluster: Cluster) -> Result<Settings, SettingsError> {
         let name = cluster.name.clone();
-        let first = cluster.node.first().ok_or_else(|| SettingsError::NoNode { cluster: name.clone() })?;
-        let resolve_error =
-            |reason: String| SettingsError::Resolve { cluster: name.clone(), host: first.host.clone(), reason };
-        let primary = (first.host.as_str(), first.port)
-            .to_socket_addrs()
-            .map_err(|e| resolve_error(e.to_string()))?
-            .next()
-            .ok_or_else(|| resolve_error("no address".into()))?;
+        if cluster.node.is_empty() {
+            return Err(SettingsError::NoNode { cluster: name });
+        }
         let users = cluster
             .user
             .iter()
@@ -67,9 +58,13 @@ impl Settings {
             .collect();
         let tls_error = |source| SettingsError::Tls { cluster: name.clone(), source };
         let tls = acceptor(&cluster.tls).map_err(tls_error)?;
-        let server_tls = ServerTls::new(&cluster.tls, &first.host).map_err(tls_error)?;
+        let server_tls = cluster
+            .node
+            .iter()
+            .map(|n| Ok((n.name.clone(), ServerTls::new(&cluster.tls, &n.host)?)))
+            .collect::<Result<_, TlsError>>()
+            .map_err(tls_error)?;
         Ok(Settings {
-            primary,
             users,
             decoy: ScramVerifier::from_password(&format!("{:x}", rand::random::<u128>())),
             tls,

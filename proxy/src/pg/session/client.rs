@@ -28,6 +28,8 @@ impl Session {
                     continue;
                 }
                 self.checkout().await?;
+            } else if self.holds_retired() {
+                return Err(PgError::NodeGone { node: self.pool.node.0.clone() });
             }
             self.route(frame);
             // An answer we give ourselves with nothing owed before it goes out now: a client may wait for it

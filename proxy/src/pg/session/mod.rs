@@ -23,6 +23,7 @@ use super::error::PgError;
 use super::listener::Shared;
 use super::msg::{self, Severity};
 use super::pool::{Pool, Pooled};
+use super::settings::Settings;
 use super::tls::ClientStream;
 use crate::stats::PoolStats;
 use expect::Outstanding;
@@ -34,6 +35,8 @@ const RESET_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct Session {
     shared: Arc<Shared>,
+    /// The settings in force when the client connected.
+    settings: Arc<Settings>,
     /// From the settings in force when the client connected (a reload affects new clients).
     transaction_pooling: bool,
     client: ClientStream,
@@ -41,7 +44,10 @@ pub struct Session {
     to_client: BytesMut,
     to_server: BytesMut,
     user: String,
+    database: String,
+    /// The primary's pool as of topology generation `generation`; a server held is always from this pool.
     pool: Arc<Pool>,
+    generation: u64,
     server: Option<Pooled>,
     outstanding: Outstanding,
     /// The client's prepared statement names → proxy-wide statements (transaction pooling).
@@ -75,6 +81,8 @@ enum Event {
     Client(std::io::Result<usize>),
     Server(std::io::Result<usize>),
     Shutdown,
+    /// The topology no longer allows the node of the server connection held.
+    Retired,
 }
 
 impl Session {
@@ -101,7 +109,10 @@ impl Session {
             let limit = limit.unwrap_or_default();
             return refuse(&mut socket, &PgError::TooManyClients { limit, scope: " for this user" }, &span).await;
         };
-        let pool = shared.pool(&settings, auth, &database);
+        let (pool, generation) = match Box::pin(shared.primary_pool(&settings, auth, &database)).await {
+            Ok(found) => found,
+            Err(e) => return Box::pin(refuse(&mut socket, &e, &span)).await,
+        };
         let (key, cancel) = shared.cancels.register();
         let mut session = Session {
             max_message: settings.cluster.max_message_size.0 as usize,
@@ -111,7 +122,9 @@ impl Session {
             to_client: BytesMut::new(),
             to_server: BytesMut::new(),
             user,
+            database,
             pool,
+            generation,
             server: None,
             outstanding: Outstanding::default(),
             statements: HashMap::new(),
@@ -125,9 +138,10 @@ impl Session {
             tx_status: b'I',
             copy_in: false,
             shared,
+            settings,
         };
         PoolStats::add(&session.pool.stats.clients_active, 1);
-        debug!(parent: &span, user = %session.user, %database, "client authenticated");
+        debug!(parent: &span, user = %session.user, database = %session.database, "client authenticated");
         let result = match Box::pin(session.greet(&params)).await {
             Ok(()) => session.serve().await,
             Err(e) => Err(e),
@@ -187,7 +201,9 @@ impl Session {
             self.release_idle_buffers();
             let event = {
                 let boundary = self.at_boundary();
+                let held = self.server.is_some();
                 let shutdown = self.shared.shutdown.cancelled();
+                let retired = self.pool.retired.cancelled();
                 let server = &mut self.server;
                 let server_read = async {
                     match server.as_mut() {
@@ -202,6 +218,7 @@ impl Session {
                     n = self.client.read_into(&mut self.cbuf) => Event::Client(n),
                     n = server_read => Event::Server(n),
                     _ = shutdown, if boundary => Event::Shutdown,
+                    _ = retired, if held => Event::Retired,
                 }
             };
             match event {
@@ -215,6 +232,7 @@ impl Session {
                 }
                 Event::Server(Err(e)) => return Err(PgError::ServerIo(e)),
                 Event::Shutdown => return Err(PgError::Shutdown),
+                Event::Retired => return Err(PgError::NodeGone { node: self.pool.node.0.clone() }),
             }
         }
     }
@@ -243,6 +261,9 @@ impl Session {
 
     /// Checks a server connection out and queues the SETs that give it the client's session parameters.
     async fn checkout(&mut self) -> Result<(), PgError> {
+        if self.shared.generation() != self.generation || self.pool.is_retired() {
+            Box::pin(self.repoint()).await?;
+        }
         let mut pooled = self.pool.acquire().await?;
         let conn = pooled.conn();
         let mut sql = String::new();
@@ -264,6 +285,27 @@ impl Session {
         self.cancel.set(Some((conn.addr, conn.key.0, conn.key.1)));
         self.server = Some(pooled);
         Ok(())
+    }
+
+    /// The topology changed since this session last looked: take the primary's pool in the new one (waiting for
+    /// a primary if there is none right now). The client's counters move with it.
+    async fn repoint(&mut self) -> Result<(), PgError> {
+        let Some(auth) = self.settings.users.get(&self.user) else {
+            return Err(PgError::AuthFailed { user: self.user.clone() });
+        };
+        let (pool, generation) = self.shared.primary_pool(&self.settings, auth, &self.database).await?;
+        if !Arc::ptr_eq(&pool, &self.pool) {
+            PoolStats::sub(&self.pool.stats.clients_active, 1);
+            PoolStats::add(&pool.stats.clients_active, 1);
+            self.pool = pool;
+        }
+        self.generation = generation;
+        Ok(())
+    }
+
+    /// Whether the server connection held is on a node the topology no longer allows.
+    fn holds_retired(&self) -> bool {
+        self.server.is_some() && self.pool.is_retired()
     }
 
     /// In transaction pooling, gives the server connection back at a transaction boundary.
