@@ -69,5 +69,7 @@ pub struct Downstream {
     pub client: Option<String>,
     pub state: String,
     pub sync_state: String,
+    /// What it has made durable (what synchronous replication waits for).
+    pub flush: Option<Position>,
     pub replay: Option<Position>,
 }

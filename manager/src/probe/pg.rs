@@ -16,7 +16,8 @@ SELECT pg_is_in_recovery(),
        CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() END,
        r.status, r.sender_host, r.sender_port, r.received_tli,
        (SELECT json_agg(json_build_object('name', application_name, 'client', client_addr::text, 'state', state,
-                                          'sync', sync_state, 'replay', replay_lsn::text))
+                                          'sync', sync_state, 'flush', flush_lsn::text,
+                                          'replay', replay_lsn::text))
           FROM pg_stat_replication)
   FROM (SELECT 1) AS one LEFT JOIN pg_stat_wal_receiver r ON true";
 
@@ -153,6 +154,7 @@ fn downstream(json: &str) -> Result<Vec<Downstream>, String> {
             client: text(r, "client"),
             state: text(r, "state").unwrap_or_default(),
             sync_state: text(r, "sync").unwrap_or_default(),
+            flush: text(r, "flush").and_then(|l| Lsn::parse(&l)).map(Position::Lsn),
             replay: text(r, "replay").and_then(|l| Lsn::parse(&l)).map(Position::Lsn),
         })
         .collect())
@@ -164,7 +166,7 @@ mod tests {
 
     #[test]
     fn a_primary_row() {
-        let json = r#"[{"name":"pg1","client":"127.0.0.1","state":"streaming","sync":"async","replay":"0/3000148"}]"#;
+        let json = r#"[{"name":"pg1","client":"127.0.0.1","state":"streaming","sync":"async","flush":"0/3000148","replay":"0/3000148"}]"#;
         let row = [
             Some("f"),
             Some("0/3000148"),
