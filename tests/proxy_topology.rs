@@ -20,7 +20,8 @@ fn clients_reach_the_real_primary_when_it_is_listed_second() {
     let pg = cluster();
     let (r1, r2) = (&pg.replicas()[0], &pg.replicas()[1]);
     let proxy = TestProxy::managed(&pg, &[r1, pg.primary(), r2], "", "");
-    let answer = psql_conninfo(&proxy.app(), "SELECT pg_is_in_recovery(), inet_server_port()").unwrap();
+    let answer =
+        psql_conninfo(&proxy.app(), "/* hapool:primary */ SELECT pg_is_in_recovery(), inet_server_port()").unwrap();
     assert_eq!(answer, format!("f|{}", pg.primary().direct_port()));
     psql_conninfo(&proxy.app(), "CREATE TABLE written_through_the_proxy (id int)").unwrap();
 }

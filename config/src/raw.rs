@@ -138,6 +138,23 @@ pub struct RawMonitor {
     pub recovery_threshold: Option<i64>,
 }
 
+/// A key that takes `true`, `false` or a word (`primary_reads = "weight"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged, expecting = "true, false or a word such as \"weight\"")]
+pub enum BoolOrWord {
+    Bool(bool),
+    Word(String),
+}
+
+impl BoolOrWord {
+    pub fn text(&self) -> String {
+        match self {
+            BoolOrWord::Bool(b) => b.to_string(),
+            BoolOrWord::Word(w) => w.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRouting {
@@ -146,7 +163,7 @@ pub struct RawRouting {
     pub max_replica_lag_bytes: Option<String>,
     pub read_your_writes: Option<String>,
     pub causal_wait: Option<String>,
-    pub primary_reads: Option<String>,
+    pub primary_reads: Option<BoolOrWord>,
     pub fallback_to_primary: Option<bool>,
     pub load_balance: Option<String>,
     pub unknown_functions: Option<String>,

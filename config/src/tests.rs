@@ -273,6 +273,15 @@ fn enums_in_sections_are_checked() {
         &format!("{BASE}\n  [cluster.routing]\n  read_your_writes = \"always\"\n"),
         "read_your_writes \"always\"",
     );
+    let routing = |v: &str| format!("{BASE}\n  [cluster.routing]\n  primary_reads = {v}\n");
+    for (value, want) in
+        [("true", PrimaryReads::True), ("false", PrimaryReads::False), ("\"weight\"", PrimaryReads::Weight)]
+    {
+        let config = crate::parse(&routing(value), "t.toml", &|_| None, Path::new("/nonexistent-dir")).unwrap();
+        assert_eq!(config.cluster[0].routing.primary_reads, want, "{value}");
+    }
+    one_error(&routing("3"), "true, false or a word");
+    one_error(&routing("\"sometimes\""), "primary_reads \"sometimes\" is not valid");
     one_error(
         &format!("{BASE}\n  [cluster.monitor]\n  failure_threshold = 0\n"),
         "cluster \"app\" monitor: failure_threshold 0 is out of range 1-100",

@@ -3,6 +3,7 @@
 //! It follows the topology the manager publishes (a `watch` of `Arc<Topology>` snapshots) and never depends on
 //! the manager itself.
 
+pub mod balance;
 pub mod pg;
 pub mod route;
 pub mod stats;

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use hapool_topology::{Health, NodeId, Topology};
+use hapool_topology::{Health, NodeId, Role, Topology};
 
 /// One node the proxy may connect to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,11 +21,31 @@ pub struct Route {
     pub usable: Vec<Usable>,
     /// Why there is no primary, for the client's error message.
     pub no_primary: Option<String>,
+    /// Nodes that may serve reads now (usable replicas under the lag limit, and the primary if configured),
+    /// with their weights.
+    pub readers: Vec<(Usable, u32)>,
+    /// Usable replicas left out of `readers` because they lag: why a read went to the primary.
+    pub lagging: usize,
+}
+
+/// Whether and how much the primary serves reads (`routing.primary_reads`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrimaryReads {
+    Never,
+    /// Like one replica of weight 1.
+    Equal,
+    /// By its configured weight.
+    Weighted,
 }
 
 impl Route {
     /// The route of cluster `name` in `topology`.
     pub fn of(topology: &Topology, name: &str) -> Route {
+        Route::with_reads(topology, name, PrimaryReads::Never)
+    }
+
+    /// The route, with the primary among the readers as `primary_reads` says.
+    pub fn with_reads(topology: &Topology, name: &str, primary_reads: PrimaryReads) -> Route {
         let generation = topology.generation.0;
         let Some(cluster) = topology.cluster_named(name) else {
             return Route {
@@ -41,7 +61,28 @@ impl Route {
             Some(p) if !p.usable() => (None, Some(format!("primary {} is {}", p.id, p.health))),
             Some(p) => (Some(Usable { node: p.id.clone(), addr: p.addr }), None),
         };
-        Route { generation, primary, usable, no_primary }
+        let mut readers = Vec::new();
+        let mut lagging = 0;
+        for n in cluster.nodes.iter().filter(|n| n.usable()) {
+            let usable = Usable { node: n.id.clone(), addr: n.addr };
+            let weight = match (n.role, primary.as_ref().is_some_and(|p| p.node == n.id)) {
+                (_, true) => match primary_reads {
+                    PrimaryReads::Never => 0,
+                    PrimaryReads::Equal => 1,
+                    PrimaryReads::Weighted => n.weight,
+                },
+                (Role::Replica, false) if n.lagging => {
+                    lagging += 1;
+                    0
+                }
+                (Role::Replica, false) => n.weight,
+                _ => 0,
+            };
+            if weight > 0 {
+                readers.push((usable, weight));
+            }
+        }
+        Route { generation, primary, usable, no_primary, readers, lagging }
     }
 
     /// Whether a connection to `node` at `addr` may still be used.
@@ -57,7 +98,7 @@ pub fn usable(health: Health) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use hapool_topology::{Cluster, ClusterId, Engine, Generation, Lag, Node, Role};
+    use hapool_topology::{Cluster, ClusterId, Engine, Generation, Lag, Node};
 
     use super::*;
 
@@ -102,5 +143,20 @@ mod tests {
             Some("no node is primary")
         );
         assert!(Route::of(&topology(None, &[]), "other").no_primary.is_some());
+    }
+
+    #[test]
+    fn readers_are_usable_replicas_under_the_lag_limit_and_the_primary_if_asked() {
+        let mut t =
+            topology(Some("a"), &[("a", Health::Up), ("b", Health::Up), ("c", Health::Up), ("d", Health::Down)]);
+        t.clusters[0].nodes[2].lagging = true;
+        t.clusters[0].nodes[1].weight = 3;
+        t.clusters[0].nodes[0].weight = 5;
+        let names = |r: &Route| r.readers.iter().map(|(u, w)| format!("{}:{w}", u.node)).collect::<Vec<_>>();
+        let r = Route::of(&t, "app");
+        assert_eq!(names(&r), ["b:3"]);
+        assert_eq!(r.lagging, 1);
+        assert_eq!(names(&Route::with_reads(&t, "app", PrimaryReads::Equal)), ["a:1", "b:3"]);
+        assert_eq!(names(&Route::with_reads(&t, "app", PrimaryReads::Weighted)), ["a:5", "b:3"]);
     }
 }

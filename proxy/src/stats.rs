@@ -56,3 +56,33 @@ impl PoolStats {
         }
     }
 }
+
+/// Where units of work went, and why those on the primary went there (by `Why::ALL` order).
+#[derive(Debug, Default)]
+pub struct RouteStats {
+    pub to_readers: AtomicU64,
+    pub to_primary: [AtomicU64; 9],
+}
+
+impl RouteStats {
+    pub fn record(&self, place: crate::pg::session::routing::Place) {
+        use crate::pg::session::routing::{Place, Why};
+        match place {
+            Place::Reader => PoolStats::add(&self.to_readers, 1),
+            Place::Primary(why) => {
+                let i = Why::ALL.iter().position(|w| *w == why).unwrap_or(0);
+                PoolStats::add(&self.to_primary[i], 1);
+            }
+        }
+    }
+
+    /// `("reader", n)` then one `(reason, n)` per reason a unit went to the primary.
+    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        use crate::pg::session::routing::Why;
+        let mut out = vec![("reader", self.to_readers.load(Ordering::Relaxed))];
+        for (why, n) in Why::ALL.iter().zip(&self.to_primary) {
+            out.push((why.name(), n.load(Ordering::Relaxed)));
+        }
+        out
+    }
+}

@@ -34,7 +34,13 @@ impl TestProxy {
 
     /// A proxy following a real manager that probes `nodes`, listed in this order in the config.
     pub fn managed(cluster: &PgCluster, nodes: &[&PgNode], cluster_keys: &str, users: &str) -> TestProxy {
-        let config = Self::config(cluster, nodes, cluster_keys, users);
+        let nodes: Vec<(&PgNode, &str)> = nodes.iter().map(|n| (*n, "")).collect();
+        Self::managed_nodes(cluster, &nodes, cluster_keys, users)
+    }
+
+    /// As `managed`, with extra keys per `[[cluster.node]]` (e.g. `weight = 3`).
+    pub fn managed_nodes(cluster: &PgCluster, nodes: &[(&PgNode, &str)], cluster_keys: &str, users: &str) -> TestProxy {
+        let config = Self::config_nodes(cluster, nodes, cluster_keys, users);
         let runtime = tokio_runtime();
         let shutdown = CancellationToken::new();
         let mut manager = {
@@ -70,6 +76,17 @@ impl TestProxy {
 
     /// The `[[cluster]]` for these nodes, with the sandbox's monitor user probing every 200 ms.
     pub fn config(cluster: &PgCluster, nodes: &[&PgNode], cluster_keys: &str, users: &str) -> hapool_config::Cluster {
+        let nodes: Vec<(&PgNode, &str)> = nodes.iter().map(|n| (*n, "")).collect();
+        Self::config_nodes(cluster, &nodes, cluster_keys, users)
+    }
+
+    /// The `[[cluster]]` with extra keys per node. `cluster_keys` may end with a `[cluster.routing]` table.
+    pub fn config_nodes(
+        cluster: &PgCluster,
+        nodes: &[(&PgNode, &str)],
+        cluster_keys: &str,
+        users: &str,
+    ) -> hapool_config::Cluster {
         let c = cluster.credentials();
         let mut toml = format!(
             "[[cluster]]\nname = \"test\"\nengine = \"postgres\"\nlisten = \"127.0.0.1:0\"\n{cluster_keys}\n\n\
@@ -78,9 +95,9 @@ impl TestProxy {
              [[cluster.user]]\nname = \"{}\"\npassword = \"{}\"\n{users}\n",
             c.monitor_user, c.monitor_password, c.app_user, c.app_password,
         );
-        for n in nodes {
+        for (n, keys) in nodes {
             toml.push_str(&format!(
-                "\n[[cluster.node]]\nname = \"{}\"\nhost = \"127.0.0.1\"\nport = {}\n",
+                "\n[[cluster.node]]\nname = \"{}\"\nhost = \"127.0.0.1\"\nport = {}\n{keys}\n",
                 n.name(),
                 n.port()
             ));

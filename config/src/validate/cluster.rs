@@ -204,7 +204,13 @@ fn routing(ctx: &mut Ctx<'_>, s: &Scope, raw: Option<&RawRouting>) -> Routing {
         max_replica_lag_bytes: ctx.size(s, "max_replica_lag_bytes", raw.max_replica_lag_bytes.as_ref()),
         read_your_writes: ctx.choice(s, "read_your_writes", raw.read_your_writes.as_ref(), R::Off, &ryw),
         causal_wait: ctx.duration(s, "causal_wait", raw.causal_wait.as_ref(), Duration::from_millis(100)),
-        primary_reads: ctx.choice(s, "primary_reads", raw.primary_reads.as_ref(), PrimaryReads::False, &primary_reads),
+        primary_reads: ctx.choice(
+            s,
+            "primary_reads",
+            raw.primary_reads.as_ref().map(BoolOrWord::text).as_ref(),
+            PrimaryReads::False,
+            &primary_reads,
+        ),
         fallback_to_primary: raw.fallback_to_primary.unwrap_or(true),
         load_balance: ctx.choice(s, "load_balance", raw.load_balance.as_ref(), LoadBalance::Weighted, &balance),
         unknown_functions: ctx.choice(

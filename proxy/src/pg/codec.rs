@@ -57,6 +57,25 @@ pub fn decode(buf: &mut BytesMut, max: usize) -> Result<Option<Frame>, FrameErro
     Ok(Some(Frame(buf.split_to(total).freeze())))
 }
 
+/// The complete frames at the front of `buf` as (tag, body), without consuming them: a look ahead at what a
+/// client has already sent. Stops at the first incomplete or malformed frame.
+pub fn peek(buf: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
+    let mut rest = buf;
+    std::iter::from_fn(move || {
+        if rest.len() < 5 {
+            return None;
+        }
+        let len = i32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]);
+        let total = usize::try_from(len).ok().filter(|l| *l >= 4)? + 1;
+        if rest.len() < total {
+            return None;
+        }
+        let (frame, tail) = rest.split_at(total);
+        rest = tail;
+        Some((frame[0], &frame[5..]))
+    })
+}
+
 /// The first message of a connection (no tag byte).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Startup {

@@ -52,6 +52,8 @@ pub enum PgError {
     NoPrimary { cluster: String, why: String, seconds: u64 },
     #[error("node {node} is no longer usable (the topology changed); reconnect to reach the current primary")]
     NodeGone { node: String },
+    #[error("cluster {cluster}: no replica can serve reads now ({lagging} over the lag limit) and fallback_to_primary is off")]
+    NoReplica { cluster: String, lagging: usize },
 }
 
 impl PgError {
@@ -61,7 +63,12 @@ impl PgError {
             ClientIo(_) | ClientProtocol(_) | ClientMessage(_) | AuthFailed { .. } | UnknownPool { .. } => Side::Client,
             StartupTimeout { .. } | TlsRequired | HbaRejected { .. } => Side::Client,
             ServerConnect { .. } | ServerLogin { .. } | ServerIo(_) | ServerProtocol(_) => Side::Server,
-            TooManyClients { .. } | PoolTimeout { .. } | Shutdown | NoPrimary { .. } | NodeGone { .. } => Side::Proxy,
+            TooManyClients { .. }
+            | PoolTimeout { .. }
+            | Shutdown
+            | NoPrimary { .. }
+            | NodeGone { .. }
+            | NoReplica { .. } => Side::Proxy,
         }
     }
 
@@ -70,6 +77,7 @@ impl PgError {
         use PgError::*;
         match self {
             ClientIo(_) | ServerIo(_) | ServerConnect { .. } | NoPrimary { .. } | NodeGone { .. } => "08006",
+            NoReplica { .. } => "57P03",
             ClientProtocol(_) | ClientMessage(_) | ServerProtocol(_) => "08P01",
             AuthFailed { .. } => "28P01",
             UnknownPool { .. } => "3D000",

@@ -21,8 +21,16 @@ use super::server::ServerTarget;
 use super::session::startup::refuse_after_startup;
 use super::session::{statements::StatementRegistry, Session};
 use super::settings::{check_live_change, Settings, SettingsError};
+use crate::balance::{Loads, Readers};
 use crate::route::{Route, Usable};
-use crate::stats::PoolSnapshot;
+use crate::stats::{PoolSnapshot, RouteStats};
+
+/// A listener's route in one topology generation, with the schedule its reads follow.
+#[derive(Debug, Default)]
+pub struct RouteState {
+    pub route: Route,
+    pub readers: Readers,
+}
 
 /// Pools by (node, user, database).
 type PoolKey = (NodeId, String, String);
@@ -42,8 +50,11 @@ pub struct Shared {
     settings: RwLock<Arc<Settings>>,
     /// Which nodes may be used, from the latest topology; `generation` mirrors its generation so that a
     /// session notices a change with one atomic load.
-    route: RwLock<Arc<Route>>,
+    route: RwLock<Arc<RouteState>>,
     generation: AtomicU64,
+    /// Connections in use per node, shared by all of the node's pools.
+    loads: Loads,
+    pub route_stats: RouteStats,
     route_changed: Notify,
     pub pools: Mutex<HashMap<PoolKey, Arc<Pool>>>,
     /// Pools a reload replaced, still used by the sessions that started before it: retired like the others
@@ -62,7 +73,7 @@ impl Shared {
     }
 
     /// The route in force now.
-    pub fn route(&self) -> Arc<Route> {
+    pub fn route(&self) -> Arc<RouteState> {
         self.route.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
@@ -78,14 +89,15 @@ impl Shared {
         settings: &Settings,
         user: &UserAuth,
         database: &str,
-    ) -> Result<(Arc<Pool>, u64), PgError> {
+    ) -> Result<(Arc<Pool>, Arc<RouteState>), PgError> {
         let wait = settings.cluster.query_wait_timeout;
         let deadline = Instant::now() + wait;
         loop {
             let changed = self.route_changed.notified();
-            let route = self.route();
+            let state = self.route();
+            let route = &state.route;
             if let Some(primary) = &route.primary {
-                return Ok((self.pool(settings, user, database, primary), route.generation));
+                return Ok((self.pool(settings, user, database, primary), state.clone()));
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() || tokio::time::timeout(left, changed).await.is_err() {
@@ -124,7 +136,8 @@ impl Shared {
                     min_idle: c.min_idle as usize,
                 };
                 let name = format!("{}@{database}/{}", user.name, node.node);
-                let pool = Arc::new(Pool::new(name, node.node.clone(), target, pool_settings));
+                let load = self.loads.of(&node.node);
+                let pool = Arc::new(Pool::new(name, node.node.clone(), target, pool_settings, load));
                 if c.min_idle > 0 {
                     tokio::spawn(Pool::keep_min_idle(Arc::downgrade(&pool), self.shutdown.clone()));
                 }
@@ -136,11 +149,14 @@ impl Shared {
     /// Takes a new topology: nodes no longer usable (down, fenced, gone, moved) have their pools retired,
     /// and sessions waiting for a primary look again.
     fn apply(&self, topology: &Topology) {
-        let name = self.settings().cluster.name.clone();
-        let route = Route::of(topology, &name);
+        let settings = self.settings();
+        let name = settings.cluster.name.clone();
+        let route = Route::with_reads(topology, &name, settings.primary_reads());
         let generation = route.generation;
-        let route = Arc::new(route);
-        *self.route.write().unwrap_or_else(|e| e.into_inner()) = route.clone();
+        let readers = Readers::new(&route.readers, &self.loads);
+        let state = Arc::new(RouteState { route, readers });
+        let route = &state.route;
+        *self.route.write().unwrap_or_else(|e| e.into_inner()) = state.clone();
         self.generation.store(generation, Ordering::Release);
         // Retired after the new route is out, so a session that finds its pool retired finds the new route too.
         let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
@@ -184,11 +200,15 @@ impl PgListener {
         topology: watch::Receiver<Arc<Topology>>,
     ) -> Result<PgListener, SettingsError> {
         let settings = Settings::build(config.cluster)?;
-        let route = Route::of(&topology.borrow(), &settings.cluster.name);
+        let route = Route::with_reads(&topology.borrow(), &settings.cluster.name, settings.primary_reads());
+        let loads = Loads::default();
+        let readers = Readers::new(&route.readers, &loads);
         let shared = Shared {
             settings: RwLock::new(Arc::new(settings)),
             generation: AtomicU64::new(route.generation),
-            route: RwLock::new(Arc::new(route)),
+            route: RwLock::new(Arc::new(RouteState { route, readers })),
+            loads,
+            route_stats: RouteStats::default(),
             route_changed: Notify::new(),
             replaced: Mutex::new(Vec::new()),
             pools: Mutex::new(HashMap::new()),
@@ -212,9 +232,14 @@ impl PgListener {
         let settings = Arc::new(Settings::build(cluster)?);
         *self.shared.settings.write().unwrap_or_else(|e| e.into_inner()) = settings;
         let old_pools: Vec<_> = self.shared.pools.lock().unwrap_or_else(|e| e.into_inner()).drain().collect();
-        let mut replaced = self.shared.replaced.lock().unwrap_or_else(|e| e.into_inner());
-        replaced.retain(|weak| weak.strong_count() > 0);
-        replaced.extend(old_pools.iter().map(|(_, pool)| Arc::downgrade(pool)));
+        {
+            let mut replaced = self.shared.replaced.lock().unwrap_or_else(|e| e.into_inner());
+            replaced.retain(|weak| weak.strong_count() > 0);
+            replaced.extend(old_pools.iter().map(|(_, pool)| Arc::downgrade(pool)));
+        }
+        // Routing settings may have changed: rebuild the route from the current topology.
+        let topology = self.topology.borrow().clone();
+        self.shared.apply(&topology);
         info!(cluster = %old.cluster.name, "configuration reloaded");
         Ok(())
     }
@@ -226,7 +251,7 @@ impl PgListener {
         let slots = Arc::new(Semaphore::new(settings.cluster.max_client_connections as usize));
         let tracker = TaskTracker::new();
         tokio::spawn(follow(shared.clone(), self.topology.clone()));
-        let primary = shared.route().primary.as_ref().map_or("none yet".to_string(), |p| p.node.to_string());
+        let primary = shared.route().route.primary.as_ref().map_or("none yet".to_string(), |p| p.node.to_string());
         info!(cluster = %settings.cluster.name, listen = %listener.local_addr()?, %primary, "PostgreSQL listener ready");
         loop {
             let (mut socket, peer) = tokio::select! {
@@ -271,6 +296,11 @@ impl PgListener {
         let mut out: Vec<(String, PoolSnapshot)> = pools.values().map(|p| (p.name.clone(), p.snapshot())).collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
+    }
+
+    /// Units of work sent to readers, and to the primary by reason.
+    pub fn route_stats(&self) -> Vec<(&'static str, u64)> {
+        self.shared.route_stats.snapshot()
     }
 
     pub fn shared(&self) -> &Arc<Shared> {

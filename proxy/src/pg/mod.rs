@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod cancel;
+pub mod classify;
 pub mod codec;
 pub mod error;
 pub mod listener;

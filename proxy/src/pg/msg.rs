@@ -101,6 +101,32 @@ pub fn empty(tag: u8) -> Bytes {
     Bytes::copy_from_slice(&[tag, 0, 0, 0, 4])
 }
 
+/// A result set of text columns answered by the proxy itself: RowDescription, DataRows, CommandComplete.
+pub fn text_rows(buf: &mut BytesMut, columns: &[&str], rows: &[Vec<String>]) {
+    put(buf, b'T', |b| {
+        b.put_i16(columns.len() as i16);
+        for c in columns {
+            put_cstr(b, c);
+            b.put_i32(0); // table oid
+            b.put_i16(0); // column number
+            b.put_i32(25); // text
+            b.put_i16(-1); // variable length
+            b.put_i32(-1); // no modifier
+            b.put_i16(0); // text format
+        }
+    });
+    for row in rows {
+        put(buf, b'D', |b| {
+            b.put_i16(row.len() as i16);
+            for value in row {
+                b.put_i32(value.len() as i32);
+                b.put_slice(value.as_bytes());
+            }
+        });
+    }
+    put(buf, b'C', |b| put_cstr(b, &format!("SHOW {}", rows.len())));
+}
+
 pub fn query(buf: &mut BytesMut, sql: &str) {
     put(buf, b'Q', |b| put_cstr(b, sql));
 }
@@ -178,6 +204,18 @@ pub fn parameter_fields(body: &[u8]) -> Option<(&str, &str)> {
     Some((name, value))
 }
 
+/// The first column of a DataRow body as text (`None` for NULL, no column, or a malformed row).
+pub fn first_column(body: &[u8]) -> Option<String> {
+    let columns = i16::from_be_bytes(body.get(..2)?.try_into().ok()?);
+    if columns < 1 {
+        return None;
+    }
+    let len = i32::from_be_bytes(body.get(2..6)?.try_into().ok()?);
+    let len = usize::try_from(len).ok()?;
+    let value = body.get(6..6 + len)?;
+    std::str::from_utf8(value).ok().map(str::to_string)
+}
+
 /// The SQLSTATE of an ErrorResponse body.
 pub fn error_code(body: &[u8]) -> Option<&str> {
     let mut rest = body;
@@ -234,5 +272,17 @@ mod tests {
         assert_eq!(bind_fields(b"no-nul"), None);
         assert_eq!(target_fields(b""), None);
         assert_eq!(error_code(b"Cunterminated"), None);
+        assert_eq!(first_column(b"\0\x01\0\0\0\x10truncated"), None);
+        assert_eq!(first_column(b"\0\x01\xff\xff\xff\xff"), None, "NULL");
+        assert_eq!(first_column(b"\0"), None);
+    }
+
+    #[test]
+    fn reads_the_first_column_of_a_row() {
+        let mut buf = BytesMut::new();
+        text_rows(&mut buf, &["lsn", "x"], &[vec!["0/1A".into(), "y".into()]]);
+        let _ = decode(&mut buf, 1 << 20).unwrap().unwrap();
+        let row = decode(&mut buf, 1 << 20).unwrap().unwrap();
+        assert_eq!(first_column(row.body()).as_deref(), Some("0/1A"));
     }
 }

@@ -1,7 +1,7 @@
 //! A pool of server connections for one (node, user, database): a fixed number of slots, idle connections
 //! reused most-recent-first, a bounded wait when every slot is busy.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -42,6 +42,8 @@ pub struct Pool {
     pub retired: CancellationToken,
     /// The same as an atomic: checked on every client message, where the token's lock would cost.
     is_retired: AtomicBool,
+    /// Connections checked out of every pool of this node (for least-outstanding balancing).
+    pub load: Arc<AtomicUsize>,
     pub settings: PoolSettings,
     pub stats: PoolStats,
     slots: Arc<Semaphore>,
@@ -61,10 +63,17 @@ pub struct Pooled {
 }
 
 impl Pool {
-    pub fn new(name: String, node: NodeId, target: ServerTarget, settings: PoolSettings) -> Pool {
+    pub fn new(
+        name: String,
+        node: NodeId,
+        target: ServerTarget,
+        settings: PoolSettings,
+        load: Arc<AtomicUsize>,
+    ) -> Pool {
         Pool {
             name,
             node,
+            load,
             target,
             retired: CancellationToken::new(),
             is_retired: AtomicBool::new(false),
@@ -94,6 +103,7 @@ impl Pool {
                 conn
             }
         };
+        self.load.fetch_add(1, Ordering::Relaxed);
         Ok(Pooled { conn: Some(conn), pool: self.clone(), _slot: permit })
     }
 
@@ -173,6 +183,7 @@ impl Pool {
                     Ok(conn) => {
                         PoolStats::add(&pool.stats.servers_opened, 1);
                         pool.remember_params(&conn);
+                        pool.load.fetch_add(1, Ordering::Relaxed);
                         Pooled { conn: Some(conn), pool: pool.clone(), _slot: slot }.release();
                     }
                     Err(e) => {
@@ -235,5 +246,6 @@ impl Drop for Pooled {
     /// Not released: the connection's state is unknown, so it is closed.
     fn drop(&mut self) {
         self.conn.take();
+        self.pool.load.fetch_sub(1, Ordering::Relaxed);
     }
 }

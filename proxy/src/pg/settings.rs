@@ -8,6 +8,7 @@ use hapool_config::{Cluster, PoolMode};
 
 use super::auth::scram::ScramVerifier;
 use super::auth::UserAuth;
+use super::classify::Classifier;
 use super::server_tls::ServerTls;
 use super::tls::{acceptor, ClientTls, TlsError};
 
@@ -22,6 +23,8 @@ pub struct Settings {
     pub tls: Option<ClientTls>,
     /// Per node name; set unless `tls.server_mode` is `disable`.
     pub server_tls: HashMap<String, Option<ServerTls>>,
+    /// Decides which statements may run on a replica (with this cluster's function lists).
+    pub classifier: Classifier,
 }
 
 /// Why settings could not be built or swapped in.
@@ -65,6 +68,7 @@ impl Settings {
             .collect::<Result<_, TlsError>>()
             .map_err(tls_error)?;
         Ok(Settings {
+            classifier: Classifier::new(&cluster.routing),
             users,
             decoy: ScramVerifier::from_password(&format!("{:x}", rand::random::<u128>())),
             tls,
@@ -75,6 +79,20 @@ impl Settings {
 
     pub fn transaction_pooling(&self) -> bool {
         self.cluster.pool_mode == PoolMode::Transaction
+    }
+
+    /// Whether reads may go to replicas: the split is on, and units of work are transactions (in session
+    /// pooling a client keeps one server connection, on the primary).
+    pub fn splits_reads(&self) -> bool {
+        self.transaction_pooling() && self.cluster.routing.read_write_split
+    }
+
+    pub fn primary_reads(&self) -> crate::route::PrimaryReads {
+        match self.cluster.routing.primary_reads {
+            hapool_config::PrimaryReads::False => crate::route::PrimaryReads::Never,
+            hapool_config::PrimaryReads::True => crate::route::PrimaryReads::Equal,
+            hapool_config::PrimaryReads::Weight => crate::route::PrimaryReads::Weighted,
+        }
     }
 }
 

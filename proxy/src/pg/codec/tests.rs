@@ -99,3 +99,16 @@ fn random_bytes_never_panic_the_decoders() {
         }
     }
 }
+
+#[test]
+fn peek_sees_complete_frames_without_consuming_them() {
+    let mut buf = frame(b'P', b"\0SELECT 1\0\0\0");
+    buf.extend(frame(b'S', b""));
+    buf.extend(&frame(b'Q', b"SELECT 2\0")[..6]);
+    let seen: Vec<u8> = peek(&buf).map(|(tag, _)| tag).collect();
+    assert_eq!(seen, b"PS");
+    assert_eq!(peek(&buf).next().unwrap().1, b"\0SELECT 1\0\0\0");
+    let bad = [b'Q', 0, 0, 0, 1, 0];
+    assert_eq!(peek(&bad).count(), 0);
+    assert_eq!(peek(&[b'Q', 0xff, 0xff, 0xff, 0xff]).count(), 0);
+}

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::expect::Expect;
 use super::statements::Statement;
-use super::{params, Flow, Session};
+use super::{params, unit, Flow, Session};
 use crate::pg::codec::{decode, Frame};
 use crate::pg::error::PgError;
 use crate::pg::msg;
@@ -14,7 +14,14 @@ use crate::stats::PoolStats;
 impl Session {
     /// Handles every complete message buffered from the client.
     pub(super) async fn process_client(&mut self) -> Result<Flow, PgError> {
-        while let Some(frame) = decode(&mut self.cbuf, self.max_message)? {
+        loop {
+            let frame = match self.pending.take() {
+                Some(frame) => frame,
+                None => match decode(&mut self.cbuf, self.max_message)? {
+                    Some(frame) => frame,
+                    None => break,
+                },
+            };
             match frame.tag() {
                 b'X' => return Ok(Flow::Terminate),
                 b'Q' | b'P' | b'B' | b'D' | b'E' | b'C' | b'S' | b'H' | b'F' | b'd' | b'c' | b'f' => {}
@@ -23,13 +30,25 @@ impl Session {
                     return Err(PgError::ClientMessage(format!("invalid frontend message type {}", other as char)))
                 }
             }
+            if frame.tag() == b'Q'
+                && self.outstanding.is_empty()
+                && msg::query_text(frame.body()).is_some_and(unit::asks_route)
+            {
+                self.report_route();
+                continue;
+            }
             if self.server.is_none() {
                 if self.answer_without_server(&frame) {
                     continue;
                 }
-                self.checkout().await?;
+                let place = self.place_unit(&frame);
+                let executes = self.unit_executes(&frame);
+                self.checkout(place, executes).await?;
             } else if self.holds_retired() {
-                return Err(PgError::NodeGone { node: self.pool.node.0.clone() });
+                return Err(PgError::NodeGone { node: self.serving.node.0.clone() });
+            } else if self.must_wait(&frame) {
+                self.pending = Some(frame);
+                break;
             }
             self.route(frame);
             // An answer we give ourselves with nothing owed before it goes out now: a client may wait for it
@@ -80,7 +99,7 @@ impl Session {
         let renaming = self.transaction_pooling;
         match frame.tag() {
             b'Q' => {
-                PoolStats::add(&self.pool.stats.queries, 1);
+                PoolStats::add(&self.serving.stats.queries, 1);
                 let text = msg::query_text(frame.body());
                 if renaming && text.is_some_and(drops_all_statements) {
                     self.statements.clear();
@@ -111,7 +130,7 @@ impl Session {
             b'C' if renaming => self.close(frame),
             b'C' => self.forward(frame, Expect::Close),
             b'E' => {
-                PoolStats::add(&self.pool.stats.queries, 1);
+                PoolStats::add(&self.serving.stats.queries, 1);
                 self.forward(frame, Expect::Execute);
             }
             // During COPY FROM STDIN the server ignores Sync: nothing will answer it.

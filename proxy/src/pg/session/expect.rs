@@ -75,6 +75,11 @@ impl Outstanding {
         self.queue.push_back(e);
     }
 
+    /// Whether a ReadyForQuery is owed (a Sync or a simple query is in flight): the unit will end by itself.
+    pub fn awaits_ready(&self) -> bool {
+        self.queue.iter().any(|e| matches!(e, Expect::Sync | Expect::Query | Expect::InjectedQuery))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()
     }

@@ -48,7 +48,7 @@ impl Session {
             match progress {
                 Progress::Wrote(n) => written += n,
                 Progress::Read(n) => {
-                    PoolStats::add(&self.pool.stats.bytes_from_servers, n as u64);
+                    PoolStats::add(&self.serving.stats.bytes_from_servers, n as u64);
                     self.process_server()?;
                     self.write_to_client().await?;
                 }

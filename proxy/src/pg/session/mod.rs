@@ -1,32 +1,38 @@
 //! One client connection: startup and authentication, then forwarding between the client and a server
 //! connection checked out for a transaction (transaction pooling) or for the whole session.
 
+mod causal;
 mod client;
 pub mod expect;
 mod flush;
 mod params;
+pub mod routing;
 mod server;
 pub mod startup;
 pub mod statements;
+mod unit;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use hapool_config::ReadYourWrites;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::{debug, info};
 
 use super::cancel::CancelSlot;
+use super::codec::Frame;
 use super::error::PgError;
-use super::listener::Shared;
+use super::listener::{RouteState, Shared};
 use super::msg::{self, Severity};
 use super::pool::{Pool, Pooled};
 use super::settings::Settings;
 use super::tls::ClientStream;
 use crate::stats::PoolStats;
 use expect::Outstanding;
+use routing::{Place, Why};
 use startup::{handshake, Handshake};
 use statements::Statement;
 
@@ -45,9 +51,23 @@ pub struct Session {
     to_server: BytesMut,
     user: String,
     database: String,
-    /// The primary's pool as of topology generation `generation`; a server held is always from this pool.
+    /// The primary's pool in the route the session last looked at.
     pool: Arc<Pool>,
-    generation: u64,
+    route: Arc<RouteState>,
+    /// The pool of the server held (or last held): the primary's or a reader's.
+    serving: Arc<Pool>,
+    /// Readers' pools used so far in this route, by node.
+    readers: Vec<Arc<Pool>>,
+    /// Where the current (or last) unit of work went.
+    last_place: Place,
+    /// The client has written (for read_your_writes = "session").
+    wrote: bool,
+    /// The unit of work now held wrote on the primary (read_your_writes = "causal": read its position after).
+    unit_writes: bool,
+    /// read_your_writes = "causal" state (boxed: most sessions do not use it).
+    causal: Option<Box<causal::Causal>>,
+    /// A message held back until the reader serving the unit before it is done (it needs the primary).
+    pending: Option<Frame>,
     server: Option<Pooled>,
     outstanding: Outstanding,
     /// The client's prepared statement names → proxy-wide statements (transaction pooling).
@@ -109,7 +129,7 @@ impl Session {
             let limit = limit.unwrap_or_default();
             return refuse(&mut socket, &PgError::TooManyClients { limit, scope: " for this user" }, &span).await;
         };
-        let (pool, generation) = match Box::pin(shared.primary_pool(&settings, auth, &database)).await {
+        let (pool, route) = match Box::pin(shared.primary_pool(&settings, auth, &database)).await {
             Ok(found) => found,
             Err(e) => return Box::pin(refuse(&mut socket, &e, &span)).await,
         };
@@ -123,8 +143,16 @@ impl Session {
             to_server: BytesMut::new(),
             user,
             database,
+            serving: pool.clone(),
             pool,
-            generation,
+            route,
+            readers: Vec::new(),
+            last_place: Place::Primary(Why::NoSplit),
+            wrote: false,
+            unit_writes: false,
+            causal: (settings.splits_reads() && settings.cluster.routing.read_your_writes == ReadYourWrites::Causal)
+                .then(Box::default),
+            pending: None,
             server: None,
             outstanding: Outstanding::default(),
             statements: HashMap::new(),
@@ -164,7 +192,7 @@ impl Session {
         let server_params = match self.pool.server_params() {
             Some(p) if self.transaction_pooling => p,
             _ => {
-                self.checkout().await?;
+                self.checkout(Place::Primary(Why::NoSplit), true).await?;
                 self.pool.server_params().unwrap_or_default()
             }
         };
@@ -194,16 +222,22 @@ impl Session {
                 return Ok(());
             }
             self.flush().await?;
+            if self.unit_writes {
+                self.note_write_position().await?;
+            }
             self.maybe_release();
-            if self.shared.shutdown.is_cancelled() && self.at_boundary() {
+            if self.at_boundary() && self.shared.shutdown.is_cancelled() {
                 return Err(PgError::Shutdown);
+            }
+            if self.pending.is_some() && self.server.is_none() {
+                continue; // the unit the held-back message waited for is over
             }
             self.release_idle_buffers();
             let event = {
                 let boundary = self.at_boundary();
                 let held = self.server.is_some();
                 let shutdown = self.shared.shutdown.cancelled();
-                let retired = self.pool.retired.cancelled();
+                let retired = self.serving.retired.cancelled();
                 let server = &mut self.server;
                 let server_read = async {
                     match server.as_mut() {
@@ -223,16 +257,16 @@ impl Session {
             };
             match event {
                 Event::Client(Ok(0)) => return Ok(()),
-                Event::Client(Ok(n)) => PoolStats::add(&self.pool.stats.bytes_from_clients, n as u64),
+                Event::Client(Ok(n)) => PoolStats::add(&self.serving.stats.bytes_from_clients, n as u64),
                 Event::Client(Err(e)) => return Err(PgError::ClientIo(e)),
                 Event::Server(Ok(0)) => return Err(PgError::ServerIo(std::io::ErrorKind::UnexpectedEof.into())),
                 Event::Server(Ok(n)) => {
-                    PoolStats::add(&self.pool.stats.bytes_from_servers, n as u64);
+                    PoolStats::add(&self.serving.stats.bytes_from_servers, n as u64);
                     self.process_server()?;
                 }
                 Event::Server(Err(e)) => return Err(PgError::ServerIo(e)),
                 Event::Shutdown => return Err(PgError::Shutdown),
-                Event::Retired => return Err(PgError::NodeGone { node: self.pool.node.0.clone() }),
+                Event::Retired => return Err(PgError::NodeGone { node: self.serving.node.0.clone() }),
             }
         }
     }
@@ -259,12 +293,31 @@ impl Session {
         self.outstanding.is_empty() && self.tx_status == b'I' && !self.copy_in
     }
 
-    /// Checks a server connection out and queues the SETs that give it the client's session parameters.
-    async fn checkout(&mut self) -> Result<(), PgError> {
-        if self.shared.generation() != self.generation || self.pool.is_retired() {
+    /// Checks a server connection out where `place` says (a reader is chosen here, or the primary when none
+    /// may serve) and queues the SETs that give it the client's session parameters. A unit that `executes`
+    /// nothing (a Describe before the Bind/Execute that follow) keeps the reader of the unit before it.
+    async fn checkout(&mut self, place: Place, executes: bool) -> Result<(), PgError> {
+        if self.shared.generation() != self.route.route.generation || self.pool.is_retired() {
             Box::pin(self.repoint()).await?;
         }
-        let mut pooled = self.pool.acquire().await?;
+        let (mut pool, mut place) = match place {
+            Place::Reader => self.reader(executes)?,
+            primary => (self.pool.clone(), primary),
+        };
+        let mut pooled = loop {
+            let mut pooled = pool.acquire().await?;
+            match self.caught_up(&pool, place, &mut pooled).await {
+                Some(true) => break pooled,
+                Some(false) => pooled.release(),
+                None => drop(pooled), // closed: its state is unknown
+            }
+            (pool, place) = (self.pool.clone(), Place::Primary(Why::Causal));
+        };
+        self.shared.route_stats.record(place);
+        self.wrote |= routing::writes(place);
+        self.unit_writes = self.causal.is_some() && routing::writes(place);
+        self.last_place = place;
+        self.serving = pool;
         let conn = pooled.conn();
         let mut sql = String::new();
         if conn.synced != Some(self.desired_hash) {
@@ -293,26 +346,27 @@ impl Session {
         let Some(auth) = self.settings.users.get(&self.user) else {
             return Err(PgError::AuthFailed { user: self.user.clone() });
         };
-        let (pool, generation) = self.shared.primary_pool(&self.settings, auth, &self.database).await?;
+        let (pool, route) = self.shared.primary_pool(&self.settings, auth, &self.database).await?;
         if !Arc::ptr_eq(&pool, &self.pool) {
             PoolStats::sub(&self.pool.stats.clients_active, 1);
             PoolStats::add(&pool.stats.clients_active, 1);
             self.pool = pool;
         }
-        self.generation = generation;
+        self.route = route;
+        self.readers.clear();
         Ok(())
     }
 
     /// Whether the server connection held is on a node the topology no longer allows.
     fn holds_retired(&self) -> bool {
-        self.server.is_some() && self.pool.is_retired()
+        self.server.is_some() && self.serving.is_retired()
     }
 
     /// In transaction pooling, gives the server connection back at a transaction boundary.
     fn maybe_release(&mut self) {
         if self.transaction_pooling && self.at_boundary() && self.to_server.is_empty() {
             if let Some(pooled) = self.server.take() {
-                PoolStats::add(&self.pool.stats.transactions, 1);
+                PoolStats::add(&self.serving.stats.transactions, 1);
                 self.cancel.set(None);
                 pooled.release();
             }
@@ -340,7 +394,7 @@ impl Session {
                 conn.prepared.clear();
             }
         }
-        PoolStats::add(&self.pool.stats.transactions, 1);
+        PoolStats::add(&self.serving.stats.transactions, 1);
         pooled.release();
     }
 }

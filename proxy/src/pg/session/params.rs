@@ -1,8 +1,17 @@
 //! Session parameters that must follow a client from one server connection to the next.
 
 /// Parameters the server reports (ParameterStatus) that a client may change and expects to keep.
-pub const TRACKED: [&str; 6] =
-    ["client_encoding", "DateStyle", "TimeZone", "IntervalStyle", "application_name", "standard_conforming_strings"];
+/// `default_transaction_read_only` is reported since PostgreSQL 14; following it lets a read-only client's
+/// transactions go to replicas, and keeps the setting on every server the client uses.
+pub const TRACKED: [&str; 7] = [
+    "client_encoding",
+    "DateStyle",
+    "TimeZone",
+    "IntervalStyle",
+    "application_name",
+    "standard_conforming_strings",
+    "default_transaction_read_only",
+];
 
 pub fn is_tracked(name: &str) -> bool {
     TRACKED.iter().any(|t| t.eq_ignore_ascii_case(name))

@@ -133,16 +133,40 @@ pub async fn run_reset(conn: &mut ServerConn, sql: &str) -> Result<(), PgError> 
     if sql == "DISCARD ALL" {
         conn.search_path = Some(None);
     }
+    exchange(conn, sql).await.map(|_| ())
+}
+
+/// Runs a one-value query of the proxy's own on an idle server connection: the first column of its first row
+/// (`None` for no row or NULL). A failure is an error: the proxy's own queries must not fail.
+pub async fn query_value(conn: &mut ServerConn, sql: &str) -> Result<Option<String>, PgError> {
+    let answer = exchange(conn, sql).await?;
+    match answer.error {
+        Some(code) => Err(PgError::ServerProtocol(format!("{sql}: server error {code}"))),
+        None => Ok(answer.value),
+    }
+}
+
+#[derive(Default)]
+struct Answer {
+    value: Option<String>,
+    error: Option<String>,
+}
+
+/// Sends a simple query and reads everything up to its ReadyForQuery, keeping parameters the server reports.
+async fn exchange(conn: &mut ServerConn, sql: &str) -> Result<Answer, PgError> {
     let mut out = BytesMut::new();
     msg::query(&mut out, sql);
     conn.stream.write_all(&out).await.map_err(PgError::ServerIo)?;
     conn.stream.flush().await.map_err(PgError::ServerIo)?;
+    let mut answer = Answer::default();
     loop {
         while let Some(frame) =
             decode(&mut conn.rbuf, MAX_SERVER_MESSAGE).map_err(|e| PgError::ServerProtocol(e.to_string()))?
         {
             match frame.tag() {
-                b'Z' => return Ok(()),
+                b'Z' => return Ok(answer),
+                b'D' if answer.value.is_none() => answer.value = msg::first_column(frame.body()),
+                b'E' => answer.error = msg::error_code(frame.body()).map(str::to_string),
                 b'S' => {
                     if let Some((name, value)) = msg::parameter_fields(frame.body()) {
                         conn.params.insert(name.to_string(), value.to_string());

@@ -1,0 +1,152 @@
+//! Placing units of work: the verdicts of the statements a unit holds, the reader that serves a read, and the
+//! client's `SHOW hapool.route`.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use hapool_config::LoadBalance;
+
+use super::routing::{place, Context, Place, Why};
+use super::Session;
+use crate::pg::classify::Verdict;
+use crate::pg::codec::{cstr, peek, Frame};
+use crate::pg::error::PgError;
+use crate::pg::msg;
+use crate::pg::pool::Pool;
+
+impl Session {
+    fn routing_context(&self) -> Context {
+        let r = &self.settings.cluster.routing;
+        Context {
+            split: self.settings.splits_reads(),
+            read_your_writes: r.read_your_writes,
+            wrote: self.wrote,
+            unknown_functions: r.unknown_functions,
+            default_read_only: self.desired.iter().any(|(k, v)| k == "default_transaction_read_only" && v == "on"),
+        }
+    }
+
+    /// The verdict of a message's statement: `None` for a message that carries none (Execute, Sync, a Bind of
+    /// the unnamed statement …), `Some(None)` for a statement the proxy cannot see.
+    fn verdict(&self, tag: u8, body: &[u8]) -> Option<Option<Verdict>> {
+        let classifier = &self.settings.classifier;
+        let named = |name: &str| self.statement_text(name).map(|q| classifier.classify(q));
+        match tag {
+            b'Q' => Some(msg::query_text(body).map(|q| classifier.classify(q))),
+            b'P' => Some(msg::parse_fields(body).and_then(|(_, rest)| cstr(rest)).map(|(q, _)| classifier.classify(q))),
+            b'B' => match msg::bind_fields(body) {
+                Some((_, name, _)) if !name.is_empty() => Some(named(name)),
+                _ => None,
+            },
+            b'D' => match msg::target_fields(body) {
+                Some((b'S', name)) if !name.is_empty() => Some(named(name)),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// The query text of one of the client's named statements.
+    fn statement_text(&self, name: &str) -> Option<&str> {
+        let statement = self.statements.get(name)?;
+        let (_, rest) = msg::parse_fields(statement.parse.get(5..)?)?;
+        cstr(rest).map(|(q, _)| q)
+    }
+
+    /// Where the unit that starts with `first` goes, judging `first` and what the client has already sent
+    /// after it up to its Sync (a batch is one implicit transaction: all of it must be fit for a replica).
+    pub(super) fn place_unit(&self, first: &Frame) -> Place {
+        let ctx = self.routing_context();
+        if !ctx.split {
+            return Place::Primary(Why::NoSplit);
+        }
+        let head = self.verdict(first.tag(), first.body()).flatten();
+        let batch = first.tag() != b'Q';
+        let rest = peek(&self.cbuf)
+            .take_while(move |(tag, _)| batch && *tag != b'S' && *tag != b'Q')
+            .filter_map(|(tag, body)| self.verdict(tag, body));
+        place(std::iter::once(head).chain(rest), &ctx)
+    }
+
+    /// While a reader serves an autocommit unit: whether `frame` needs the primary and must wait for the unit
+    /// to end (it will: a ReadyForQuery is owed). Inside a read-only transaction it is forwarded, and a write
+    /// then fails there as PostgreSQL says it must.
+    pub(super) fn must_wait(&self, frame: &Frame) -> bool {
+        if self.last_place != Place::Reader || self.tx_status != b'I' || !self.outstanding.awaits_ready() {
+            return false;
+        }
+        match self.verdict(frame.tag(), frame.body()) {
+            Some(v) => place(std::iter::once(v), &self.routing_context()) != Place::Reader,
+            None => false,
+        }
+    }
+
+    /// Whether the unit that starts with `first` runs a statement (Query, Execute, FunctionCall) rather than
+    /// only preparing or describing one.
+    pub(super) fn unit_executes(&self, first: &Frame) -> bool {
+        let runs = |tag: u8| matches!(tag, b'Q' | b'E' | b'F');
+        runs(first.tag())
+            || peek(&self.cbuf).take_while(|(tag, _)| *tag != b'S' && *tag != b'Q').any(|(tag, _)| runs(tag))
+    }
+
+    /// A reader's pool for a read, by the configured balancing; the primary when no reader may serve and
+    /// `fallback_to_primary` allows it. A unit that executes nothing does not move the schedule: a driver that
+    /// describes then executes would otherwise have all its executions land on every other slot of it.
+    pub(super) fn reader(&mut self, executes: bool) -> Result<(Arc<Pool>, Place), PgError> {
+        let readers = &self.route.readers;
+        let chosen = match self.settings.cluster.routing.load_balance {
+            LoadBalance::Weighted => readers.weighted(executes),
+            LoadBalance::LeastOutstanding => readers.least_outstanding(),
+        };
+        let Some(node) = chosen.cloned() else {
+            if self.settings.cluster.routing.fallback_to_primary {
+                return Ok((self.pool.clone(), Place::Primary(Why::NoReplica)));
+            }
+            let lagging = self.route.route.lagging;
+            return Err(PgError::NoReplica { cluster: self.settings.cluster.name.clone(), lagging });
+        };
+        if let Some(pool) = self.readers.iter().find(|p| p.node == node.node) {
+            return Ok((pool.clone(), Place::Reader));
+        }
+        let Some(auth) = self.settings.users.get(&self.user) else {
+            return Err(PgError::AuthFailed { user: self.user.clone() });
+        };
+        let pool = self.shared.pool(&self.settings, auth, &self.database, &node);
+        self.readers.push(pool.clone());
+        Ok((pool, Place::Reader))
+    }
+
+    /// Answers `SHOW hapool.route`: where this client's last unit of work went and why.
+    pub(super) fn report_route(&mut self) {
+        let node = self.serving.node.0.clone();
+        let primary = self.route.route.primary.as_ref().is_some_and(|p| p.node == self.serving.node);
+        let (role, why) = match self.last_place {
+            Place::Reader if primary => ("primary", "read"),
+            Place::Reader => ("replica", "read"),
+            Place::Primary(why) => ("primary", why.name()),
+        };
+        let load = self.serving.load.load(Ordering::Relaxed).to_string();
+        let row = vec![node, role.to_string(), why.to_string(), self.route.route.generation.to_string(), load];
+        msg::text_rows(&mut self.to_client, &["node", "role", "reason", "generation", "in_use"], &[row]);
+        msg::ready_for_query(&mut self.to_client, self.tx_status);
+    }
+}
+
+/// `SHOW hapool.route` (any case, optional semicolon).
+pub(super) fn asks_route(sql: &str) -> bool {
+    let words: Vec<&str> = sql.trim().trim_end_matches(';').split_whitespace().collect();
+    matches!(words.as_slice(), [show, what] if show.eq_ignore_ascii_case("show") && what.eq_ignore_ascii_case("hapool.route"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn recognises_show_route() {
+        for sql in ["SHOW hapool.route", "show HAPOOL.ROUTE;", "  show hapool.route ; "] {
+            assert!(super::asks_route(sql), "{sql}");
+        }
+        for sql in ["SHOW hapool", "SELECT 'SHOW hapool.route'", "SHOW hapool.route extra"] {
+            assert!(!super::asks_route(sql), "{sql}");
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! Read/write split against a real primary and two streaming replicas: where each statement ran is read from
+//! the servers themselves (their statement logs, `inet_server_port()`, `pg_stat_database`), never from the
+//! proxy's own idea of it.
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::proxy::{connect, TestProxy};
+use common::{eventually, psql};
+use hapool_sandbox::{PgCluster, PgClusterOptions, PgNode};
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/routing");
+
+fn cluster() -> PgCluster {
+    PgCluster::start(PgClusterOptions::default()).expect("start PostgreSQL sandbox")
+}
+
+/// Waits until every replica has replayed everything the primary has written so far.
+fn replicas_caught_up(pg: &PgCluster) {
+    let target = pg.primary().psql("SELECT pg_current_wal_lsn()").unwrap();
+    for r in pg.replicas() {
+        let sql = format!("SELECT pg_last_wal_replay_lsn() >= '{target}'");
+        assert!(eventually(Duration::from_secs(20), || r.psql(&sql).unwrap() == "t"), "{} catches up", r.name());
+    }
+}
+
+/// Tables and objects the routing cases refer to, created by the application user.
+const SCHEMA: &str = "CREATE TABLE accounts (id int, v text); INSERT INTO accounts VALUES (1, 'a'); \
+    CREATE TABLE a (id int, x int); CREATE TABLE b (id int, v int); CREATE TABLE t (id int, v int); \
+    CREATE TABLE s (id int, v int); CREATE TABLE log (id int); CREATE TABLE newtable_base (id int); \
+    CREATE SEQUENCE seq; CREATE MATERIALIZED VIEW mv AS SELECT 1 AS one; \
+    CREATE PROCEDURE do_something() LANGUAGE sql AS $$ SELECT 1 $$";
+
+/// A cluster with the routing schema, every statement of the application user logged by whichever server ran
+/// it, and replicas caught up.
+fn logged_cluster() -> PgCluster {
+    let pg = cluster();
+    pg.primary().psql("CREATE ROLE bob; ALTER ROLE app SET log_statement = 'all'").unwrap();
+    psql(&pg, pg.primary(), SCHEMA).unwrap();
+    replicas_caught_up(&pg);
+    pg
+}
+
+/// The nodes whose statement log holds `tag` (in a statement, or in the STATEMENT line of an error).
+fn ran_on<'a>(pg: &'a PgCluster, tag: &str) -> Vec<&'a PgNode> {
+    pg.nodes().iter().filter(|n| std::fs::read_to_string(n.log_path()).unwrap_or_default().contains(tag)).collect()
+}
+
+/// Whether the nodes that ran a statement match the route wanted: `primary` alone, or one replica alone.
+fn check_route(pg: &PgCluster, tag: &str, want: &str, what: &str) -> Result<(), String> {
+    let nodes = ran_on(pg, tag);
+    let names: Vec<&str> = nodes.iter().map(|n| n.name()).collect();
+    let primary = pg.primary().name();
+    let ok = match want {
+        "primary" => names == [primary],
+        "replica" => names.len() == 1 && names[0] != primary,
+        other => return Err(format!("{what}: unknown route {other}")),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{what}: wanted {want}, ran on {names:?}"))
+    }
+}
+
+/// Runs statements in one psql session (each `-c` is its own simple Query); errors are part of the cases.
+fn psql_session(proxy: &TestProxy, statements: &[String]) {
+    let mut cmd = Command::new("psql");
+    cmd.args(["-X", "-A", "-t", "-q", "-d", &proxy.app()]).stdin(Stdio::null()).stdout(Stdio::null());
+    cmd.stderr(Stdio::null());
+    for s in statements {
+        cmd.arg("-c").arg(s);
+    }
+    cmd.status().expect("run psql");
+}
+
+/// `(route, statement)` pairs of a fixture file, with their first column split off.
+fn fixture(name: &str) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(format!("{FIXTURES}/{name}")).unwrap();
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let (first, rest) = l.split_once('\t').unwrap_or_else(|| panic!("bad fixture line {l:?}"));
+            (first.to_string(), rest.to_string())
+        })
+        .collect()
+}
+
+const ROUTING: &str = "[cluster.routing]\n";
+
+#[test]
+fn every_routing_case_runs_where_the_fixtures_say() {
+    let pg = logged_cluster();
+    let nodes: Vec<&PgNode> = pg.nodes().iter().collect();
+    let off = TestProxy::managed(&pg, &nodes, ROUTING, "");
+    let session = TestProxy::managed(&pg, &nodes, &format!("{ROUTING}read_your_writes = \"session\"\n"), "");
+    let mut failures = Vec::new();
+
+    for (i, (want, sql)) in fixture("postgres.tsv").iter().enumerate() {
+        let tag = format!("/* case {i} */");
+        psql_session(&off, &[format!("{sql} {tag}")]);
+        failures.extend(check_route(&pg, &tag, want, sql).err());
+    }
+
+    let mut sessions: Vec<(String, Vec<(String, String)>)> = Vec::new();
+    for (id, rest) in fixture("postgres-sessions.tsv") {
+        let (want, sql) = rest.split_once('\t').unwrap();
+        match sessions.last_mut() {
+            Some((last, steps)) if *last == id => steps.push((want.to_string(), sql.to_string())),
+            _ => sessions.push((id, vec![(want.to_string(), sql.to_string())])),
+        }
+    }
+    assert!(sessions.len() >= 6, "every session read");
+    for (id, steps) in &sessions {
+        // The shared cases' session 4 is defined with read_your_writes = "session".
+        let proxy = if id == "4" { &session } else { &off };
+        let tagged: Vec<String> =
+            steps.iter().enumerate().map(|(j, (_, sql))| format!("{sql} /* s{id}.{j} */")).collect();
+        psql_session(proxy, &tagged);
+        for (j, (want, sql)) in steps.iter().enumerate() {
+            failures.extend(check_route(&pg, &format!("/* s{id}.{j} */"), want, &format!("session {id}: {sql}")).err());
+        }
+    }
+    assert!(failures.is_empty(), "{} misrouted:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// Which server answered, by port, for `n` autocommit reads from one client.
+fn read_ports(proxy: &TestProxy, n: usize) -> HashMap<u16, usize> {
+    proxy.block_on(async {
+        let client = connect(&proxy.app()).await;
+        let mut ports = HashMap::new();
+        for _ in 0..n {
+            let row = client.query_one("SELECT inet_server_port()", &[]).await.unwrap();
+            *ports.entry(row.get::<_, i32>(0) as u16).or_insert(0) += 1;
+        }
+        ports
+    })
+}
+
+#[test]
+fn weights_one_to_three_split_ten_thousand_reads_accordingly() {
+    let pg = cluster();
+    let (r1, r2) = (&pg.replicas()[0], &pg.replicas()[1]);
+    let proxy = TestProxy::managed_nodes(&pg, &[(pg.primary(), ""), (r1, "weight = 1"), (r2, "weight = 3")], "", "");
+    let ports = read_ports(&proxy, 10_000);
+    let (on_r1, on_r2) = (ports.get(&r1.direct_port()).copied(), ports.get(&r2.direct_port()).copied());
+    let (on_r1, on_r2) = (on_r1.unwrap_or(0), on_r2.unwrap_or(0));
+    assert_eq!(on_r1 + on_r2, 10_000, "every read on a replica, none on the primary: {ports:?}");
+    let share = on_r1 as f64 / 10_000.0;
+    eprintln!("weights 1:3 → {on_r1} / {on_r2}");
+    assert!((share - 0.25).abs() <= 0.05 * 0.25, "r1 got {share:.3} of the reads, wanted 0.25 ± 5%");
+
+    // The client can ask where its last statement went.
+    let report = proxy.block_on(async {
+        let client = connect(&proxy.app()).await;
+        client.simple_query("SELECT 1").await.unwrap();
+        let rows = client.simple_query("SHOW hapool.route").await.unwrap();
+        rows.into_iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => {
+                    Some((r.get("role").unwrap().to_string(), r.get("reason").unwrap().to_string()))
+                }
+                _ => None,
+            })
+            .unwrap()
+    });
+    assert_eq!(report, ("replica".to_string(), "read".to_string()));
+}
+
+/// Whether the manager's live topology marks `node` lagging.
+fn lagging(proxy: &TestProxy, node: &PgNode) -> bool {
+    let topology = proxy.manager.as_ref().unwrap().topology.borrow().clone();
+    topology.clusters[0].node(&hapool_topology::NodeId(node.name().to_string())).is_some_and(|n| n.lagging)
+}
+
+#[test]
+fn a_replica_past_max_replica_lag_gets_no_reads_until_it_catches_up() {
+    let pg = cluster();
+    let (r1, r2) = (&pg.replicas()[0], &pg.replicas()[1]);
+    let keys = format!("{ROUTING}max_replica_lag_bytes = \"1MB\"\n");
+    let proxy = TestProxy::managed(&pg, &[pg.primary(), r1, r2], &keys, "");
+    assert!(read_ports(&proxy, 20).contains_key(&r1.direct_port()), "r1 serves reads while current");
+
+    r1.psql("SELECT pg_wal_replay_pause()").unwrap();
+    psql(&pg, pg.primary(), "CREATE TABLE big AS SELECT g, repeat('x', 1000) AS pad FROM generate_series(1, 4000) g")
+        .unwrap();
+    assert!(eventually(Duration::from_secs(10), || lagging(&proxy, r1)), "the manager sees r1 lagging");
+    std::thread::sleep(Duration::from_millis(200)); // the listener takes the new topology
+    let ports = read_ports(&proxy, 200);
+    assert!(!ports.contains_key(&r1.direct_port()), "no read on the lagging replica: {ports:?}");
+    assert_eq!(ports.get(&r2.direct_port()), Some(&200), "the current replica takes them: {ports:?}");
+
+    r1.psql("SELECT pg_wal_replay_resume()").unwrap();
+    assert!(eventually(Duration::from_secs(10), || !lagging(&proxy, r1)), "r1 catches up");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(read_ports(&proxy, 20).contains_key(&r1.direct_port()), "r1 serves reads again");
+}
+
+/// Inserts `n` rows one by one through `proxy`, reading each back right after; returns how many were missing.
+fn read_backs(proxy: &TestProxy, table: &str, n: i32) -> usize {
+    proxy.block_on(async {
+        let client = connect(&proxy.app()).await;
+        let mut missed = 0;
+        for i in 0..n {
+            client.execute(&format!("INSERT INTO {table} VALUES ($1)"), &[&i]).await.unwrap();
+            let row = client.query_one(&format!("SELECT count(*) FROM {table} WHERE id = $1"), &[&i]).await.unwrap();
+            if row.get::<_, i64>(0) != 1 {
+                missed += 1;
+            }
+        }
+        missed
+    })
+}
+
+#[test]
+fn causal_reads_see_the_clients_own_writes_on_lagging_replicas() {
+    let pg = cluster();
+    let (r1, r2) = (&pg.replicas()[0], &pg.replicas()[1]);
+    // r2 lags by design; r1 only as much as streaming does.
+    r2.psql("ALTER SYSTEM SET recovery_min_apply_delay = '50ms'").unwrap();
+    r2.psql("SELECT pg_reload_conf()").unwrap();
+    psql(&pg, pg.primary(), "CREATE TABLE seen_causal (id int); CREATE TABLE seen_off (id int)").unwrap();
+    let nodes = [pg.primary(), r1, r2];
+
+    let off = TestProxy::managed(&pg, &nodes, ROUTING, "");
+    let missed = read_backs(&off, "seen_off", 100);
+    eprintln!("read_your_writes = off: {missed} of 100 read-backs missed the row");
+    assert!(missed > 0, "the replicas must really lag for this test to mean anything");
+
+    let keys = format!("{ROUTING}read_your_writes = \"causal\"\ncausal_wait = \"10ms\"\n");
+    let causal = TestProxy::managed(&pg, &nodes, &keys, "");
+    assert_eq!(read_backs(&causal, "seen_causal", 1000), 0, "with causal, every read-back sees its row");
+    let stats: HashMap<&str, u64> = causal.listener.route_stats().into_iter().collect();
+    eprintln!("causal routing: {stats:?}");
+    assert!(stats["reader"] > 0, "reads that could wait for a replica went there");
+    assert!(stats["causal"] > 0, "reads the lagging replica could not serve in time went to the primary");
+}
+
+/// `xact_commit` of the application database on each node.
+fn commits(pg: &PgCluster) -> Vec<i64> {
+    pg.nodes()
+        .iter()
+        .map(|n| n.psql("SELECT xact_commit FROM pg_stat_database WHERE datname = 'app'").unwrap().parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn pgbench_prepared_reads_spread_over_the_primary_and_the_replicas() {
+    let pg = cluster();
+    let c = pg.credentials();
+    let init = Command::new("pgbench")
+        .args(["-i", "-q", "-s", "1", "-h", "127.0.0.1", "-p", &pg.primary().port().to_string(), "-U", &c.app_user])
+        .arg(&c.app_user)
+        .env("PGPASSWORD", &c.app_password)
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    replicas_caught_up(&pg);
+    let before = commits(&pg);
+    {
+        let nodes: Vec<&PgNode> = pg.nodes().iter().collect();
+        let proxy = TestProxy::managed(&pg, &nodes, &format!("{ROUTING}primary_reads = true\n"), "");
+        let out = Command::new("pgbench")
+            .args(["-S", "-M", "prepared", "-c", "8", "-j", "2", "-t", "500", "-n"])
+            .args(["-h", "127.0.0.1", "-p", &proxy.addr.port().to_string(), "-U", "app", "app"])
+            .env("PGPASSWORD", "app")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && text.contains("number of failed transactions: 0"), "{text}");
+    } // the proxy closes its server connections: their statistics are flushed
+    let mut spread = Vec::new();
+    let flushed = eventually(Duration::from_secs(10), || {
+        spread = commits(&pg).iter().zip(&before).map(|(a, b)| a - b).collect();
+        spread.iter().sum::<i64>() >= 4000
+    });
+    eprintln!("pgbench -S -M prepared, 4000 transactions: commits per node (primary first) {spread:?}");
+    assert!(flushed, "the servers counted the transactions: {spread:?}");
+    for (node, n) in pg.nodes().iter().zip(&spread) {
+        assert!(*n >= 800, "{} ran {n} of 4000 reads: not spread", node.name());
+    }
+}
