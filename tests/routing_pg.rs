@@ -283,3 +283,21 @@ fn pgbench_prepared_reads_spread_over_the_primary_and_the_replicas() {
         assert!(*n >= 800, "{} ran {n} of 4000 reads: not spread", node.name());
     }
 }
+
+#[test]
+fn without_fallback_a_read_with_no_replica_fails_alone_with_57p03() {
+    let pg = PgCluster::start(PgClusterOptions { replicas: 0, ..Default::default() }).expect("start PostgreSQL");
+    let proxy = TestProxy::start(&pg, &format!("{ROUTING}fallback_to_primary = false\n"), "");
+    proxy.block_on(async {
+        let client = connect(&proxy.app()).await;
+        let code = |e: tokio_postgres::Error| e.as_db_error().map(|d| d.code().code().to_string());
+        let simple = client.simple_query("SELECT 1").await.unwrap_err();
+        assert_eq!(code(simple).as_deref(), Some("57P03"));
+        let extended = client.query_one("SELECT $1::int", &[&1]).await.unwrap_err();
+        assert_eq!(code(extended).as_deref(), Some("57P03"));
+        // The session goes on: writes and hinted reads run on the primary.
+        client.simple_query("CREATE TABLE still_here (id int)").await.unwrap();
+        let row = client.query_one("/* hapool:primary */ SELECT count(*) FROM still_here", &[]).await.unwrap();
+        assert_eq!(row.get::<_, i64>(0), 0);
+    });
+}

@@ -8,7 +8,7 @@ use super::statements::Statement;
 use super::{params, unit, Flow, Session};
 use crate::pg::codec::{decode, Frame};
 use crate::pg::error::PgError;
-use crate::pg::msg;
+use crate::pg::msg::{self, Severity};
 use crate::stats::PoolStats;
 
 impl Session {
@@ -30,6 +30,14 @@ impl Session {
                     return Err(PgError::ClientMessage(format!("invalid frontend message type {}", other as char)))
                 }
             }
+            if self.skip_to_sync {
+                // The rest of a unit that could not be placed: PostgreSQL's own behaviour after an error.
+                if frame.tag() == b'S' {
+                    self.skip_to_sync = false;
+                    msg::ready_for_query(&mut self.to_client, self.tx_status);
+                }
+                continue;
+            }
             if frame.tag() == b'Q'
                 && self.outstanding.is_empty()
                 && msg::query_text(frame.body()).is_some_and(unit::asks_route)
@@ -43,7 +51,15 @@ impl Session {
                 }
                 let place = self.place_unit(&frame);
                 let executes = self.unit_executes(&frame);
-                self.checkout(place, executes).await?;
+                match self.checkout(place, executes).await {
+                    Ok(()) => {}
+                    // A read with no replica to serve it fails alone; the session goes on.
+                    Err(e @ PgError::NoReplica { .. }) => {
+                        self.refuse_unit(&frame, &e);
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
             } else if self.holds_retired() {
                 return Err(PgError::NodeGone { node: self.serving.node.0.clone() });
             } else if self.must_wait(&frame) {
@@ -56,6 +72,16 @@ impl Session {
             self.emit_synthetic();
         }
         Ok(Flow::Continue)
+    }
+
+    /// Answers a unit that cannot run with an error, as PostgreSQL would: a simple query is done with it; in the
+    /// extended protocol, what follows up to the Sync is skipped.
+    fn refuse_unit(&mut self, first: &Frame, e: &PgError) {
+        msg::error(&mut self.to_client, Severity::Error, e.sqlstate(), &e.to_string(), None);
+        match first.tag() {
+            b'Q' | b'S' => msg::ready_for_query(&mut self.to_client, self.tx_status),
+            _ => self.skip_to_sync = true,
+        }
     }
 
     /// Between transactions, what needs no server is answered here: a Parse of a statement some server already

@@ -87,6 +87,8 @@ pub struct Session {
     /// Transaction status from the last ReadyForQuery: `I`dle, in `T`ransaction, or `E`rror.
     tx_status: u8,
     copy_in: bool,
+    /// A unit was refused (no replica for a read): the client's messages up to its Sync are dropped.
+    skip_to_sync: bool,
     max_message: usize,
 }
 
@@ -165,6 +167,7 @@ impl Session {
             cancel,
             tx_status: b'I',
             copy_in: false,
+            skip_to_sync: false,
             shared,
             settings,
         };
