@@ -301,3 +301,25 @@ fn without_fallback_a_read_with_no_replica_fails_alone_with_57p03() {
         assert_eq!(row.get::<_, i64>(0), 0);
     });
 }
+
+#[test]
+fn pipelined_reads_and_writes_each_reach_their_node() {
+    let pg = cluster();
+    psql(&pg, pg.primary(), "CREATE TABLE piped (id int)").unwrap();
+    let nodes: Vec<&PgNode> = pg.nodes().iter().collect();
+    let proxy = TestProxy::managed(&pg, &nodes, "", "");
+    let replica_ports: Vec<i32> = pg.replicas().iter().map(|r| i32::from(r.direct_port())).collect();
+    proxy.block_on(async {
+        let client = connect(&proxy.app()).await;
+        let read = client.prepare("SELECT inet_server_port()").await.unwrap();
+        let write = client.prepare("INSERT INTO piped VALUES ($1) RETURNING inet_server_port()").await.unwrap();
+        for i in 0..200 {
+            // tokio-postgres pipelines these: the write's messages arrive while the read's unit is on a replica.
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&i];
+            let (r, w) = tokio::join!(client.query_one(&read, &[]), client.query_one(&write, &params));
+            assert!(replica_ports.contains(&r.unwrap().get::<_, i32>(0)), "the read ran on a replica");
+            assert_eq!(w.unwrap().get::<_, i32>(0), i32::from(pg.primary().direct_port()), "the write on the primary");
+        }
+    });
+    assert_eq!(psql(&pg, pg.primary(), "SELECT count(*) FROM piped").unwrap(), "200");
+}

@@ -16,7 +16,12 @@ impl Session {
     pub(super) async fn process_client(&mut self) -> Result<Flow, PgError> {
         loop {
             let frame = match self.pending.take() {
-                Some(frame) => frame,
+                Some(frame) => {
+                    // It waited for the reader's unit to end: give the reader back first, so that the frame
+                    // starts a unit of its own instead of following the last one onto the reader.
+                    self.maybe_release();
+                    frame
+                }
                 None => match decode(&mut self.cbuf, self.max_message)? {
                     Some(frame) => frame,
                     None => break,
@@ -255,11 +260,14 @@ impl Session {
     }
 }
 
-/// `DISCARD ALL` and `DEALLOCATE ALL` remove every prepared statement of the server connection.
+/// `DISCARD ALL` and `DEALLOCATE ALL` remove every prepared statement of the server connection. Runs on every
+/// simple query: no allocation.
 fn drops_all_statements(sql: &str) -> bool {
-    let words: Vec<String> =
-        sql.split_whitespace().take(3).map(|w| w.trim_end_matches(';').to_ascii_uppercase()).collect();
-    matches!(words.as_slice(), [a, b, ..] if (a == "DISCARD" && b == "ALL") || (a == "DEALLOCATE" && (b == "ALL" || (b == "PREPARE" && words.get(2).is_some_and(|w| w == "ALL")))))
+    let mut words = sql.split_whitespace().map(|w| w.trim_end_matches(';'));
+    let is = |w: Option<&str>, want: &str| w.is_some_and(|w| w.eq_ignore_ascii_case(want));
+    let (a, b) = (words.next(), words.next());
+    (is(a, "DISCARD") && is(b, "ALL"))
+        || (is(a, "DEALLOCATE") && (is(b, "ALL") || (is(b, "PREPARE") && is(words.next(), "ALL"))))
 }
 
 #[cfg(test)]

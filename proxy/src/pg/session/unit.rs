@@ -132,10 +132,13 @@ impl Session {
     }
 }
 
-/// `SHOW hapool.route` (any case, optional semicolon).
+/// `SHOW hapool.route` (any case, optional semicolon). Runs on every simple query: no allocation.
 pub(super) fn asks_route(sql: &str) -> bool {
-    let words: Vec<&str> = sql.trim().trim_end_matches(';').split_whitespace().collect();
-    matches!(words.as_slice(), [show, what] if show.eq_ignore_ascii_case("show") && what.eq_ignore_ascii_case("hapool.route"))
+    let mut words = sql.trim().trim_end_matches(';').split_whitespace();
+    matches!(
+        (words.next(), words.next(), words.next()),
+        (Some(show), Some(what), None) if show.eq_ignore_ascii_case("show") && what.eq_ignore_ascii_case("hapool.route")
+    )
 }
 
 #[cfg(test)]
