@@ -323,3 +323,27 @@ fn pipelined_reads_and_writes_each_reach_their_node() {
     });
     assert_eq!(psql(&pg, pg.primary(), "SELECT count(*) FROM piped").unwrap(), "200");
 }
+
+#[test]
+fn psycopg_prepared_statements_through_the_split_with_causal_reads() {
+    let pg = cluster();
+    let nodes: Vec<&PgNode> = pg.nodes().iter().collect();
+    let keys = format!("pool_size = 3\n{ROUTING}read_your_writes = \"causal\"\n");
+    let proxy = TestProxy::managed(&pg, &nodes, &keys, "");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/psycopg_prepared.py");
+    let out = Command::new("python3").arg(&script).arg(proxy.app()).output().expect("run python3");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.trim() == "ok", "psycopg through the split failed:\n{text}");
+    let stats: HashMap<&str, u64> = proxy.listener.route_stats().into_iter().collect();
+    assert!(stats["reader"] > 0, "autocommit reads went to replicas: {stats:?}");
+    assert!(stats["transaction"] > 0, "transactions stayed on the primary: {stats:?}");
+}
+
+#[test]
+fn session_pooling_keeps_every_statement_on_the_primary() {
+    let pg = cluster();
+    let nodes: Vec<&PgNode> = pg.nodes().iter().collect();
+    let proxy = TestProxy::managed(&pg, &nodes, "pool_mode = \"session\"", "");
+    let primary = pg.primary().direct_port();
+    assert_eq!(read_ports(&proxy, 20), HashMap::from([(primary, 20)]));
+}
