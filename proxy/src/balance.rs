@@ -67,6 +67,11 @@ impl Readers {
         }
     }
 
+    /// No node may serve reads.
+    pub fn is_empty(&self) -> bool {
+        self.schedule.is_empty()
+    }
+
     /// The next reader by weight; `advance = false` only looks at it (for a unit that executes nothing, so
     /// that the execution after it lands on the same reader and moves the schedule once).
     pub fn weighted(&self, advance: bool) -> Option<&Usable> {

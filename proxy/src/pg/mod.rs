@@ -1,6 +1,7 @@
 //! The PostgreSQL side of the proxy.
 
 pub mod auth;
+pub mod buffers;
 pub mod cancel;
 pub mod classify;
 pub mod codec;

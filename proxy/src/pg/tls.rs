@@ -16,6 +16,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
+use super::buffers::BufferPool;
+
 /// Why the TLS settings cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -121,7 +123,8 @@ impl ServerStream {
 const FIRST_READ: usize = 1024;
 const READ_CHUNK: usize = 8 * 1024;
 
-fn reserve_for_read(buf: &mut BytesMut) {
+fn reserve_for_read(buf: &mut BytesMut, pool: &BufferPool) {
+    pool.lend(buf);
     if buf.capacity() - buf.len() < FIRST_READ / 4 {
         buf.reserve(if buf.is_empty() { FIRST_READ } else { READ_CHUNK });
     }
@@ -130,17 +133,18 @@ fn reserve_for_read(buf: &mut BytesMut) {
 impl<T: AsyncRead + AsyncWrite + Unpin> Stream<T> {
     /// Reads what the client sent into `buf`. On plain TCP it first waits for data without holding buffer space,
     /// so an idle client costs no buffer at all; TLS keeps its own buffers anyway.
-    pub async fn read_into(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+    /// The buffer, when it has no memory, is lent by `pool` once data is there.
+    pub async fn read_into(&mut self, buf: &mut BytesMut, pool: &BufferPool) -> io::Result<usize> {
         match self {
             Stream::Plain(tcp) => {
                 tcp.readable().await?;
-                reserve_for_read(buf);
+                reserve_for_read(buf, pool);
                 // Not `try_read_buf`: a short read through `read_buf` also clears the readiness, which saves
                 // the extra read that would only return EAGAIN (one syscall per transaction, measured).
                 tcp.read_buf(buf).await
             }
             other => {
-                reserve_for_read(buf);
+                reserve_for_read(buf, pool);
                 other.read_buf(buf).await
             }
         }

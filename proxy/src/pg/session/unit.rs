@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use hapool_config::LoadBalance;
+use hapool_config::{LoadBalance, ReadYourWrites};
 
 use super::routing::{place, Context, Place, Why};
 use super::Session;
@@ -59,6 +59,12 @@ impl Session {
         let ctx = self.routing_context();
         if !ctx.split {
             return Place::Primary(Why::NoSplit);
+        }
+        // No reader in this route (a single node, or every replica down or lagging): everything runs on the
+        // primary, so the statements need no classifying, unless read-your-writes must note the writes.
+        let tracks_writes = matches!(ctx.read_your_writes, ReadYourWrites::Session | ReadYourWrites::Causal);
+        if self.route.readers.is_empty() && self.settings.cluster.routing.fallback_to_primary && !tracks_writes {
+            return Place::Primary(Why::NoReplica);
         }
         let head = self.verdict(first.tag(), first.body()).flatten();
         let batch = first.tag() != b'Q';

@@ -1,0 +1,92 @@
+//! Buffers lent to sessions while they move data. An idle client holds none (thousands of idle clients cost
+//! no buffer memory), and a busy one takes a warm buffer from here instead of allocating per transaction.
+
+use std::sync::Mutex;
+
+use bytes::BytesMut;
+
+/// The capacity of a new buffer; enough for ordinary statements and their answers.
+const SIZE: usize = 2 * 1024;
+
+/// Buffers bigger than this (grown for a COPY or a large result) go back to the allocator.
+const MAX_KEPT: usize = 8 * 1024;
+
+/// At most this many idle buffers are kept (2 kB each: 2 MB).
+const MAX_FREE: usize = 1024;
+
+#[derive(Debug, Default)]
+pub struct BufferPool {
+    free: Mutex<Vec<BytesMut>>,
+}
+
+impl BufferPool {
+    /// An empty buffer with room for at least `SIZE` bytes.
+    pub fn take(&self) -> BytesMut {
+        let reused = self.free.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        reused.unwrap_or_else(|| BytesMut::with_capacity(SIZE))
+    }
+
+    /// Gives back a buffer whose content is no longer needed.
+    pub fn give(&self, mut buf: BytesMut) {
+        buf.clear();
+        // Frames split off it may still share its memory: then it is not reusable as a whole.
+        if !(SIZE..=MAX_KEPT).contains(&buf.capacity()) && !buf.try_reclaim(SIZE) {
+            return;
+        }
+        if buf.capacity() > MAX_KEPT {
+            return;
+        }
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        if free.len() < MAX_FREE {
+            free.push(buf);
+        }
+    }
+
+    /// Takes `buf` back into the pool if it is empty, leaving an unallocated buffer in its place.
+    pub fn reclaim(&self, buf: &mut BytesMut) {
+        if buf.is_empty() && buf.capacity() > 0 {
+            self.give(std::mem::take(buf));
+        }
+    }
+
+    /// Fills an unallocated `buf` from the pool.
+    pub fn lend(&self, buf: &mut BytesMut) {
+        if buf.capacity() == 0 {
+            *buf = self.take();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffers_come_back_warm_and_oversized_ones_do_not() {
+        let pool = BufferPool::default();
+        let mut a = pool.take();
+        assert!(a.capacity() >= SIZE);
+        a.extend_from_slice(b"SELECT 1");
+        let ptr = a.as_ptr();
+        pool.reclaim(&mut a);
+        assert!(a.capacity() >= SIZE, "not empty: kept by its session");
+        a.clear();
+        pool.reclaim(&mut a);
+        assert_eq!(a.capacity(), 0, "empty: back in the pool");
+        let mut b = BytesMut::new();
+        pool.lend(&mut b);
+        assert_eq!(b.as_ptr(), ptr, "the same memory, not a new allocation");
+        assert!(b.is_empty());
+
+        let big = BytesMut::with_capacity(MAX_KEPT * 4);
+        pool.give(big);
+        assert!(pool.free.lock().unwrap().is_empty(), "big buffers are not kept");
+
+        let mut half = BytesMut::with_capacity(SIZE);
+        half.extend_from_slice(&[0; 1500]);
+        let frame = half.split_to(1500);
+        pool.give(half);
+        assert!(pool.free.lock().unwrap().is_empty(), "memory still shared with a frame is not kept");
+        drop(frame);
+    }
+}
