@@ -17,5 +17,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = msg::query_text(body);
         let _ = msg::parameter_fields(body);
         let _ = msg::error_code(body);
+        let _ = msg::first_column(body);
+        let _ = codec::peek(&buf).count();
     }
 });
