@@ -7,5 +7,7 @@ pub mod balance;
 pub mod pg;
 pub mod route;
 pub mod stats;
+#[cfg(test)]
+mod testutil;
 
 pub use pg::listener::{PgListener, PgProxyConfig};

@@ -188,13 +188,7 @@ fn the_shape_cache_is_never_more_permissive_than_the_text() {
         "VALUES (",
     ];
     let c = classifier();
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let mut next = || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut next = crate::testutil::xorshift(0x2545_f491_4f6c_dd1du64);
     for _ in 0..20_000 {
         let n = 1 + (next() % 8) as usize;
         let sql: String = (0..n).map(|_| PIECES[(next() % PIECES.len() as u64) as usize]).collect();

@@ -79,13 +79,7 @@ fn garbage_startups_are_errors_not_panics() {
 /// A cheap stand-in for the fuzzers in CI: many pseudo-random buffers (fixed seed), decoded to the end.
 #[test]
 fn random_bytes_never_panic_the_decoders() {
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut next = crate::testutil::xorshift(0x9e37_79b9_7f4a_7c15u64);
     for _ in 0..20_000 {
         let len = (next() % 64) as usize;
         let bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
