@@ -720,3 +720,36 @@ fn an_idle_server_connection_ended_by_the_server_is_not_handed_out() {
     assert_eq!(psql_conninfo(&proxy.app(), "SELECT 2").unwrap(), "2", "the next client is not hit by it");
     assert_eq!(proxy.servers_opened(), 2);
 }
+
+#[test]
+fn an_execute_followed_by_flush_keeps_its_server_until_the_sync() {
+    let pg = cluster();
+    let proxy = trusted_proxy(&pg, "pool_size = 1");
+    pg.primary()
+        .psql_db("app", "CREATE TABLE IF NOT EXISTS flushed (id int); GRANT ALL ON flushed TO trusted")
+        .unwrap();
+    // Parse, Bind, Execute an INSERT, then Flush: every answer comes back, but the implicit transaction stays
+    // open on the server until the client's Sync (cursor libraries work this way).
+    let parse = message(b'P', b"\0INSERT INTO flushed VALUES (1)\0\0\0");
+    let bind = message(b'B', b"\0\0\0\0\0\0\0\0");
+    let execute = message(b'E', b"\0\0\0\0\0");
+    let mut s = raw_login(&proxy, Duration::from_secs(5));
+    s.write_all(&[parse, bind, execute, message(b'H', b"")].concat()).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.contains(&b'C') {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "closed");
+        got.extend_from_slice(&buf[..n]);
+    }
+    let busy = |proxy: &TestProxy| proxy.listener.stats().iter().map(|(_, st)| st.servers_active).sum::<u64>();
+    assert_eq!(busy(&proxy), 1, "the connection stays with the client: it is inside a transaction");
+    s.write_all(&message(b'S', b"")).unwrap();
+    while !got.contains(&b'Z') {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "closed");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(eventually(Duration::from_secs(5), || busy(&proxy) == 0), "released after the Sync");
+    assert_eq!(pg.primary().psql_db("app", "SELECT count(*) FROM flushed").unwrap(), "1");
+}

@@ -30,7 +30,8 @@ fn normalize(b: &[u8]) -> Option<String> {
         let start = i;
         match c {
             b'-' if b.get(i + 1) == Some(&b'-') => {
-                i = b[i..].iter().position(|&x| x == b'\n').map_or(b.len(), |p| i + p);
+                // As PostgreSQL's lexer: a line comment ends at a newline *or* a carriage return.
+                i = b[i..].iter().position(|&x| x == b'\n' || x == b'\r').map_or(b.len(), |p| i + p);
                 continue;
             }
             b'/' if b.get(i + 1) == Some(&b'*') => {
@@ -155,6 +156,7 @@ mod tests {
             ("SELECT $1, 7", "SELECT $1, $0"),
             ("/* hapool:primary */ SELECT 1", "/* hapool:primary */ SELECT $0"),
             ("SELECT 1 -- it's 2\n", "SELECT $0 -- it's 2\n"),
+            ("SELECT 1 --\r'x'", "SELECT $0 --\r$0"),
             ("SELECT \"a'b\" FROM \"x\"\"y\" WHERE v = 'z'", "SELECT \"a'b\" FROM \"x\"\"y\" WHERE v = $0"),
             ("/* a /* nested */ 'not a string' */ SELECT 'é'", "/* a /* nested */ 'not a string' */ SELECT $0"),
             ("SELECT 'a' || 'b' FROM t WHERE x IN (1,2,3)", "SELECT $0 || $0 FROM t WHERE x IN ($0,$0,$0)"),

@@ -129,6 +129,11 @@ impl Session {
     fn route(&mut self, frame: Frame) {
         let renaming = self.transaction_pooling;
         match frame.tag() {
+            b'P' | b'B' | b'D' | b'E' | b'C' => self.unsynced = true,
+            b'S' | b'Q' => self.unsynced = false,
+            _ => {}
+        }
+        match frame.tag() {
             b'Q' => {
                 PoolStats::add(&self.serving.stats.queries, 1);
                 let text = msg::query_text(frame.body());

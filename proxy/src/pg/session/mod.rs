@@ -90,6 +90,8 @@ pub struct Session {
     copy_in: bool,
     /// A unit was refused (no replica for a read): the client's messages up to its Sync are dropped.
     skip_to_sync: bool,
+    /// Extended-protocol messages went to the server since the last Sync (an implicit transaction is open).
+    unsynced: bool,
     max_message: usize,
 }
 
@@ -214,6 +216,7 @@ impl Session {
             tx_status: b'I',
             copy_in: false,
             skip_to_sync: false,
+            unsynced: false,
             shared,
             settings,
         };
@@ -322,9 +325,11 @@ impl Session {
         }
     }
 
-    /// No transaction open and nothing in flight: a pooled connection could change hands here.
+    /// No transaction open and nothing in flight: a pooled connection could change hands here. Extended-protocol
+    /// messages sent since the last Sync keep an implicit transaction open even when every answer is in (a
+    /// client that Executes then Flushes, as cursor libraries do): not a boundary until the Sync.
     fn at_boundary(&self) -> bool {
-        self.outstanding.is_empty() && self.tx_status == b'I' && !self.copy_in
+        self.outstanding.is_empty() && self.tx_status == b'I' && !self.copy_in && !self.unsynced
     }
 
     /// Checks a server connection out where `place` says (a reader is chosen here, or the primary when none
@@ -413,7 +418,7 @@ impl Session {
     /// DISCARD ALL in session pooling) and reused; one still busy is closed.
     async fn return_server(&mut self) {
         let Some(mut pooled) = self.server.take() else { return };
-        if !self.outstanding.is_empty() || self.copy_in {
+        if !self.outstanding.is_empty() || self.copy_in || self.unsynced {
             return; // dropped: closed; the server aborts what it was doing.
         }
         let reset = match (self.transaction_pooling, self.tx_status) {

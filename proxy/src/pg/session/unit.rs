@@ -17,8 +17,12 @@ use crate::pg::pool::Pool;
 impl Session {
     fn routing_context(&self) -> Context {
         let r = &self.settings.cluster.routing;
+        // With standard_conforming_strings off, backslashes escape quotes: the grammar the classifier uses
+        // (always "on") could then take part of a string for code or the reverse. Such a client stays on the
+        // primary.
+        let plain_strings = !self.desired.iter().any(|(k, v)| k == "standard_conforming_strings" && v == "off");
         Context {
-            split: self.settings.splits_reads(),
+            split: self.settings.splits_reads() && plain_strings,
             read_your_writes: r.read_your_writes,
             wrote: self.wrote,
             unknown_functions: r.unknown_functions,
@@ -42,6 +46,8 @@ impl Session {
                 Some((b'S', name)) if !name.is_empty() => Some(named(name)),
                 _ => None,
             },
+            // A fast-path function call runs a function the proxy cannot see by name (found in review).
+            b'F' => Some(None),
             _ => None,
         }
     }
