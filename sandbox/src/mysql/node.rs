@@ -135,6 +135,9 @@ fn server_args(spec: &MyNodeSpec<'_>, relay_port: u16) -> Vec<String> {
     ];
     if spec.replica {
         args.push("--read-only=ON".into());
+        // Crash-safe replica: after a kill, relay logs are refetched from the applied GTID position instead of
+        // trusting a relay log the kill may have cut short.
+        args.push("--relay-log-recovery=ON".into());
     }
     if spec.semi_sync {
         // The primary side is switched on once the replicas are connected (see MyCluster::start): before
