@@ -61,6 +61,13 @@ impl Session {
                 if msg::error_code(frame.body()) == Some("0A000") {
                     self.server_conn().broken = true;
                 }
+                // The proxy's own parameter sync failed: what the connection now has is unknown, so the next
+                // checkout sets everything again (it was marked synced when the SETs were sent).
+                if self.outstanding.front() == Some(&Expect::InjectedQuery) {
+                    let conn = self.server_conn();
+                    conn.synced = None;
+                    conn.search_path = None;
+                }
             }
             b'G' => {
                 self.copy_in = true;
