@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 
+use hapool_config::PrimaryReads;
 use hapool_topology::{Health, NodeId, Role, Topology};
 
 /// One node the proxy may connect to.
@@ -28,23 +29,14 @@ pub struct Route {
     pub lagging: usize,
 }
 
-/// Whether and how much the primary serves reads (`routing.primary_reads`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PrimaryReads {
-    Never,
-    /// Like one replica of weight 1.
-    Equal,
-    /// By its configured weight.
-    Weighted,
-}
-
 impl Route {
     /// The route of cluster `name` in `topology`.
     pub fn of(topology: &Topology, name: &str) -> Route {
-        Route::with_reads(topology, name, PrimaryReads::Never)
+        Route::with_reads(topology, name, PrimaryReads::False)
     }
 
-    /// The route, with the primary among the readers as `primary_reads` says.
+    /// The route, with the primary among the readers as `primary_reads` says (`true`: like a replica of
+    /// weight 1; `weight`: by its node weight).
     pub fn with_reads(topology: &Topology, name: &str, primary_reads: PrimaryReads) -> Route {
         let generation = topology.generation.0;
         let Some(cluster) = topology.cluster_named(name) else {
@@ -67,9 +59,9 @@ impl Route {
             let usable = Usable { node: n.id.clone(), addr: n.addr };
             let weight = match (n.role, primary.as_ref().is_some_and(|p| p.node == n.id)) {
                 (_, true) => match primary_reads {
-                    PrimaryReads::Never => 0,
-                    PrimaryReads::Equal => 1,
-                    PrimaryReads::Weighted => n.weight,
+                    PrimaryReads::False => 0,
+                    PrimaryReads::True => 1,
+                    PrimaryReads::Weight => n.weight,
                 },
                 (Role::Replica, false) if n.lagging => {
                     lagging += 1;
@@ -156,7 +148,7 @@ mod tests {
         let r = Route::of(&t, "app");
         assert_eq!(names(&r), ["b:3"]);
         assert_eq!(r.lagging, 1);
-        assert_eq!(names(&Route::with_reads(&t, "app", PrimaryReads::Equal)), ["a:1", "b:3"]);
-        assert_eq!(names(&Route::with_reads(&t, "app", PrimaryReads::Weighted)), ["a:5", "b:3"]);
+        assert_eq!(names(&Route::with_reads(&t, "app", PrimaryReads::True)), ["a:1", "b:3"]);
+        assert_eq!(names(&Route::with_reads(&t, "app", PrimaryReads::Weight)), ["a:5", "b:3"]);
     }
 }

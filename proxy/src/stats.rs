@@ -61,18 +61,15 @@ impl PoolStats {
 #[derive(Debug, Default)]
 pub struct RouteStats {
     pub to_readers: AtomicU64,
-    pub to_primary: [AtomicU64; 9],
+    pub to_primary: [AtomicU64; crate::pg::session::routing::Why::ALL.len()],
 }
 
 impl RouteStats {
     pub fn record(&self, place: crate::pg::session::routing::Place) {
-        use crate::pg::session::routing::{Place, Why};
+        use crate::pg::session::routing::Place;
         match place {
             Place::Reader => PoolStats::add(&self.to_readers, 1),
-            Place::Primary(why) => {
-                let i = Why::ALL.iter().position(|w| *w == why).unwrap_or(0);
-                PoolStats::add(&self.to_primary[i], 1);
-            }
+            Place::Primary(why) => PoolStats::add(&self.to_primary[why as usize], 1),
         }
     }
 

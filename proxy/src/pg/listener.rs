@@ -154,7 +154,7 @@ impl Shared {
     fn apply(&self, topology: &Topology) {
         let settings = self.settings();
         let name = settings.cluster.name.clone();
-        let route = Route::with_reads(topology, &name, settings.primary_reads());
+        let route = Route::with_reads(topology, &name, settings.cluster.routing.primary_reads);
         let generation = route.generation;
         let readers = Readers::new(&route.readers, &self.loads);
         let state = Arc::new(RouteState { route, readers });
@@ -203,7 +203,8 @@ impl PgListener {
         topology: watch::Receiver<Arc<Topology>>,
     ) -> Result<PgListener, SettingsError> {
         let settings = Settings::build(config.cluster)?;
-        let route = Route::with_reads(&topology.borrow(), &settings.cluster.name, settings.primary_reads());
+        let route =
+            Route::with_reads(&topology.borrow(), &settings.cluster.name, settings.cluster.routing.primary_reads);
         let loads = Loads::default();
         let readers = Readers::new(&route.readers, &loads);
         let shared = Shared {

@@ -86,14 +86,6 @@ impl Settings {
     pub fn splits_reads(&self) -> bool {
         self.transaction_pooling() && self.cluster.routing.read_write_split
     }
-
-    pub fn primary_reads(&self) -> crate::route::PrimaryReads {
-        match self.cluster.routing.primary_reads {
-            hapool_config::PrimaryReads::False => crate::route::PrimaryReads::Never,
-            hapool_config::PrimaryReads::True => crate::route::PrimaryReads::Equal,
-            hapool_config::PrimaryReads::Weight => crate::route::PrimaryReads::Weighted,
-        }
-    }
 }
 
 /// What a reload may not change: the listening socket, the engine, the pooling mode, the client limit.

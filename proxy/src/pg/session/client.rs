@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::expect::Expect;
+use super::routing::Place;
 use super::statements::Statement;
 use super::{params, unit, Flow, Session};
 use crate::pg::codec::{decode, Frame};
@@ -55,7 +56,7 @@ impl Session {
                     continue;
                 }
                 let place = self.place_unit(&frame);
-                let executes = self.unit_executes(&frame);
+                let executes = place == Place::Reader && self.unit_executes(&frame);
                 match self.checkout(place, executes).await {
                     Ok(()) => {}
                     // A read with no replica to serve it fails alone; the session goes on.

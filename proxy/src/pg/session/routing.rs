@@ -29,6 +29,7 @@ pub enum Why {
 }
 
 impl Why {
+    /// Every reason, in declaration order: `why as usize` indexes it.
     pub const ALL: [Why; 9] = [
         Why::NoSplit,
         Why::Write,
@@ -187,6 +188,13 @@ mod tests {
         ];
         for (verdicts, ctx, want) in cases {
             assert_eq!(place(verdicts.iter().copied(), ctx), *want, "{verdicts:?} {ctx:?}");
+        }
+    }
+
+    #[test]
+    fn every_reason_indexes_its_own_counter() {
+        for (i, why) in Why::ALL.iter().enumerate() {
+            assert_eq!(*why as usize, i, "{why:?}");
         }
     }
 
