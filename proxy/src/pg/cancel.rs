@@ -1,9 +1,13 @@
 //! Cancel requests: each client gets the proxy's own key; a cancel is forwarded only to the server serving
-//! that client at that moment.
+//! that client at that moment. The same registry wakes every session when something outside it changed
+//! (shutdown, a retired node), so that a session's wait needs no waiter of its own on those signals.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::task::Waker;
+
+use futures_util::task::AtomicWaker;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -17,9 +21,16 @@ pub type CancelTarget = Option<(SocketAddr, i32, i32)>;
 #[derive(Debug, Default)]
 pub struct CancelSlot {
     target: Mutex<CancelTarget>,
+    /// The session's task while it waits for its sockets: woken by `CancelRegistry::wake_all`.
+    waker: AtomicWaker,
 }
 
 impl CancelSlot {
+    /// Registers the task to wake when `wake_all` runs. Register first, then check the signal's flag.
+    pub fn watch(&self, waker: &Waker) {
+        self.waker.register(waker);
+    }
+
     /// Records which server serves the client now; `None` when none does.
     pub fn set(&self, target: CancelTarget) {
         *self.target.lock().unwrap_or_else(|e| e.into_inner()) = target;
@@ -59,6 +70,14 @@ impl CancelRegistry {
 
     pub fn unregister(&self, pid: i32) {
         self.lock().remove(&pid);
+    }
+
+    /// Wakes every session, after a signal it checks by flag has been raised (shutdown, a pool retired).
+    /// Sessions that find nothing for them go back to waiting.
+    pub fn wake_all(&self) {
+        for entry in self.lock().values() {
+            entry.slot.waker.wake();
+        }
     }
 
     /// Forwards a cancel if the key matches a client that is being served; silently ignores it otherwise,

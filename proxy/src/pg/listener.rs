@@ -182,6 +182,8 @@ impl Shared {
             None => false,
         });
         drop(replaced);
+        // Sessions holding a connection of a retired pool find out when they look.
+        self.cancels.wake_all();
         self.route_changed.notify_waiters();
     }
 }
@@ -290,6 +292,8 @@ impl PgListener {
                 drop(slot);
             });
         }
+        // Idle sessions end at once; busy ones at their next transaction boundary.
+        shared.cancels.wake_all();
         tracker.close();
         if tokio::time::timeout(self.grace, tracker.wait()).await.is_err() {
             warn!(sessions = tracker.len(), "shutdown grace period over; closing the remaining sessions");

@@ -37,10 +37,8 @@ pub struct Pool {
     pub name: String,
     pub node: NodeId,
     pub target: ServerTarget,
-    /// Cancelled when the topology no longer allows this node: idle connections close, checked-out ones
-    /// close when returned, and sessions using one stop.
-    pub retired: CancellationToken,
-    /// The same as an atomic: checked on every client message, where the token's lock would cost.
+    /// Set when the topology no longer allows this node: idle connections close, checked-out ones close when
+    /// returned, and sessions using one stop (the listener wakes them after retiring pools).
     is_retired: AtomicBool,
     /// Connections checked out of every pool of this node (for least-outstanding balancing).
     pub load: Arc<AtomicUsize>,
@@ -78,7 +76,6 @@ impl Pool {
             node,
             load,
             target,
-            retired: CancellationToken::new(),
             is_retired: AtomicBool::new(false),
             slots: Arc::new(Semaphore::new(settings.size)),
             settings,
@@ -94,7 +91,8 @@ impl Pool {
         // Fast path: a free slot, no waiting to account for.
         let permit = match self.slots.clone().try_acquire_owned() {
             Ok(p) => p,
-            Err(_) => self.wait_for_slot().await?,
+            // Boxed: waiting is the slow path, and its state would enlarge every session's future.
+            Err(_) => Box::pin(self.wait_for_slot()).await?,
         };
         let conn = match self.take_idle() {
             Some(conn) => conn,
@@ -108,6 +106,14 @@ impl Pool {
         };
         self.load.fetch_add(1, Ordering::Relaxed);
         Ok(Pooled { conn: Some(conn), pool: self.clone(), _slot: permit })
+    }
+
+    /// A free slot and an idle connection right now, or `None` (then `acquire` waits or connects).
+    pub fn try_acquire(self: &Arc<Self>) -> Option<Pooled> {
+        let permit = self.slots.clone().try_acquire_owned().ok()?;
+        let conn = self.take_idle()?;
+        self.load.fetch_add(1, Ordering::Relaxed);
+        Some(Pooled { conn: Some(conn), pool: self.clone(), _slot: permit })
     }
 
     async fn wait_for_slot(self: &Arc<Self>) -> Result<OwnedSemaphorePermit, PgError> {
@@ -177,7 +183,7 @@ impl Pool {
 
     /// Keeps `min_idle` connections open while the pool lives (holds only a weak reference) and until
     /// shutdown; checks once a second. A failed connect is retried at the next check.
-    pub async fn keep_min_idle(pool: std::sync::Weak<Pool>, shutdown: tokio_util::sync::CancellationToken) {
+    pub async fn keep_min_idle(pool: std::sync::Weak<Pool>, shutdown: CancellationToken) {
         loop {
             let Some(pool) = pool.upgrade().filter(|p| !p.is_retired()) else { return };
             while pool.idle_count() < pool.settings.min_idle {
@@ -206,7 +212,6 @@ impl Pool {
     /// Stops using this pool's node: closes the idle connections now and the busy ones as they come back.
     pub fn retire(&self) {
         self.is_retired.store(true, Ordering::Release);
-        self.retired.cancel();
         self.idle.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 

@@ -5,16 +5,17 @@ use std::io;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
 use bytes::BytesMut;
 use hapool_config::{ClientTlsMode, Tls};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::io::poll_read_buf;
 
 use super::buffers::BufferPool;
 
@@ -133,21 +134,23 @@ fn reserve_for_read(buf: &mut BytesMut, pool: &BufferPool) {
 impl<T: AsyncRead + AsyncWrite + Unpin> Stream<T> {
     /// Reads what the client sent into `buf`. On plain TCP it first waits for data without holding buffer space,
     /// so an idle client costs no buffer at all; TLS keeps its own buffers anyway.
-    /// The buffer, when it has no memory, is lent by `pool` once data is there.
-    pub async fn read_into(&mut self, buf: &mut BytesMut, pool: &BufferPool) -> io::Result<usize> {
-        match self {
-            Stream::Plain(tcp) => {
-                tcp.readable().await?;
-                reserve_for_read(buf, pool);
-                // Not `try_read_buf`: a short read through `read_buf` also clears the readiness, which saves
-                // the extra read that would only return EAGAIN (one syscall per transaction, measured).
-                tcp.read_buf(buf).await
-            }
-            other => {
-                reserve_for_read(buf, pool);
-                other.read_buf(buf).await
+    /// The buffer, when it has no memory, is lent by `pool` once data is there. A poll function, not a future:
+    /// the session waits on it with no state of its own (an idle client's whole wait is a registered waker).
+    pub fn poll_read_into(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+        pool: &BufferPool,
+    ) -> Poll<io::Result<usize>> {
+        if let Stream::Plain(tcp) = self {
+            if let Err(e) = ready!(tcp.poll_read_ready(cx)) {
+                return Poll::Ready(Err(e));
             }
         }
+        reserve_for_read(buf, pool);
+        // A short read also clears the readiness, which saves the extra read that would only return EAGAIN
+        // (one syscall per transaction, measured).
+        poll_read_buf(Pin::new(self), cx, buf)
     }
 }
 

@@ -90,8 +90,9 @@ impl Session {
             _ => None,
         };
         let Some((causal, lsn)) = check else { return Some(true) };
-        // Boxed: it runs for few units, and its state should not make every session future larger.
-        match Box::pin(causal.wait_for(&pool.node, lsn, pooled.conn(), wait)).await {
+        // (The caller boxes this future: it runs for few units, and its state should not make every session
+        // future larger.)
+        match causal.wait_for(&pool.node, lsn, pooled.conn(), wait).await {
             Ok(done) => Some(done),
             Err(e) => {
                 tracing::debug!(node = %pool.node, error = %e, "causal check failed: reading on the primary");

@@ -18,6 +18,7 @@ impl Session {
         loop {
             let frame = match self.pending.take() {
                 Some(frame) => {
+                    let frame = *frame;
                     // It waited for the reader's unit to end: give the reader back first, so that the frame
                     // starts a unit of its own instead of following the last one onto the reader.
                     self.maybe_release();
@@ -69,7 +70,7 @@ impl Session {
             } else if self.holds_retired() {
                 return Err(PgError::NodeGone { node: self.serving.node.0.clone() });
             } else if self.must_wait(&frame) {
-                self.pending = Some(frame);
+                self.pending = Some(Box::new(frame));
                 break;
             }
             self.route(frame);

@@ -2,6 +2,7 @@
 //! connection checked out for a transaction (transaction pooling) or for the whole session.
 
 mod causal;
+mod checkout;
 mod client;
 pub mod expect;
 mod flush;
@@ -11,15 +12,15 @@ mod server;
 pub mod startup;
 pub mod statements;
 mod unit;
+mod wait;
 
-use std::collections::HashMap;
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use hapool_config::ReadYourWrites;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tracing::{debug, info};
 
@@ -35,7 +36,8 @@ use crate::stats::PoolStats;
 use expect::Outstanding;
 use routing::{Place, Why};
 use startup::{handshake, Handshake};
-use statements::Statement;
+use statements::Statements;
+use wait::Event;
 
 /// How long cleaning a server connection after its client left may take before it is closed instead.
 const RESET_TIMEOUT: Duration = Duration::from_secs(5);
@@ -67,12 +69,13 @@ pub struct Session {
     unit_writes: bool,
     /// read_your_writes = "causal" state (boxed: most sessions do not use it).
     causal: Option<Box<causal::Causal>>,
-    /// A message held back until the reader serving the unit before it is done (it needs the primary).
-    pending: Option<Frame>,
+    /// A message held back until the reader serving the unit before it is done (it needs the primary). Boxed:
+    /// rare, and every idle session would carry its room.
+    pending: Option<Box<Frame>>,
     server: Option<Pooled>,
     outstanding: Outstanding,
     /// The client's prepared statement names → proxy-wide statements (transaction pooling).
-    statements: HashMap<String, Arc<Statement>>,
+    statements: Statements,
     /// Session parameters the client expects every server to have, and their fingerprint.
     /// Shared with the other clients of the pool that want the same values, copied on a client's first SET.
     desired: Arc<Vec<(String, String)>>,
@@ -92,7 +95,12 @@ pub struct Session {
     skip_to_sync: bool,
     /// Extended-protocol messages went to the server since the last Sync (an implicit transaction is open).
     unsynced: bool,
+    /// Which socket the next wait looks at first (alternates, so neither side can starve the other).
+    server_first: bool,
     max_message: usize,
+    peer: std::net::IpAddr,
+    /// The session's span when debug logging is on.
+    span: Option<Box<tracing::Span>>,
 }
 
 /// What the client asked for with its last message.
@@ -102,58 +110,42 @@ enum Flow {
     Terminate,
 }
 
-enum Event {
-    Client(std::io::Result<usize>),
-    Server(std::io::Result<usize>),
-    Shutdown,
-    /// The topology no longer allows the node of the server connection held.
-    Retired,
-}
-
 impl Session {
-    /// Serves one client from its first byte to its last. Not an `async fn`: its arguments would be kept twice
-    /// in the future (as given and as moved in: 80 bytes measured), and every idle client holds that future.
-    #[allow(clippy::manual_async_fn)]
+    /// Serves one client from its first byte to its last. Not an `async fn`: its arguments would be kept in the
+    /// future for the whole session, and every idle client holds that future.
     pub fn run(shared: Arc<Shared>, socket: TcpStream, span: tracing::Span) -> impl Future<Output = ()> + Send {
+        // Boxed, and made here rather than inside the async block: startup runs once, and neither its state nor
+        // the arguments it consumes should stay in every long-lived session future.
+        let opening = Box::pin(Self::open(shared, socket, span));
         async move {
-            let peer = socket.peer_addr().map(|a| a.ip()).unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
-            // Boxed: startup runs once, and its state should not stay in every long-lived session future.
-            let Some((mut session, greeted, _user_slot)) = Box::pin(Self::open(shared, socket, peer, &span)).await
-            else {
-                return;
-            };
-            let result = match greeted {
-                Ok(()) => session.serve().await,
-                Err(e) => Err(e),
-            };
-            if let Err(e) = &result {
-                Box::pin(session.end_with(e, peer, &span)).await;
+            let Some(mut session) = opening.await else { return };
+            let result = session.serve().await;
+            Box::pin(session.finish(result)).await;
+        }
+    }
+
+    /// After the last message: tells the client why its session ends (when it can hear it and it did not end
+    /// by its own choice), logs it, and gives the server connection back.
+    async fn finish(&mut self, result: Result<(), PgError>) {
+        if let Err(e) = &result {
+            if e.reaches_client() {
+                self.to_client.clear();
+                msg::error(&mut self.to_client, Severity::Fatal, e.sqlstate(), &e.to_string(), None);
+                let _ = self.client.write_all(&self.to_client).await;
             }
-            PoolStats::sub(&session.pool.stats.clients_active, 1);
-            session.shared.cancels.unregister(session.key.0);
-            Box::pin(session.return_server()).await;
+            let (cluster, peer) = (&self.settings.cluster.name, self.peer);
+            let parent = self.span.as_ref().and_then(|s| s.id());
+            info!(parent: parent, client = %peer, %cluster, user = %self.user, error = %e, side = ?e.side(), "session ended");
         }
+        PoolStats::sub(&self.pool.stats.clients_active, 1);
+        self.shared.cancels.unregister(self.key.0);
+        self.return_server().await;
     }
 
-    /// Tells the client why its session ends (when it can hear it) and logs it.
-    async fn end_with(&mut self, e: &PgError, peer: std::net::IpAddr, span: &tracing::Span) {
-        if e.reaches_client() {
-            self.to_client.clear();
-            msg::error(&mut self.to_client, Severity::Fatal, e.sqlstate(), &e.to_string(), None);
-            let _ = self.client.write_all(&self.to_client).await;
-        }
-        let cluster = &self.settings.cluster.name;
-        info!(parent: span, client = %peer, %cluster, user = %self.user, error = %e, side = ?e.side(), "session ended");
-    }
-
-    /// Startup, authentication, a pool, and the greeting: a session ready to serve (with how the greeting
-    /// went), or `None` when the client was refused or only cancelled a query.
-    async fn open(
-        shared: Arc<Shared>,
-        socket: TcpStream,
-        peer: std::net::IpAddr,
-        span: &tracing::Span,
-    ) -> Option<(Session, Result<(), PgError>, UserSlot)> {
+    /// Startup, authentication, a pool, and the greeting: a session ready to serve, or `None` when the client
+    /// was refused, only cancelled a query, or could not be greeted.
+    async fn open(shared: Arc<Shared>, socket: TcpStream, span: tracing::Span) -> Option<Session> {
+        let peer = socket.peer_addr().map(|a| a.ip()).unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
         let mut socket = ClientStream::Plain(socket);
         let settings = shared.settings();
         let timeout = settings.cluster.startup_timeout;
@@ -165,24 +157,25 @@ impl Session {
             Ok(Handshake::Cancelled) => return None,
             Ok(Handshake::Ready { user, database, params, leftover }) => (user, database, params, leftover),
             Err(e) => {
-                refuse(&mut socket, &e, span).await;
+                refuse(&mut socket, &e, &span).await;
                 return None;
             }
         };
         let auth = settings.users.get(&user)?;
         let limit = auth.max_clients.or(settings.cluster.max_client_connections_per_user);
-        let Some(user_slot) = UserSlot::take(&shared, &user, limit) else {
-            let limit = limit.unwrap_or_default();
-            refuse(&mut socket, &PgError::TooManyClients { limit, scope: " for this user" }, span).await;
-            return None;
-        };
         let (pool, route) = match shared.primary_pool(&settings, auth, &database).await {
             Ok(found) => found,
             Err(e) => {
-                refuse(&mut socket, &e, span).await;
+                refuse(&mut socket, &e, &span).await;
                 return None;
             }
         };
+        // Counted from here until the session is dropped (nothing can fail in between).
+        if !count_user(&shared, &user, limit) {
+            let limit = limit.unwrap_or_default();
+            refuse(&mut socket, &PgError::TooManyClients { limit, scope: " for this user" }, &span).await;
+            return None;
+        }
         let (key, cancel) = shared.cancels.register();
         let mut session = Session {
             max_message: settings.cluster.max_message_size.0 as usize,
@@ -205,7 +198,7 @@ impl Session {
             pending: None,
             server: None,
             outstanding: Outstanding::default(),
-            statements: HashMap::new(),
+            statements: Statements::default(),
             desired: Arc::default(),
             desired_hash: 0,
             search_path: None,
@@ -217,13 +210,21 @@ impl Session {
             copy_in: false,
             skip_to_sync: false,
             unsynced: false,
+            server_first: false,
+            peer,
+            // An idle client should not keep a disabled span's room (the session span is at debug level).
+            span: (!span.is_disabled()).then(|| Box::new(span)),
             shared,
             settings,
         };
         PoolStats::add(&session.pool.stats.clients_active, 1);
-        debug!(parent: span, user = %session.user, database = %session.database, "client authenticated");
-        let greeted = session.greet(&params).await;
-        Some((session, greeted, user_slot))
+        let parent = session.span.as_ref().and_then(|s| s.id());
+        debug!(parent: parent, user = %session.user, database = %session.database, "client authenticated");
+        if let Err(e) = session.greet(&params).await {
+            session.finish(Err(e)).await;
+            return None;
+        }
+        Some(session)
     }
 
     /// AuthenticationOk, the server's parameters (with the client's own where it set them), our cancel key.
@@ -272,28 +273,7 @@ impl Session {
                 continue; // the unit the held-back message waited for is over
             }
             self.release_idle_buffers();
-            let event = {
-                let boundary = self.at_boundary();
-                let held = self.server.is_some();
-                let shutdown = self.shared.shutdown.cancelled();
-                let retired = self.serving.retired.cancelled();
-                let server = &mut self.server;
-                let server_read = async {
-                    match server.as_mut() {
-                        Some(s) => {
-                            let conn = s.conn();
-                            conn.stream.read_buf(&mut conn.rbuf).await
-                        }
-                        None => std::future::pending().await,
-                    }
-                };
-                tokio::select! {
-                    n = self.client.read_into(&mut self.cbuf, &self.shared.buffers) => Event::Client(n),
-                    n = server_read => Event::Server(n),
-                    _ = shutdown, if boundary => Event::Shutdown,
-                    _ = retired, if held => Event::Retired,
-                }
-            };
+            let event = poll_fn(|cx| self.poll_event(cx)).await;
             match event {
                 Event::Client(Ok(0)) => return Ok(()),
                 Event::Client(Ok(n)) => PoolStats::add(&self.serving.stats.bytes_from_clients, n as u64),
@@ -331,113 +311,6 @@ impl Session {
     fn at_boundary(&self) -> bool {
         self.outstanding.is_empty() && self.tx_status == b'I' && !self.copy_in && !self.unsynced
     }
-
-    /// Checks a server connection out where `place` says (a reader is chosen here, or the primary when none
-    /// may serve) and queues the SETs that give it the client's session parameters. A unit that `executes`
-    /// nothing (a Describe before the Bind/Execute that follow) keeps the reader of the unit before it.
-    async fn checkout(&mut self, place: Place, executes: bool) -> Result<(), PgError> {
-        if self.shared.generation() != self.route.route.generation || self.pool.is_retired() {
-            Box::pin(self.repoint()).await?;
-        }
-        let (mut pool, mut place) = match place {
-            Place::Reader => self.reader(executes)?,
-            primary => (self.pool.clone(), primary),
-        };
-        self.shared.buffers.lend(&mut self.to_server);
-        self.shared.buffers.lend(&mut self.to_client);
-        let mut pooled = loop {
-            let mut pooled = pool.acquire().await?;
-            match self.caught_up(&pool, place, &mut pooled).await {
-                Some(true) => break pooled,
-                Some(false) => pooled.release(),
-                None => drop(pooled), // closed: its state is unknown
-            }
-            (pool, place) = (self.pool.clone(), Place::Primary(Why::Causal));
-        };
-        self.shared.route_stats.record(place);
-        self.wrote |= routing::writes(place);
-        self.unit_writes = self.causal.is_some() && routing::writes(place);
-        self.last_place = place;
-        self.serving = pool;
-        let conn = pooled.conn();
-        let mut sql = String::new();
-        if conn.synced != Some(self.desired_hash) {
-            sql.extend(params::sync_sql(&self.desired, &conn.params));
-            conn.synced = Some(self.desired_hash);
-        }
-        if conn.search_path.as_ref() != Some(&self.search_path) {
-            match &self.search_path {
-                Some(path) => sql.push_str(&format!("SET search_path = {path};")),
-                None => sql.push_str("RESET search_path;"),
-            }
-            conn.search_path = Some(self.search_path.clone());
-        }
-        if !sql.is_empty() {
-            msg::query(&mut self.to_server, &sql);
-            self.outstanding.push(expect::Expect::InjectedQuery);
-        }
-        self.cancel.set(Some((conn.addr, conn.key.0, conn.key.1)));
-        self.server = Some(pooled);
-        Ok(())
-    }
-
-    /// The topology changed since this session last looked: take the primary's pool in the new one (waiting for
-    /// a primary if there is none right now). The client's counters move with it.
-    async fn repoint(&mut self) -> Result<(), PgError> {
-        let Some(auth) = self.settings.users.get(&self.user) else {
-            return Err(PgError::AuthFailed { user: self.user.clone() });
-        };
-        let (pool, route) = self.shared.primary_pool(&self.settings, auth, &self.database).await?;
-        if !Arc::ptr_eq(&pool, &self.pool) {
-            PoolStats::sub(&self.pool.stats.clients_active, 1);
-            PoolStats::add(&pool.stats.clients_active, 1);
-            self.pool = pool;
-        }
-        self.route = route;
-        self.readers.clear();
-        Ok(())
-    }
-
-    /// Whether the server connection held is on a node the topology no longer allows.
-    fn holds_retired(&self) -> bool {
-        self.server.is_some() && self.serving.is_retired()
-    }
-
-    /// In transaction pooling, gives the server connection back at a transaction boundary.
-    fn maybe_release(&mut self) {
-        if self.transaction_pooling && self.at_boundary() && self.to_server.is_empty() {
-            if let Some(pooled) = self.server.take() {
-                PoolStats::add(&self.serving.stats.transactions, 1);
-                self.cancel.set(None);
-                pooled.release();
-            }
-        }
-    }
-
-    /// After the client left: a server with nothing in flight is cleaned (ROLLBACK in transaction pooling,
-    /// DISCARD ALL in session pooling) and reused; one still busy is closed.
-    async fn return_server(&mut self) {
-        let Some(mut pooled) = self.server.take() else { return };
-        if !self.outstanding.is_empty() || self.copy_in || self.unsynced {
-            return; // dropped: closed; the server aborts what it was doing.
-        }
-        let reset = match (self.transaction_pooling, self.tx_status) {
-            (true, b'I') => None,
-            (true, _) => Some("ROLLBACK"),
-            (false, _) => Some("DISCARD ALL"),
-        };
-        if let Some(sql) = reset {
-            let conn = pooled.conn();
-            if tokio::time::timeout(RESET_TIMEOUT, server::run_reset(conn, sql)).await.map_or(true, |r| r.is_err()) {
-                return;
-            }
-            if sql == "DISCARD ALL" {
-                conn.prepared.clear();
-            }
-        }
-        PoolStats::add(&self.serving.stats.transactions, 1);
-        pooled.release();
-    }
 }
 
 /// Tells a client why it is refused, then closes.
@@ -451,25 +324,18 @@ async fn refuse(socket: &mut ClientStream, e: &PgError, span: &tracing::Span) {
     debug!(parent: span, error = %e, "connection refused");
 }
 
-/// One client counted against its user's limit while it lives.
-struct UserSlot {
-    shared: Arc<Shared>,
-    user: String,
-}
-
-impl UserSlot {
-    fn take(shared: &Arc<Shared>, user: &str, limit: Option<u32>) -> Option<UserSlot> {
-        let mut counts = shared.per_user.lock().unwrap_or_else(|e| e.into_inner());
-        let count = counts.entry(user.to_string()).or_insert(0);
-        if limit.is_some_and(|l| *count >= l) {
-            return None;
-        }
-        *count += 1;
-        Some(UserSlot { shared: shared.clone(), user: user.to_string() })
+/// Counts one more client of `user`, unless that would pass its limit. The session's `Drop` counts it out.
+fn count_user(shared: &Shared, user: &str, limit: Option<u32>) -> bool {
+    let mut counts = shared.per_user.lock().unwrap_or_else(|e| e.into_inner());
+    let count = counts.entry(user.to_string()).or_insert(0);
+    if limit.is_some_and(|l| *count >= l) {
+        return false;
     }
+    *count += 1;
+    true
 }
 
-impl Drop for UserSlot {
+impl Drop for Session {
     fn drop(&mut self) {
         let mut counts = self.shared.per_user.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(c) = counts.get_mut(&self.user) {

@@ -121,7 +121,7 @@ impl Session {
                 // A statement we think closed still exists there: do not reuse this connection.
                 conn.broken = true;
             }
-        } else if let Some(statement) = created.and_then(|name| self.statements.values().find(|s| &s.name == name)) {
+        } else if let Some(statement) = created.and_then(|name| self.statements.by_proxy_name(name)) {
             statement.validated.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         self.emit_synthetic();

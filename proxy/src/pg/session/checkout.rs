@@ -1,0 +1,145 @@
+//! Server connections in and out of a session: checked out for a unit of work where its route says, set up
+//! with the client's session parameters, given back at a transaction boundary (transaction pooling) or when the
+//! client leaves, cleaned first.
+
+use std::sync::Arc;
+
+use super::routing::{Place, Why};
+use super::server;
+use super::{expect, params, routing, Session, RESET_TIMEOUT};
+use crate::pg::error::PgError;
+use crate::pg::msg;
+use crate::pg::pool::{Pool, Pooled};
+use crate::stats::PoolStats;
+
+impl Session {
+    /// Checks a server connection out where `place` says (a reader is chosen here, or the primary when none
+    /// may serve) and queues the SETs that give it the client's session parameters. A unit that `executes`
+    /// nothing (a Describe before the Bind/Execute that follow) keeps the reader of the unit before it.
+    pub(super) async fn checkout(&mut self, place: Place, executes: bool) -> Result<(), PgError> {
+        if self.shared.generation() != self.route.route.generation || self.pool.is_retired() {
+            Box::pin(self.repoint()).await?;
+        }
+        let (pool, place) = match place {
+            Place::Reader => self.reader(executes)?,
+            primary => (self.pool.clone(), primary),
+        };
+        self.shared.buffers.lend(&mut self.to_server);
+        self.shared.buffers.lend(&mut self.to_client);
+        // Most checkouts find an idle connection and need no causal check. The other paths are boxed: a session
+        // future holds room for its largest await, and every idle client holds a session future.
+        let causal_check = self.causal.is_some() && place == Place::Reader;
+        if let Some(pooled) = pool.try_acquire().filter(|_| !causal_check) {
+            self.install(pool, place, pooled);
+            return Ok(());
+        }
+        let (pool, place, pooled) = Box::pin(self.acquire_slow(pool, place)).await?;
+        self.install(pool, place, pooled);
+        Ok(())
+    }
+
+    /// Waits for a connection or opens one; with read_your_writes = "causal", moves to the primary when the
+    /// reader has not replayed the client's last write in time.
+    async fn acquire_slow(
+        &mut self,
+        mut pool: Arc<Pool>,
+        mut place: Place,
+    ) -> Result<(Arc<Pool>, Place, Pooled), PgError> {
+        loop {
+            let mut pooled = pool.acquire().await?;
+            match self.caught_up(&pool, place, &mut pooled).await {
+                Some(true) => return Ok((pool, place, pooled)),
+                Some(false) => pooled.release(),
+                None => drop(pooled), // closed: its state is unknown
+            }
+            (pool, place) = (self.pool.clone(), Place::Primary(Why::Causal));
+        }
+    }
+
+    /// Takes the connection for the unit: counts the route, and queues what the server needs to match the
+    /// client's session parameters.
+    fn install(&mut self, pool: Arc<Pool>, place: Place, mut pooled: Pooled) {
+        self.shared.route_stats.record(place);
+        self.wrote |= routing::writes(place);
+        self.unit_writes = self.causal.is_some() && routing::writes(place);
+        self.last_place = place;
+        self.serving = pool;
+        let conn = pooled.conn();
+        let mut sql = String::new();
+        if conn.synced != Some(self.desired_hash) {
+            sql.extend(params::sync_sql(&self.desired, &conn.params));
+            conn.synced = Some(self.desired_hash);
+        }
+        if conn.search_path.as_ref() != Some(&self.search_path) {
+            match &self.search_path {
+                Some(path) => sql.push_str(&format!("SET search_path = {path};")),
+                None => sql.push_str("RESET search_path;"),
+            }
+            conn.search_path = Some(self.search_path.clone());
+        }
+        if !sql.is_empty() {
+            msg::query(&mut self.to_server, &sql);
+            self.outstanding.push(expect::Expect::InjectedQuery);
+        }
+        self.cancel.set(Some((conn.addr, conn.key.0, conn.key.1)));
+        self.server = Some(pooled);
+    }
+
+    /// The topology changed since this session last looked: take the primary's pool in the new one (waiting for
+    /// a primary if there is none right now). The client's counters move with it.
+    pub(super) async fn repoint(&mut self) -> Result<(), PgError> {
+        let Some(auth) = self.settings.users.get(&self.user) else {
+            return Err(PgError::AuthFailed { user: self.user.clone() });
+        };
+        let (pool, route) = self.shared.primary_pool(&self.settings, auth, &self.database).await?;
+        if !Arc::ptr_eq(&pool, &self.pool) {
+            PoolStats::sub(&self.pool.stats.clients_active, 1);
+            PoolStats::add(&pool.stats.clients_active, 1);
+            self.pool = pool;
+        }
+        self.route = route;
+        self.readers.clear();
+        Ok(())
+    }
+
+    /// Whether the server connection held is on a node the topology no longer allows.
+    pub(super) fn holds_retired(&self) -> bool {
+        self.server.is_some() && self.serving.is_retired()
+    }
+
+    /// In transaction pooling, gives the server connection back at a transaction boundary.
+    pub(super) fn maybe_release(&mut self) {
+        if self.transaction_pooling && self.at_boundary() && self.to_server.is_empty() {
+            if let Some(pooled) = self.server.take() {
+                PoolStats::add(&self.serving.stats.transactions, 1);
+                self.cancel.set(None);
+                pooled.release();
+            }
+        }
+    }
+
+    /// After the client left: a server with nothing in flight is cleaned (ROLLBACK in transaction pooling,
+    /// DISCARD ALL in session pooling) and reused; one still busy is closed.
+    pub(super) async fn return_server(&mut self) {
+        let Some(mut pooled) = self.server.take() else { return };
+        if !self.outstanding.is_empty() || self.copy_in || self.unsynced {
+            return; // dropped: closed; the server aborts what it was doing.
+        }
+        let reset = match (self.transaction_pooling, self.tx_status) {
+            (true, b'I') => None,
+            (true, _) => Some("ROLLBACK"),
+            (false, _) => Some("DISCARD ALL"),
+        };
+        if let Some(sql) = reset {
+            let conn = pooled.conn();
+            if tokio::time::timeout(RESET_TIMEOUT, server::run_reset(conn, sql)).await.map_or(true, |r| r.is_err()) {
+                return;
+            }
+            if sql == "DISCARD ALL" {
+                conn.prepared.clear();
+            }
+        }
+        PoolStats::add(&self.serving.stats.transactions, 1);
+        pooled.release();
+    }
+}
