@@ -1,9 +1,13 @@
-//! Buffers lent to sessions while they move data. An idle client holds none (thousands of idle clients cost
-//! no buffer memory), and a busy one takes a warm buffer from here instead of allocating per transaction.
+//! Buffers lent to sessions while they move data, and the queues of the responses they are owed. An idle
+//! client holds none (thousands of idle clients cost no buffer memory), and a busy one takes a warm one from
+//! here instead of allocating per transaction.
 
+use std::collections::VecDeque;
 use std::sync::Mutex;
 
 use bytes::BytesMut;
+
+use super::session::expect::Expect;
 
 /// The capacity of a new buffer; enough for ordinary statements and their answers.
 const SIZE: usize = 2 * 1024;
@@ -14,9 +18,15 @@ const MAX_KEPT: usize = 8 * 1024;
 /// At most this many idle buffers are kept (2 kB each: 2 MB).
 const MAX_FREE: usize = 1024;
 
+/// Room for this many owed responses in a new queue (a Parse/Bind/Describe/Execute/Sync batch, a parameter
+/// sync before it); queues that grew past `MAX_QUEUE` go back to the allocator.
+const QUEUE: usize = 8;
+const MAX_QUEUE: usize = 64;
+
 #[derive(Debug, Default)]
 pub struct BufferPool {
     free: Mutex<Vec<BytesMut>>,
+    queues: Mutex<Vec<VecDeque<Expect>>>,
 }
 
 impl BufferPool {
@@ -55,6 +65,28 @@ impl BufferPool {
             *buf = self.take();
         }
     }
+
+    /// Gives an unallocated response queue room, from the pool when it has some.
+    pub fn lend_queue(&self, queue: &mut VecDeque<Expect>) {
+        if queue.capacity() == 0 {
+            let reused = self.queues.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            *queue = reused.unwrap_or_else(|| VecDeque::with_capacity(QUEUE));
+        }
+    }
+
+    /// Takes an empty response queue's room back, leaving an unallocated queue in its place.
+    pub fn reclaim_queue(&self, queue: &mut VecDeque<Expect>) {
+        if !queue.is_empty() || queue.capacity() == 0 {
+            return;
+        }
+        let queue = std::mem::take(queue);
+        if queue.capacity() <= MAX_QUEUE {
+            let mut free = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+            if free.len() < MAX_FREE {
+                free.push(queue);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -88,5 +120,28 @@ mod tests {
         pool.give(half);
         assert!(pool.free.lock().unwrap().is_empty(), "memory still shared with a frame is not kept");
         drop(frame);
+    }
+
+    #[test]
+    fn response_queues_are_lent_and_come_back() {
+        let pool = BufferPool::default();
+        let mut q = VecDeque::new();
+        pool.lend_queue(&mut q);
+        assert!(q.capacity() >= QUEUE);
+        q.push_back(Expect::Sync);
+        pool.reclaim_queue(&mut q);
+        assert_eq!(q.len(), 1, "a queue with requests in it stays with its session");
+        q.clear();
+        let ptr = q.as_slices().0.as_ptr();
+        pool.reclaim_queue(&mut q);
+        assert_eq!(q.capacity(), 0, "empty: back in the pool");
+        let mut again = VecDeque::new();
+        pool.lend_queue(&mut again);
+        assert_eq!(again.as_slices().0.as_ptr(), ptr, "the same memory, not a new allocation");
+
+        let mut big: VecDeque<Expect> = VecDeque::with_capacity(MAX_QUEUE * 2);
+        pool.reclaim_queue(&mut big);
+        assert_eq!(big.capacity(), 0);
+        assert!(pool.queues.lock().unwrap().is_empty(), "grown queues are not kept");
     }
 }

@@ -26,6 +26,7 @@ impl Session {
         };
         self.shared.buffers.lend(&mut self.to_server);
         self.shared.buffers.lend(&mut self.to_client);
+        self.outstanding.lend(&self.shared.buffers);
         // Most checkouts find an idle connection and need no causal check. The other paths are boxed: a session
         // future holds room for its largest await, and every idle client holds a session future.
         let causal_check = self.causal.is_some() && place == Place::Reader;

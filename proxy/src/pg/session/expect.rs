@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::pg::buffers::BufferPool;
+
 /// One outstanding request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Expect {
@@ -131,6 +133,16 @@ impl Outstanding {
 
     pub fn clear(&mut self) {
         self.queue.clear();
+    }
+
+    /// Room for requests, lent by `pool` (at checkout).
+    pub fn lend(&mut self, pool: &BufferPool) {
+        pool.lend_queue(&mut self.queue);
+    }
+
+    /// Gives the queue's room back to `pool` when nothing is owed (an idle client holds none).
+    pub fn reclaim(&mut self, pool: &BufferPool) {
+        pool.reclaim_queue(&mut self.queue);
     }
 }
 

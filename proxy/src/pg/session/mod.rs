@@ -294,14 +294,15 @@ impl Session {
         self.server.as_mut().expect("a server is checked out").conn()
     }
 
-    /// Between transactions with no server held, a client's buffers go back to the listener's pool: thousands of
-    /// idle clients then hold no buffer memory, and ordinary short transactions still allocate nothing.
+    /// Between transactions with no server held, a client's buffers and response queue go back to the listener's
+    /// pool: thousands of idle clients then hold no such memory, and ordinary transactions still allocate none.
     fn release_idle_buffers(&mut self) {
         if self.server.is_none() && self.cbuf.is_empty() && self.pending.is_none() {
             let pool = &self.shared.buffers;
             for buf in [&mut self.cbuf, &mut self.to_client, &mut self.to_server] {
                 pool.reclaim(buf);
             }
+            self.outstanding.reclaim(pool);
         }
     }
 
