@@ -114,6 +114,16 @@ fn client_limits_refuse_with_53300() {
     });
     let err = psql_conninfo(&proxy.app(), "SELECT 1").unwrap_err();
     assert!(err.contains("too many client connections (2 allowed)"), "{err}");
+
+    // A client that leaves frees its place; one that fails to log in holds none afterwards.
+    drop(_a);
+    let freed = || psql_conninfo(&proxy.app(), "SELECT 1").is_ok_and(|v| v == "1");
+    assert!(eventually(Duration::from_secs(5), freed), "the place of a client that left is free again");
+    for _ in 0..3 {
+        let err = psql_conninfo(&proxy.conninfo("app", "wrong"), "SELECT 1").unwrap_err();
+        assert!(err.contains("password authentication failed"), "{err}");
+    }
+    assert!(freed(), "failed logins hold no place");
 }
 
 #[test]

@@ -18,7 +18,7 @@ fn a_session_future_stays_under_640_bytes() {
         let listener = hapool_proxy::PgListener::new(config, shutdown, topology).unwrap();
         let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = tokio::net::TcpStream::connect(socket.local_addr().unwrap()).await.unwrap();
-        let session = hapool_proxy::pg::session::Session::run(listener.shared().clone(), client, tracing::Span::none());
+        let session = hapool_proxy::pg::session::Session::run(listener.shared().clone(), client);
         let size = std::mem::size_of_val(&session);
         let state = std::mem::size_of::<hapool_proxy::pg::session::Session>();
         eprintln!("a session future takes {size} bytes, of which the session's state {state}");

@@ -1,14 +1,14 @@
 //! The accept loop of one PostgreSQL cluster's listener, and what its sessions share.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use hapool_config::Cluster;
 use hapool_topology::{NodeId, Topology};
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -66,10 +66,21 @@ pub struct Shared {
     pub cancels: CancelRegistry,
     pub statements: StatementRegistry,
     pub per_user: Mutex<HashMap<String, u32>>,
+    /// Sessions admitted and not yet ended (against `max_client_connections`).
+    clients: AtomicUsize,
     pub shutdown: CancellationToken,
 }
 
 impl Shared {
+    /// Counts one more client unless `limit` are already in; `client_ended` counts it out.
+    pub fn admit_client(&self, limit: usize) -> bool {
+        self.clients.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1)).is_ok()
+    }
+
+    pub fn client_ended(&self) {
+        self.clients.fetch_sub(1, Ordering::AcqRel);
+    }
+
     /// The settings in force now.
     pub fn settings(&self) -> Arc<Settings> {
         self.settings.read().unwrap_or_else(|e| e.into_inner()).clone()
@@ -222,6 +233,7 @@ impl PgListener {
             cancels: CancelRegistry::default(),
             statements: StatementRegistry::default(),
             per_user: Mutex::new(HashMap::new()),
+            clients: AtomicUsize::new(0),
             shutdown,
         };
         Ok(PgListener { shared: Arc::new(shared), grace: config.shutdown_grace, topology })
@@ -255,13 +267,13 @@ impl PgListener {
     pub async fn serve(&self, listener: TcpListener) -> std::io::Result<()> {
         let shared = &self.shared;
         let settings = shared.settings();
-        let slots = Arc::new(Semaphore::new(settings.cluster.max_client_connections as usize));
+        let limit = settings.cluster.max_client_connections;
         let tracker = TaskTracker::new();
         tokio::spawn(follow(shared.clone(), self.topology.clone()));
         let primary = shared.route().route.primary.as_ref().map_or("none yet".to_string(), |p| p.node.to_string());
         info!(cluster = %settings.cluster.name, listen = %listener.local_addr()?, %primary, "PostgreSQL listener ready");
         loop {
-            let (mut socket, peer) = tokio::select! {
+            let (mut socket, _) = tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok(a) => a,
                     Err(e) => {
@@ -273,24 +285,19 @@ impl PgListener {
                 _ = shared.shutdown.cancelled() => break,
             };
             let _ = socket.set_nodelay(true);
-            let Ok(slot) = slots.clone().try_acquire_owned() else {
-                let limit = settings.cluster.max_client_connections;
+            if !shared.admit_client(limit as usize) {
                 tracker.spawn(async move {
                     let error = PgError::TooManyClients { limit, scope: "" };
                     refuse_after_startup(&mut socket, &error).await;
                 });
                 continue;
-            };
+            }
+            // The session's task: counted out when the session ends (see `Session::run`). Its span (debug level)
+            // is made inside, as is everything else it needs beyond the socket: whatever the task's block
+            // captures keeps its room in every session's task, and whatever is allocated for it before the
+            // task is spawned lands between the tasks (both measured: bench/RESULTS.md).
             let shared = shared.clone();
-            // One span per session, given to its events as their parent rather than entered on every poll:
-            // entering and leaving a span at each wake-up cost more than the session's own work (measured).
-            // At debug level: an enabled span keeps about 1 kB per client in the subscriber (measured with
-            // 2,000 idle clients), so at the default level the session's info events carry its fields instead.
-            let span = tracing::debug_span!("session", client = %peer, cluster = %settings.cluster.name);
-            tracker.spawn(async move {
-                Session::run(shared, socket, span).await;
-                drop(slot);
-            });
+            tracker.spawn(async move { Session::run(shared, socket).await });
         }
         // Idle sessions end at once; busy ones at their next transaction boundary.
         shared.cancels.wake_all();
