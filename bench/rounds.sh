@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# hapool against PgBouncer 1.18 (both in transaction mode, 20 server connections, the peer-bench primary), in
+# alternating rounds: each round runs every case through both proxies, the order swapped from one round to the
+# next, and the summary gives each proxy's median per case. Single runs on a shared 2-core box move by ±10 %;
+# medians of alternating rounds are the comparison to trust.
+#
+#   bench/rounds.sh [--rounds 5]
+# Cases: pgbench -S -M simple at 1 client (-T 5: latency), 32 clients (-t 1500 each) and 500 clients
+# (-t 300 each; its CPU includes the 500 SCRAM logins). CPU µs/tx = the proxy's utime+stime over the run ÷
+# transactions. Raw rows: $RESULTS_DIR/rounds.tsv.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/.." && pwd)
+peer=${PEER_BENCH:-$repo/../shared/peer-bench}
+[ -x "$peer/cluster-pg.sh" ] || { echo "peer-bench harness not found at $peer (set PEER_BENCH)" >&2; exit 1; }
+rounds=5
+while [ $# -gt 0 ]; do
+  case $1 in
+    --rounds) rounds=$2; shift 2 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/hapool-target}
+(cd "$repo" && cargo build --release --locked -q)
+"$peer/setup.sh" >/dev/null
+"$peer/cluster-pg.sh" start >/dev/null
+"$peer/proxies-pg.sh" start pgbouncer-tx >/dev/null
+mkdir -p /tmp/hapool-bench
+"$CARGO_TARGET_DIR/release/hapool" run -c "$here/hapool-peer-bench.toml" >/tmp/hapool-bench/hapool-rounds.log 2>&1 &
+hapool_pid=$!
+trap 'kill $hapool_pid 2>/dev/null || true; "$peer/proxies-pg.sh" stop >/dev/null 2>&1 || true; "$peer/cluster-pg.sh" stop >/dev/null 2>&1 || true' EXIT
+for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/16500) 2>/dev/null && break; sleep 0.1; done
+pgbouncer_pid=$("$peer/proxies-pg.sh" pid pgbouncer-tx)
+
+export PGPASSWORD=${PGPASSWORD:-bench}
+export RESULTS_DIR=${RESULTS_DIR:-/tmp/peer-bench-results/rounds-$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$RESULTS_DIR"
+raw="$RESULTS_DIR/rounds.tsv"
+printf 'round\tproxy\tclients\ttps\tlatency_ms\tcpu_us_per_tx\n' >"$raw"
+ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+
+# One pgbench run through one proxy; appends a row.
+run() {
+  local round=$1 name=$2 pid=$3 port=$4 clients=$5 before after out tps lat tx
+  shift 5
+  before=$(ticks "$pid")
+  out=$(pgbench -h 127.0.0.1 -p "$port" -U bench -n -S -c "$clients" -j "$(( clients < 2 ? 1 : 2 ))" "$@" bench 2>&1)
+  after=$(ticks "$pid")
+  tps=$(awk '/^tps/ {print $3}' <<<"$out")
+  lat=$(awk '/^latency average/ {print $4}' <<<"$out")
+  tx=$(awk '/^number of transactions actually processed/ {split($6, a, "/"); print a[1]}' <<<"$out")
+  awk -v r="$round" -v n="$name" -v c="$clients" -v tps="$tps" -v lat="$lat" -v d=$((after - before)) \
+    -v hz="$hz" -v tx="$tx" 'BEGIN { printf "%d\t%s\t%d\t%.0f\t%.3f\t%.1f\n", r, n, c, tps, lat, d / hz * 1e6 / tx }' \
+    | tee -a "$raw"
+}
+
+# Warm-up, not counted: both proxies open their server connections.
+for port in 16500 16432; do pgbench -h 127.0.0.1 -p "$port" -U bench -n -S -c 32 -j 2 -T 3 bench >/dev/null 2>&1; done
+
+for ((r = 1; r <= rounds; r++)); do
+  order=("hapool $hapool_pid 16500" "pgbouncer $pgbouncer_pid 16432")
+  ((r % 2 == 0)) && order=("${order[1]}" "${order[0]}")
+  for case in "1 -T 5" "32 -t 1500" "500 -t 300"; do
+    for target in "${order[@]}"; do
+      # shellcheck disable=SC2086 # the case and target are word lists on purpose
+      run "$r" $target ${case%% *} ${case#* }
+    done
+  done
+done
+
+echo
+echo "medians over $rounds rounds (tps, average latency ms, proxy CPU µs/tx):"
+for clients in 1 32 500; do
+  for name in hapool pgbouncer; do
+    awk -F'\t' -v n="$name" -v c="$clients" 'NR > 1 && $2 == n && $3 == c {print $4 "\t" $5 "\t" $6}' "$raw" >"$RESULTS_DIR/.col"
+    med() { cut -f"$1" "$RESULTS_DIR/.col" | sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+    printf '%4d clients  %-10s tps %8s  latency %6s ms  cpu %5s µs/tx\n' "$clients" "$name" "$(med 1)" "$(med 2)" "$(med 3)"
+  done
+done | tee "$RESULTS_DIR/summary.txt"
+rm -f "$RESULTS_DIR/.col"
