@@ -237,6 +237,8 @@ fn causal_reads_see_the_clients_own_writes_on_lagging_replicas() {
     eprintln!("causal routing: {stats:?}");
     assert!(stats["reader"] > 0, "reads that could wait for a replica went there");
     assert!(stats["causal"] > 0, "reads the lagging replica could not serve in time went to the primary");
+    let opened: u64 = causal.listener.stats().iter().map(|(_, p)| p.servers_opened).sum();
+    assert!(opened < 50, "server connections are reused across causal checks, not reopened: {opened} opened");
 }
 
 /// `xact_commit` of the application database on each node.

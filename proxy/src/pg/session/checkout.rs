@@ -29,8 +29,9 @@ impl Session {
         self.outstanding.lend(&self.shared.buffers);
         // Most checkouts find an idle connection and need no causal check. The other paths are boxed: a session
         // future holds room for its largest await, and every idle client holds a session future.
+        // (Not `try_acquire().filter(..)`: a connection taken and dropped is a connection closed.)
         let causal_check = self.causal.is_some() && place == Place::Reader;
-        if let Some(pooled) = pool.try_acquire().filter(|_| !causal_check) {
+        if let Some(pooled) = (!causal_check).then(|| pool.try_acquire()).flatten() {
             self.install(pool, place, pooled);
             return Ok(());
         }
