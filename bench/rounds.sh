@@ -21,16 +21,9 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/hapool-target}
-(cd "$repo" && cargo build --release --locked -q)
-"$peer/setup.sh" >/dev/null
-"$peer/cluster-pg.sh" start >/dev/null
-"$peer/proxies-pg.sh" start pgbouncer-tx >/dev/null
-mkdir -p /tmp/hapool-bench
-"$CARGO_TARGET_DIR/release/hapool" run -c "$here/hapool-peer-bench.toml" >/tmp/hapool-bench/hapool-rounds.log 2>&1 &
-hapool_pid=$!
-trap 'kill $hapool_pid 2>/dev/null || true; "$peer/proxies-pg.sh" stop >/dev/null 2>&1 || true; "$peer/cluster-pg.sh" stop >/dev/null 2>&1 || true' EXIT
-for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/16500) 2>/dev/null && break; sleep 0.1; done
+# shellcheck source=lib.sh
+. "$here/lib.sh"
+start_hapool_and_pgbouncer hapool-rounds.log
 pgbouncer_pid=$("$peer/proxies-pg.sh" pid pgbouncer-tx)
 
 export PGPASSWORD=${PGPASSWORD:-bench}

@@ -9,16 +9,9 @@ repo=$(cd "$here/.." && pwd)
 peer=${PEER_BENCH:-$repo/../shared/peer-bench}
 n=${1:-5000}
 
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/hapool-target}
-(cd "$repo" && cargo build --release --locked -q)
-"$peer/setup.sh" >/dev/null
-"$peer/cluster-pg.sh" start >/dev/null
-"$peer/proxies-pg.sh" start pgbouncer-tx >/dev/null
-mkdir -p /tmp/hapool-bench
-"$CARGO_TARGET_DIR/release/hapool" run -c "$here/hapool-peer-bench.toml" >/tmp/hapool-bench/hapool.log 2>&1 &
-hapool_pid=$!
-trap 'kill $hapool_pid 2>/dev/null || true; "$peer/proxies-pg.sh" stop >/dev/null 2>&1 || true; "$peer/cluster-pg.sh" stop >/dev/null 2>&1 || true' EXIT
-for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/16500) 2>/dev/null && break; sleep 0.1; done
+# shellcheck source=lib.sh
+. "$here/lib.sh"
+start_hapool_and_pgbouncer hapool.log
 
 export RESULTS_DIR=${RESULTS_DIR:-/tmp/peer-bench-results/conn-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$RESULTS_DIR"
