@@ -11,23 +11,10 @@ repo=$(cd "$here/.." && pwd)
 peer=${PEER_BENCH:-$repo/../shared/peer-bench}
 [ -x "$peer/run-pg.sh" ] || { echo "peer-bench harness not found at $peer (set PEER_BENCH)" >&2; exit 1; }
 
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/hapool-target}
-(cd "$repo" && cargo build --release --locked -q)
-bin="$CARGO_TARGET_DIR/release/hapool"
-
-"$peer/setup.sh" >/dev/null
-"$peer/cluster-pg.sh" start >/dev/null
-mkdir -p /tmp/hapool-bench
-"$bin" run -c "$here/hapool-peer-bench.toml" >/tmp/hapool-bench/hapool.log 2>&1 &
-echo $! >/tmp/hapool-bench/hapool.pid
-stop_all() {
-  kill "$(cat /tmp/hapool-bench/hapool.pid)" 2>/dev/null || true
-  wait 2>/dev/null || true
-  "$peer/proxies-pg.sh" stop >/dev/null 2>&1 || true
-  "$peer/cluster-pg.sh" stop >/dev/null 2>&1 || true
-}
-trap stop_all EXIT
-for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/16500) 2>/dev/null && break; sleep 0.1; done
+# shellcheck source=lib.sh
+. "$here/lib.sh"
+build_and_start_cluster
+start_hapool hapool-peer-bench.toml 16500 hapool.log
 
 export RESULTS_DIR=${RESULTS_DIR:-/tmp/peer-bench-results/hapool-$(date +%Y%m%d-%H%M%S)}
 "$peer/run-pg.sh" --targets "$here/peer-targets-pg.conf" "$@"

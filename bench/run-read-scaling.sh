@@ -20,32 +20,18 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/hapool-target}
-(cd "$repo" && cargo build --release --locked -q)
-bin="$CARGO_TARGET_DIR/release/hapool"
-
-"$peer/setup.sh" >/dev/null
-"$peer/cluster-pg.sh" start >/dev/null
+# shellcheck source=lib.sh
+. "$here/lib.sh"
+build_and_start_cluster
 has=$(PGPASSWORD=bench psql -X -Atq -h 127.0.0.1 -p 15432 -U bench -d bench \
   -c "select count(*) from pgbench_branches" 2>/dev/null || echo 0)
 [ "$has" = 10 ] || "$peer/pgbench.sh" --init --scale 10
 "$peer/proxies-pg.sh" start pgpool-scale >/dev/null
-mkdir -p /tmp/hapool-bench
-"$bin" run -c "$here/hapool-read-scaling.toml" >/tmp/hapool-bench/hapool-rs.log 2>&1 &
-echo $! >/tmp/hapool-bench/hapool-rs.pid
-stop_all() {
-  kill "$(cat /tmp/hapool-bench/hapool-rs.pid)" 2>/dev/null || true
-  wait 2>/dev/null || true
-  "$peer/proxies-pg.sh" stop >/dev/null 2>&1 || true
-  "$peer/cluster-pg.sh" stop >/dev/null 2>&1 || true
-}
-trap stop_all EXIT
-for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/16501) 2>/dev/null && break; sleep 0.1; done
+start_hapool hapool-read-scaling.toml 16501 hapool-rs.log
 
 export RESULTS_DIR=${RESULTS_DIR:-/tmp/peer-bench-results/read-scaling-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$RESULTS_DIR"
 pgpool_pid=$("$peer/proxies-pg.sh" pid pgpool-scale)
-hapool_pid=$(cat /tmp/hapool-bench/hapool-rs.pid)
 for ((r = 1; r <= runs; r++)); do
   for clients in 32 200; do
     # label | target | pid to account CPU of (none for direct)
