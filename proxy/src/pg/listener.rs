@@ -173,12 +173,14 @@ impl Shared {
         *self.route.write().unwrap_or_else(|e| e.into_inner()) = state.clone();
         self.generation.store(generation, Ordering::Release);
         // Retired after the new route is out, so a session that finds its pool retired finds the new route too.
+        let mut retired = false;
         let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
         pools.retain(|(node, _, _), pool| {
             let keep = route.allows(node, pool.target.addr);
             if !keep {
                 info!(cluster = %name, pool = %pool.name, "node no longer usable: closing its pool");
                 pool.retire();
+                retired = true;
             }
             keep
         });
@@ -187,6 +189,7 @@ impl Shared {
         replaced.retain(|weak| match weak.upgrade() {
             Some(pool) if !route.allows(&pool.node, pool.target.addr) => {
                 pool.retire();
+                retired = true;
                 false
             }
             Some(_) => true,
@@ -194,7 +197,9 @@ impl Shared {
         });
         drop(replaced);
         // Sessions holding a connection of a retired pool find out when they look.
-        self.cancels.wake_all();
+        if retired {
+            self.cancels.wake_all();
+        }
         self.route_changed.notify_waiters();
     }
 }
