@@ -38,12 +38,24 @@ fn a_killed_replica_restarts_and_catches_up() {
     let c = cluster(MyClusterOptions::default());
     let replica = &c.replicas()[0];
     mariadb(&c, c.primary(), "CREATE TABLE t (id INT)").unwrap();
+    // Killed once the table has arrived, so that only the 1,000 rows written while it is down are to catch up.
+    // (This test failed twice in CI without saying why; its message now carries the replica's status.)
+    c.wait_replicated(WAIT).unwrap();
     replica.kill();
     assert!(!replica.is_running());
     mariadb(&c, c.primary(), "INSERT INTO t SELECT seq FROM seq_1_to_1000").unwrap();
     replica.start().unwrap();
     let caught_up = eventually(WAIT, || mariadb(&c, replica, "SELECT count(*) FROM t").as_deref() == Ok("1000"));
-    assert!(caught_up, "replica did not catch up after restart");
+    let status = |f: &str| replica.slave_status_field(f).ok().flatten().unwrap_or_default();
+    assert!(
+        caught_up,
+        "replica did not catch up after restart: IO {} SQL {} last IO error {:?} last SQL error {:?} gtid {:?}",
+        status("Slave_IO_Running"),
+        status("Slave_SQL_Running"),
+        status("Last_IO_Error"),
+        status("Last_SQL_Error"),
+        replica.sql("SELECT @@gtid_slave_pos").unwrap_or_default(),
+    );
     c.wait_replicated(WAIT).unwrap();
 }
 
