@@ -563,12 +563,16 @@ fn min_idle_connections_are_opened_ahead_of_demand() {
     let pg = cluster();
     let proxy = TestProxy::start(&pg, "pool_size = 4\nmin_idle = 3", "");
     assert_eq!(psql_conninfo(&proxy.app(), "SELECT 1").unwrap(), "1", "the first client creates the pool");
-    let warm = eventually(Duration::from_secs(10), || {
-        pg.primary().psql("SELECT count(*) FROM pg_stat_activity WHERE usename = 'app'").is_ok_and(|n| n == "3")
-    });
-    assert!(warm, "three idle server connections wait for clients");
-    let idle: u64 = proxy.listener.stats().iter().map(|(_, s)| s.servers_idle).sum();
-    assert_eq!(idle, 3);
+    // Three idle ones, or four when the first client's connection was busy while the pool looked: min_idle
+    // counts idle connections, not all of them.
+    let idle = || proxy.listener.stats().iter().map(|(_, s)| s.servers_idle).sum::<u64>();
+    let servers = || -> u64 {
+        let n = pg.primary().psql("SELECT count(*) FROM pg_stat_activity WHERE usename = 'app'").unwrap();
+        n.parse().unwrap()
+    };
+    let warm = eventually(Duration::from_secs(10), || idle() >= 3 && idle() == servers());
+    assert!(warm, "three idle server connections wait for clients ({} idle of {})", idle(), servers());
+    assert!(servers() <= 4, "{} server connections", servers());
 }
 
 #[test]

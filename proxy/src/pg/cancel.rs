@@ -31,6 +31,11 @@ impl CancelSlot {
         self.waker.register(waker);
     }
 
+    /// Drops the registered waker (its task is ending while the client stays).
+    pub fn forget_waker(&self) {
+        drop(self.waker.take());
+    }
+
     /// Records which server serves the client now; `None` when none does.
     pub fn set(&self, target: CancelTarget) {
         *self.target.lock().unwrap_or_else(|e| e.into_inner()) = target;

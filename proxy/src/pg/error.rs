@@ -52,6 +52,8 @@ pub enum PgError {
     NoPrimary { cluster: String, why: String, seconds: u64 },
     #[error("node {node} is no longer usable (the topology changed); reconnect to reach the current primary")]
     NodeGone { node: String },
+    #[error("terminating connection due to idle-session timeout ({seconds}s, client_idle_timeout)")]
+    IdleTimeout { seconds: u64 },
     #[error("cluster {cluster}: no replica can serve reads now ({lagging} over the lag limit) and fallback_to_primary is off")]
     NoReplica { cluster: String, lagging: usize },
 }
@@ -61,7 +63,7 @@ impl PgError {
         use PgError::*;
         match self {
             ClientIo(_) | ClientProtocol(_) | ClientMessage(_) | AuthFailed { .. } | UnknownPool { .. } => Side::Client,
-            StartupTimeout { .. } | TlsRequired | HbaRejected { .. } => Side::Client,
+            StartupTimeout { .. } | TlsRequired | HbaRejected { .. } | IdleTimeout { .. } => Side::Client,
             ServerConnect { .. } | ServerLogin { .. } | ServerIo(_) | ServerProtocol(_) => Side::Server,
             TooManyClients { .. }
             | PoolTimeout { .. }
@@ -85,6 +87,7 @@ impl PgError {
             StartupTimeout { .. } => "08006",
             ServerLogin { .. } => "08004",
             Shutdown => "57P01",
+            IdleTimeout { .. } => "57P05",
             TlsRequired | HbaRejected { .. } => "28000",
         }
     }

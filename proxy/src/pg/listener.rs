@@ -17,6 +17,7 @@ use super::auth::UserAuth;
 use super::buffers::BufferPool;
 use super::cancel::CancelRegistry;
 use super::error::PgError;
+use super::parking::{OnTick, Parking, Resume};
 use super::pool::{Pool, PoolSettings};
 use super::server::ServerTarget;
 use super::session::startup::refuse_after_startup;
@@ -68,6 +69,8 @@ pub struct Shared {
     pub per_user: Mutex<HashMap<String, u32>>,
     /// Sessions admitted and not yet ended (against `max_client_connections`).
     clients: AtomicUsize,
+    /// Idle clients without a task of their own, and the clock of idleness.
+    pub parking: Parking<Box<Session>>,
     pub shutdown: CancellationToken,
 }
 
@@ -239,6 +242,7 @@ impl PgListener {
             statements: StatementRegistry::default(),
             per_user: Mutex::new(HashMap::new()),
             clients: AtomicUsize::new(0),
+            parking: Parking::default(),
             shutdown,
         };
         Ok(PgListener { shared: Arc::new(shared), grace: config.shutdown_grace, topology })
@@ -275,6 +279,9 @@ impl PgListener {
         let limit = settings.cluster.max_client_connections;
         let tracker = TaskTracker::new();
         tokio::spawn(follow(shared.clone(), self.topology.clone()));
+        if let Err(e) = start_parking(shared, &tracker) {
+            warn!(error = %e, "cannot park idle clients: each keeps its own task");
+        }
         let primary = shared.route().route.primary.as_ref().map_or("none yet".to_string(), |p| p.node.to_string());
         info!(cluster = %settings.cluster.name, listen = %listener.local_addr()?, %primary, "PostgreSQL listener ready");
         loop {
@@ -304,7 +311,9 @@ impl PgListener {
             let shared = shared.clone();
             tracker.spawn(async move { Session::run(shared, socket).await });
         }
-        // Idle sessions end at once; busy ones at their next transaction boundary.
+        // Idle sessions end at once (parked ones are given back to end); busy ones at their next transaction
+        // boundary.
+        shared.parking.close();
         shared.cancels.wake_all();
         tracker.close();
         if tokio::time::timeout(self.grace, tracker.wait()).await.is_err() {
@@ -326,9 +335,32 @@ impl PgListener {
         self.shared.route_stats.snapshot()
     }
 
+    /// Idle clients parked now (without a task of their own).
+    pub fn parked(&self) -> usize {
+        self.shared.parking.parked()
+    }
+
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }
+}
+
+/// Starts the listener's parking: a client given back gets a task of its own, tracked like the others; at each
+/// tick every session is woken to look at its idleness.
+fn start_parking(shared: &Arc<Shared>, tracker: &TaskTracker) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Handle::current();
+    let tracker = tracker.clone();
+    let resume: Resume<Box<Session>> = Box::new(move |session, socket, why| {
+        runtime.spawn(tracker.track_future(Session::resume(session, socket, why)));
+    });
+    // Weak: the parking belongs to what it would keep alive.
+    let weak = Arc::downgrade(shared);
+    let on_tick: OnTick = Box::new(move |_| {
+        if let Some(shared) = weak.upgrade() {
+            shared.cancels.wake_all();
+        }
+    });
+    shared.parking.start(resume, on_tick)
 }
 
 /// Applies every new topology until shutdown or until the manager is gone.

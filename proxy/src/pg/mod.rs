@@ -8,6 +8,7 @@ pub mod codec;
 pub mod error;
 pub mod listener;
 pub mod msg;
+pub mod parking;
 pub mod pool;
 pub mod server;
 pub mod server_tls;

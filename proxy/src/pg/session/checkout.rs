@@ -72,12 +72,13 @@ impl Session {
             sql.extend(params::sync_sql(&self.desired, &conn.params));
             conn.synced = Some(self.desired_hash);
         }
-        if conn.search_path.as_ref() != Some(&self.search_path) {
-            match &self.search_path {
+        let path = self.search_path.as_deref().and_then(|p| p.current.as_ref());
+        if conn.search_path.as_ref().map(Option::as_ref) != Some(path) {
+            match path {
                 Some(path) => sql.push_str(&format!("SET search_path = {path};")),
                 None => sql.push_str("RESET search_path;"),
             }
-            conn.search_path = Some(self.search_path.clone());
+            conn.search_path = Some(path.cloned());
         }
         if !sql.is_empty() {
             msg::query(&mut self.to_server, &sql);
@@ -90,10 +91,10 @@ impl Session {
     /// The topology changed since this session last looked: take the primary's pool in the new one (waiting for
     /// a primary if there is none right now). The client's counters move with it.
     pub(super) async fn repoint(&mut self) -> Result<(), PgError> {
-        let Some(auth) = self.settings.users.get(&self.user) else {
-            return Err(PgError::AuthFailed { user: self.user.clone() });
+        let Some(auth) = self.settings.users.get(self.user()) else {
+            return Err(PgError::AuthFailed { user: self.user().to_string() });
         };
-        let (pool, route) = self.shared.primary_pool(&self.settings, auth, &self.database).await?;
+        let (pool, route) = self.shared.primary_pool(&self.settings, auth, self.database()).await?;
         if !Arc::ptr_eq(&pool, &self.pool) {
             PoolStats::sub(&self.pool.stats.clients_active, 1);
             PoolStats::add(&pool.stats.clients_active, 1);

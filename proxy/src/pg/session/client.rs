@@ -24,7 +24,7 @@ impl Session {
                     self.maybe_release();
                     frame
                 }
-                None => match decode(&mut self.cbuf, self.max_message)? {
+                None => match decode(&mut self.cbuf, self.settings.cluster.max_message_size.0 as usize)? {
                     Some(frame) => frame,
                     None => break,
                 },
@@ -150,7 +150,7 @@ impl Session {
                 // transaction the outcome depends on COMMIT: mark the connection unknown, it is reset before reuse.
                 if let Some(path) = text.and_then(params::search_path_set).filter(|_| renaming) {
                     if self.tx_status == b'I' {
-                        self.pending_search_path = Some(path);
+                        self.search_path.get_or_insert_default().pending = Some(path);
                         self.statement_failed = false;
                     } else {
                         self.server_conn().search_path = None;

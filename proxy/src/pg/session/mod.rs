@@ -6,7 +6,9 @@ mod checkout;
 mod client;
 pub mod expect;
 mod flush;
+mod idle;
 mod params;
+mod park;
 pub mod routing;
 mod server;
 pub mod startup;
@@ -29,6 +31,7 @@ use super::codec::Frame;
 use super::error::PgError;
 use super::listener::{RouteState, Shared};
 use super::msg::{self, Severity};
+use super::parking::Epoch;
 use super::pool::{Pool, Pooled};
 use super::settings::Settings;
 use super::tls::ClientStream;
@@ -52,9 +55,8 @@ pub struct Session {
     cbuf: BytesMut,
     to_client: BytesMut,
     to_server: BytesMut,
-    user: String,
-    database: String,
-    /// The primary's pool in the route the session last looked at.
+    /// The primary's pool in the route the session last looked at (its target names the client's user and
+    /// database: see `user()`).
     pool: Arc<Pool>,
     route: Arc<RouteState>,
     /// The pool of the server held (or last held): the primary's or a reader's.
@@ -80,9 +82,8 @@ pub struct Session {
     /// Shared with the other clients of the pool that want the same values, copied on a client's first SET.
     desired: Arc<Vec<(String, String)>>,
     desired_hash: u64,
-    /// The client's search_path (`None`: the server's default), and one being set by a running statement.
-    search_path: Option<String>,
-    pending_search_path: Option<String>,
+    /// The client's search_path once it set one (boxed: few clients do).
+    search_path: Option<Box<params::SearchPath>>,
     /// Whether the statement now running has failed (its ReadyForQuery follows).
     statement_failed: bool,
     key: (i32, i32),
@@ -97,10 +98,27 @@ pub struct Session {
     unsynced: bool,
     /// Which socket the next wait looks at first (alternates, so neither side can starve the other).
     server_first: bool,
-    max_message: usize,
     peer: std::net::IpAddr,
     /// The session's span when debug logging is on.
     span: Option<Box<tracing::Span>>,
+    /// The parking epoch at which the client's present idle wait began (`None` while it has work in flight).
+    idle_since: Option<Epoch>,
+    /// The last parking epoch the wait looked at (a new one means: check idleness).
+    seen_epoch: Epoch,
+    /// Park at the next idle wait without waiting for the clock (see `idle::verdict`).
+    park_soon: bool,
+    /// Came back from a long park: `park_soon` once the client's message is in.
+    back_from_park: bool,
+    /// Cleared when parking refused this session once (it then keeps its task).
+    may_park: bool,
+}
+
+/// How serving a client stopped (short of an error).
+enum Served {
+    /// The client said goodbye or closed.
+    Left,
+    /// The client is idle and may park.
+    Park,
 }
 
 /// What the client asked for with its last message.
@@ -118,10 +136,30 @@ impl Session {
         // Boxed: startup runs once, and its state should not stay in every long-lived session future.
         let opening = Box::pin(Self::open(shared, socket));
         async move {
-            let Some(mut session) = opening.await else { return };
-            let result = session.serve().await;
-            Box::pin(session.finish(result)).await;
+            if let Some(session) = opening.await {
+                Self::drive(session).await;
+            }
         }
+    }
+
+    /// Serves the client until it leaves or something fails, or until it parks: then the task ends, and the
+    /// parking gives the client a new one when it sends something (`resume`).
+    async fn drive(mut self: Box<Self>) {
+        let result = loop {
+            match self.serve().await {
+                Ok(Served::Park) => match self.park() {
+                    park::Parked::Yes => return,
+                    park::Parked::No(back) => self = back,
+                    park::Parked::Lost(back, e) => {
+                        self = back;
+                        break Err(PgError::ClientIo(e));
+                    }
+                },
+                Ok(Served::Left) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        Box::pin(self.finish(result)).await;
     }
 
     /// After the last message: tells the client why its session ends (when it can hear it and it did not end
@@ -135,7 +173,7 @@ impl Session {
             }
             let (cluster, peer) = (&self.settings.cluster.name, self.peer);
             let parent = self.span.as_ref().and_then(|s| s.id());
-            info!(parent: parent, client = %peer, %cluster, user = %self.user, error = %e, side = ?e.side(), "session ended");
+            info!(parent: parent, client = %peer, %cluster, user = %self.user(), error = %e, side = ?e.side(), "session ended");
         }
         PoolStats::sub(&self.pool.stats.clients_active, 1);
         self.shared.cancels.unregister(self.key.0);
@@ -144,7 +182,8 @@ impl Session {
 
     /// Startup, authentication, a pool, and the greeting: a session ready to serve, or `None` when the client
     /// was refused, only cancelled a query, or could not be greeted.
-    async fn open(shared: Arc<Shared>, socket: TcpStream) -> Option<Session> {
+    /// Boxed: the task's own future then holds a pointer, and parking hands the box over as it is.
+    async fn open(shared: Arc<Shared>, socket: TcpStream) -> Option<Box<Session>> {
         let admission = Admission(Some(shared.clone()));
         let peer = socket.peer_addr().map(|a| a.ip()).unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
         let mut socket = ClientStream::Plain(socket);
@@ -183,15 +222,12 @@ impl Session {
             return None;
         }
         let (key, cancel) = shared.cancels.register();
-        let mut session = Session {
-            max_message: settings.cluster.max_message_size.0 as usize,
+        let mut session = Box::new(Session {
             transaction_pooling: settings.transaction_pooling(),
             client: socket,
             cbuf: leftover,
             to_client: BytesMut::new(),
             to_server: BytesMut::new(),
-            user,
-            database,
             serving: pool.clone(),
             pool,
             route,
@@ -208,7 +244,6 @@ impl Session {
             desired: Arc::default(),
             desired_hash: 0,
             search_path: None,
-            pending_search_path: None,
             statement_failed: false,
             key,
             cancel,
@@ -220,13 +255,18 @@ impl Session {
             peer,
             // An idle client should not keep a disabled span's room (the session span is at debug level).
             span: (!span.is_disabled()).then(|| Box::new(span)),
+            idle_since: None,
+            seen_epoch: shared.parking.epoch(),
+            park_soon: true,
+            back_from_park: false,
+            may_park: true,
             shared,
             settings,
-        };
+        });
         admission.hand_over();
         PoolStats::add(&session.pool.stats.clients_active, 1);
         let parent = session.span.as_ref().and_then(|s| s.id());
-        debug!(parent: parent, user = %session.user, database = %session.database, "client authenticated");
+        debug!(parent: parent, user = %session.user(), database = %session.database(), "client authenticated");
         if let Err(e) = session.greet(&params).await {
             session.finish(Err(e)).await;
             return None;
@@ -262,11 +302,11 @@ impl Session {
         Ok(())
     }
 
-    /// The forwarding loop, until the client leaves or something fails.
-    async fn serve(&mut self) -> Result<(), PgError> {
+    /// The forwarding loop, until the client leaves or parks, or something fails.
+    async fn serve(&mut self) -> Result<Served, PgError> {
         loop {
             if self.process_client().await? == Flow::Terminate {
-                return Ok(());
+                return Ok(Served::Left);
             }
             self.flush().await?;
             if self.unit_writes {
@@ -280,10 +320,20 @@ impl Session {
                 continue; // the unit the held-back message waited for is over
             }
             self.release_idle_buffers();
+            if self.idle_since.is_none() && self.at_boundary() {
+                self.idle_since = Some(self.shared.parking.epoch());
+            }
+            if let Some(served) = self.idle_next()? {
+                return Ok(served);
+            }
             let event = poll_fn(|cx| self.poll_event(cx)).await;
             match event {
-                Event::Client(Ok(0)) => return Ok(()),
-                Event::Client(Ok(n)) => PoolStats::add(&self.serving.stats.bytes_from_clients, n as u64),
+                Event::Client(Ok(0)) => return Ok(Served::Left),
+                Event::Client(Ok(n)) => {
+                    PoolStats::add(&self.serving.stats.bytes_from_clients, n as u64);
+                    self.idle_since = None;
+                    self.park_soon |= std::mem::take(&mut self.back_from_park);
+                }
                 Event::Client(Err(e)) => return Err(PgError::ClientIo(e)),
                 Event::Server(Ok(0)) => return Err(PgError::ServerIo(std::io::ErrorKind::UnexpectedEof.into())),
                 Event::Server(Ok(n)) => {
@@ -293,8 +343,18 @@ impl Session {
                 Event::Server(Err(e)) => return Err(PgError::ServerIo(e)),
                 Event::Shutdown => return Err(PgError::Shutdown),
                 Event::Retired => return Err(PgError::NodeGone { node: self.serving.node.0.clone() }),
+                Event::Tick => {} // idleness is looked at before the next wait
             }
         }
+    }
+
+    /// The client's user (every pool the session uses is this user's).
+    fn user(&self) -> &str {
+        &self.pool.target.user
+    }
+
+    fn database(&self) -> &str {
+        &self.pool.target.database
     }
 
     fn server_conn(&mut self) -> &mut super::server::ServerConn {
@@ -364,7 +424,7 @@ impl Drop for Session {
     fn drop(&mut self) {
         self.shared.client_ended();
         let mut counts = self.shared.per_user.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = counts.get_mut(&self.user) {
+        if let Some(c) = counts.get_mut(self.user()) {
             *c = c.saturating_sub(1);
         }
     }

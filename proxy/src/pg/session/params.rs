@@ -65,6 +65,14 @@ pub fn sync_sql(desired: &[(String, String)], server: &std::collections::HashMap
     (!sql.is_empty()).then_some(sql)
 }
 
+/// A client's search_path: the one in force (`None`: the server's default), and one being set by the statement
+/// now running (it applies if that statement succeeds).
+#[derive(Debug, Default)]
+pub struct SearchPath {
+    pub current: Option<String>,
+    pub pending: Option<String>,
+}
+
 /// The value of a plain `SET [SESSION] search_path {TO|=} value` (PostgreSQL does not report search_path, so
 /// the proxy reads it from the statement); `None` for anything else, `SET LOCAL` included.
 pub fn search_path_set(sql: &str) -> Option<String> {

@@ -78,13 +78,14 @@ impl Session {
             b'Z' => {
                 self.tx_status = frame.body().first().copied().unwrap_or(b'I');
                 // The client's own statement ended (not a query we injected before it).
-                if let Some(path) = self.pending_search_path.take_if(|_| head_forwarded) {
+                let pending = self.search_path.as_mut().and_then(|p| p.pending.take_if(|_| head_forwarded));
+                if let Some(path) = pending {
                     if self.statement_failed {
                         // Did the SET apply before something failed? Unknown: the next checkout sets it again.
                         self.server_conn().search_path = None;
                     } else {
                         self.server_conn().search_path = Some(Some(path.clone()));
-                        self.search_path = Some(path);
+                        self.search_path.get_or_insert_default().current = Some(path);
                     }
                 }
             }

@@ -16,6 +16,8 @@ pub(super) enum Event {
     Shutdown,
     /// The topology no longer allows the node of the server connection held.
     Retired,
+    /// The parking clock ticked while the client was idle: time to look at its idleness.
+    Tick,
 }
 
 impl Session {
@@ -27,6 +29,13 @@ impl Session {
         }
         if self.holds_retired() {
             return Poll::Ready(Event::Retired);
+        }
+        let epoch = self.shared.parking.epoch();
+        if epoch != self.seen_epoch {
+            self.seen_epoch = epoch;
+            if self.idle_since.is_some() {
+                return Poll::Ready(Event::Tick);
+            }
         }
         self.server_first = !self.server_first;
         if self.server_first {

@@ -1,0 +1,105 @@
+//! An idle session leaves its task: the client goes to the listener's parking (`pg::parking`) and comes back in
+//! a new task when it sends something, when it has been idle too long, or at shutdown.
+
+use tokio::net::TcpStream;
+
+use super::idle::{self, Idle};
+use super::{Served, Session};
+use crate::pg::error::PgError;
+use crate::pg::parking::Wake;
+use crate::pg::tls::Stream;
+
+pub(super) enum Parked {
+    Yes,
+    /// Parking refused it: it goes on serving in its task.
+    No(Box<Session>),
+    /// The socket was lost on the way.
+    Lost(Box<Session>, std::io::Error),
+}
+
+impl Session {
+    /// Whether the client could be handed over now: nothing of it would be lost (plain TCP, no server held,
+    /// nothing buffered, owed or held back) and the listener is not shutting down.
+    fn can_park(&self) -> bool {
+        self.may_park
+            && self.transaction_pooling
+            && self.server.is_none()
+            && self.at_boundary()
+            && self.cbuf.is_empty()
+            && self.pending.is_none()
+            && !self.skip_to_sync
+            && matches!(self.client, Stream::Plain(_))
+            && !self.shared.shutdown.is_cancelled()
+    }
+
+    /// Before a wait: whether an idle client parks now, or has been idle longer than `client_idle_timeout`.
+    pub(super) fn idle_next(&mut self) -> Result<Option<Served>, PgError> {
+        let Some(since) = self.idle_since else { return Ok(None) };
+        let ticks = self.shared.parking.epoch().saturating_sub(since);
+        let limit = idle::limit_ticks(self.settings.cluster.client_idle_timeout);
+        match idle::verdict(self.can_park(), self.park_soon, ticks, limit) {
+            Idle::Wait => Ok(None),
+            Idle::Park => Ok(Some(Served::Park)),
+            Idle::Expire => Err(self.idle_timeout()),
+        }
+    }
+
+    fn idle_timeout(&self) -> PgError {
+        PgError::IdleTimeout { seconds: self.settings.cluster.client_idle_timeout.unwrap_or_default().as_secs() }
+    }
+
+    /// Hands the client to the parking; its task ends. `can_park` held.
+    pub(super) fn park(mut self: Box<Self>) -> Parked {
+        let Stream::Plain(tcp) = std::mem::replace(&mut self.client, Stream::Detached) else {
+            self.may_park = false;
+            return Parked::No(self);
+        };
+        let socket = match tcp.into_std() {
+            Ok(socket) => socket,
+            Err(e) => return Parked::Lost(self, e),
+        };
+        // The waker of the task about to end: a parked client keeps nothing of it.
+        self.cancel.forget_waker();
+        self.park_soon = false;
+        let since = self.idle_since.unwrap_or_else(|| self.shared.parking.epoch());
+        let expires = idle::expiry(since, idle::limit_ticks(self.settings.cluster.client_idle_timeout));
+        let shared = self.shared.clone();
+        match shared.parking.park(self, socket, expires) {
+            Ok(()) => Parked::Yes,
+            Err((mut session, socket)) => {
+                session.may_park = false;
+                match TcpStream::from_std(socket) {
+                    Ok(tcp) => {
+                        session.client = Stream::Plain(tcp);
+                        Parked::No(session)
+                    }
+                    Err(e) => Parked::Lost(session, e),
+                }
+            }
+        }
+    }
+
+    /// A parked client back in a task of its own (spawned by the listener's parking).
+    pub async fn resume(mut self: Box<Self>, socket: std::net::TcpStream, why: Wake) {
+        let result = match TcpStream::from_std(socket) {
+            Ok(tcp) => {
+                self.client = Stream::Plain(tcp);
+                match why {
+                    Wake::Expired => Err(self.idle_timeout()),
+                    Wake::Readable | Wake::Closing => Ok(()),
+                }
+            }
+            Err(e) => Err(PgError::ClientIo(e)),
+        };
+        if let Err(e) = result {
+            return Box::pin(self.finish(Err(e))).await;
+        }
+        let epoch = self.shared.parking.epoch();
+        // Parked a whole tick or more: likely idle again after this message, so it parks right after it.
+        self.back_from_park = self.idle_since.is_some_and(|since| epoch > since);
+        // Not idle from here until its message is served: the wait reads the socket before anything else.
+        self.idle_since = None;
+        self.seen_epoch = epoch;
+        Self::drive(self).await;
+    }
+}

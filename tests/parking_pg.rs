@@ -1,0 +1,152 @@
+//! Idle clients park (their task ends; the listener's parking thread watches their sockets) and come back with
+//! everything they had: prepared statements, session parameters, their place under the client limits. Idle
+//! clients are closed after `client_idle_timeout` whether parked or not. Real PostgreSQL, tokio-postgres.
+
+mod common;
+
+use std::time::Duration;
+
+use common::eventually;
+use common::proxy::{connect, TestProxy};
+use hapool_sandbox::{PgCluster, PgClusterOptions};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::SimpleQueryMessage;
+
+fn cluster() -> PgCluster {
+    PgCluster::start(PgClusterOptions { replicas: 0, ..Default::default() }).expect("start PostgreSQL")
+}
+
+fn first_value(rows: Vec<SimpleQueryMessage>) -> String {
+    rows.iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(r) => Some(r.get(0).unwrap().to_string()),
+            _ => None,
+        })
+        .expect("a row")
+}
+
+/// Waits (up to `within`) until `n` clients are parked.
+async fn until_parked(proxy: &TestProxy, n: usize, within: Duration) {
+    let parked = async {
+        while proxy.listener.parked() != n {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let waited = tokio::time::timeout(within, parked).await;
+    assert!(waited.is_ok(), "{} clients parked, not {n}", proxy.listener.parked());
+}
+
+#[test]
+fn idle_clients_park_and_come_back_with_their_statements_and_parameters() {
+    let pg = cluster();
+    let proxy = TestProxy::start(&pg, "pool_size = 2\nmax_client_connections = 40", "");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let clients: Vec<_> = rt.block_on(async {
+        let mut clients = Vec::new();
+        for i in 0..30 {
+            let client = connect(&proxy.app()).await;
+            let statement = client.prepare("SELECT $1::int * 10").await.unwrap();
+            client.simple_query(&format!("SET application_name = 'client{i}'")).await.unwrap();
+            clients.push((client, statement));
+        }
+        clients
+    });
+    // Idle: every one of them parks (a client back from a park parks again after its work, the others once the
+    // clock has seen them idle across a tick).
+    assert!(
+        eventually(Duration::from_secs(10), || proxy.listener.parked() == 30),
+        "parked: {}",
+        proxy.listener.parked()
+    );
+    rt.block_on(async {
+        for (i, (client, statement)) in clients.iter().enumerate() {
+            let row = client.query_one(statement, &[&(i as i32)]).await.unwrap();
+            assert_eq!(row.get::<_, i32>(0), i as i32 * 10);
+            let name = first_value(client.simple_query("SHOW application_name").await.unwrap());
+            assert_eq!(name, format!("client{i}"));
+        }
+    });
+    assert!(eventually(Duration::from_secs(10), || proxy.listener.parked() == 30), "parked again");
+    // Ten more fit under the limit; the forty-first is refused: parked clients hold their places.
+    let more = rt.block_on(async {
+        let mut more = Vec::new();
+        for _ in 0..10 {
+            more.push(connect(&proxy.app()).await);
+        }
+        let refused = tokio_postgres::connect(&proxy.app(), tokio_postgres::NoTls).await.err().expect("refused");
+        assert_eq!(refused.code(), Some(&SqlState::TOO_MANY_CONNECTIONS), "{refused}");
+        more
+    });
+    // Parked clients that hang up are gone, and their places free.
+    drop(clients);
+    drop(more);
+    assert!(eventually(Duration::from_secs(10), || proxy.listener.parked() == 0), "hung-up clients left the parking");
+    rt.block_on(async {
+        let client = connect(&proxy.app()).await;
+        assert_eq!(first_value(client.simple_query("SELECT 1").await.unwrap()), "1");
+    });
+    assert!(proxy.servers_opened() <= 2);
+}
+
+#[test]
+fn a_parked_client_can_cancel_and_be_cancelled() {
+    let pg = cluster();
+    let proxy = TestProxy::start(&pg, "pool_size = 2", "");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = connect(&proxy.app()).await;
+        let token = client.cancel_token();
+        // Freshly greeted clients park at once.
+        until_parked(&proxy, 1, Duration::from_secs(10)).await;
+        // A cancel for a parked client has nothing to stop.
+        token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+        let sleeping = tokio::spawn(async move { client.simple_query("SELECT pg_sleep(30)").await });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+        let result = tokio::time::timeout(Duration::from_secs(5), sleeping).await.expect("cancelled in time").unwrap();
+        assert_eq!(result.unwrap_err().code(), Some(&SqlState::QUERY_CANCELED));
+    });
+}
+
+#[test]
+fn client_idle_timeout_ends_idle_clients_with_57p05_parked_or_not() {
+    let pg = cluster();
+    let transaction = TestProxy::start(&pg, "pool_size = 2\nclient_idle_timeout = \"2s\"", "");
+    let session = TestProxy::start(&pg, "pool_mode = \"session\"\nclient_idle_timeout = \"2s\"", "");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut ends = Vec::new();
+        for proxy in [&transaction, &session] {
+            let (idle, conn) = tokio_postgres::connect(&proxy.app(), tokio_postgres::NoTls).await.unwrap();
+            ends.push((tokio::spawn(conn), idle));
+        }
+        // A client inside a transaction is not idle in this sense: it stays.
+        let busy = connect(&transaction.app()).await;
+        busy.batch_execute("BEGIN").await.unwrap();
+        until_parked(&transaction, 1, Duration::from_secs(1)).await;
+        for (end, _client) in ends {
+            let ended = tokio::time::timeout(Duration::from_secs(10), end).await.expect("the idle client was closed");
+            let err = ended.unwrap().unwrap_err();
+            assert_eq!(err.code(), Some(&SqlState::IDLE_SESSION_TIMEOUT), "{err}");
+        }
+        busy.batch_execute("SELECT 1; COMMIT").await.unwrap();
+    });
+    assert_eq!(session.listener.parked(), 0, "session pooling keeps its server: nothing parks");
+}
+
+#[test]
+fn shutdown_gives_parked_clients_57p01() {
+    let pg = cluster();
+    let proxy = TestProxy::start(&pg, "pool_size = 2", "");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (_client, conn) = tokio_postgres::connect(&proxy.app(), tokio_postgres::NoTls).await.unwrap();
+        let conn = tokio::spawn(conn);
+        until_parked(&proxy, 1, Duration::from_secs(10)).await;
+        proxy.begin_shutdown();
+        let ended = tokio::time::timeout(Duration::from_secs(5), conn).await.expect("the parked client was told");
+        let err = ended.unwrap().unwrap_err();
+        assert_eq!(err.code(), Some(&SqlState::ADMIN_SHUTDOWN), "{err}");
+    });
+    assert_eq!(proxy.listener.parked(), 0);
+}
