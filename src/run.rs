@@ -35,7 +35,7 @@ pub fn serve(
 ) -> anyhow::Result<()> {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let threads = config.runtime.threads(cores);
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()?;
+    let runtime = build_runtime(threads)?;
     info!(threads, cores, "serving");
     let shutdown = CancellationToken::new();
     let _runtime = runtime.enter();
@@ -66,26 +66,57 @@ pub fn serve(
         listeners.push((name, listener.clone()));
         tasks.push(runtime.spawn(async move { listener.serve(socket).await }));
     }
-    ready(&bound);
-    loop {
-        match signals::wait(signals)? {
-            Signal::SIGHUP => match path {
-                Some(path) => reload(path, &listeners, &mut current),
-                None => warn!("SIGHUP: this config has no file to reload from"),
-            },
-            signal => {
-                info!(%signal, "shutting down: sessions finish their transactions");
-                break;
-            }
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        // Cancels on every way out of this block, so the thread below always ends.
+        let _stop = shutdown.clone().drop_guard();
+        if threads == 1 {
+            // A current-thread runtime runs its tasks only while some thread is in `block_on`; the main thread
+            // waits for signals, so one thread drives it until shutdown.
+            let (runtime, stop) = (&runtime, shutdown.clone());
+            std::thread::Builder::new().name("hapool-runtime".into()).spawn_scoped(scope, move || {
+                runtime.block_on(stop.cancelled());
+            })?;
         }
-    }
-    shutdown.cancel();
+        ready(&bound);
+        wait_for_stop(signals, path, &listeners, &mut current)
+    })?;
     runtime.block_on(async {
         for task in tasks {
             let _ = task.await;
         }
     });
     Ok(())
+}
+
+/// Serves signals until one says stop: SIGHUP reloads from `path`.
+fn wait_for_stop(
+    signals: &SigSet,
+    path: Option<&std::path::Path>,
+    listeners: &[(String, PgListener)],
+    current: &mut [Cluster],
+) -> anyhow::Result<()> {
+    loop {
+        match signals::wait(signals)? {
+            Signal::SIGHUP => match path {
+                Some(path) => reload(path, listeners, current),
+                None => warn!("SIGHUP: this config has no file to reload from"),
+            },
+            signal => {
+                info!(%signal, "shutting down: sessions finish their transactions");
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// One worker: a current-thread runtime (measured: 6–15 % more throughput than a one-worker multi-thread runtime
+/// at 500 clients, bench/RESULTS.md). More: a multi-thread runtime.
+fn build_runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    if threads == 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()
+    }
 }
 
 /// Logs one line per cluster after every topology change and every `STATUS_EVERY`.
