@@ -144,6 +144,12 @@ fn free_port() -> u16 {
 
 #[test]
 fn run_serves_reloads_on_sighup_and_stops_on_sigterm() {
+    // One worker is a current-thread runtime driven by its own thread; two, a multi-thread runtime.
+    serve_reload_stop(1);
+    serve_reload_stop(2);
+}
+
+fn serve_reload_stop(worker_threads: u32) {
     use hapool_sandbox::{PgCluster, PgClusterOptions};
     let pg = PgCluster::start(PgClusterOptions { replicas: 0, ..Default::default() }).unwrap();
     pg.primary().psql("CREATE ROLE late LOGIN PASSWORD 'latepw'").unwrap();
@@ -152,7 +158,8 @@ fn run_serves_reloads_on_sighup_and_stops_on_sigterm() {
     let port = free_port();
     let config = |extra_user: &str| {
         format!(
-            "[[cluster]]\nname = \"app\"\nengine = \"postgres\"\nlisten = \"127.0.0.1:{port}\"\n\
+            "[runtime]\nworker_threads = {worker_threads}\n\
+             [[cluster]]\nname = \"app\"\nengine = \"postgres\"\nlisten = \"127.0.0.1:{port}\"\n\
              [[cluster.node]]\nname = \"pg0\"\nhost = \"127.0.0.1\"\nport = {}\n\
              [[cluster.user]]\nname = \"app\"\npassword = \"app\"\n{extra_user}",
             pg.primary().port()

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::eventually;
 use common::proxy::{connect, TestProxy};
@@ -101,7 +101,13 @@ fn a_parked_client_can_cancel_and_be_cancelled() {
         // A cancel for a parked client has nothing to stop.
         token.cancel_query(tokio_postgres::NoTls).await.unwrap();
         let sleeping = tokio::spawn(async move { client.simple_query("SELECT pg_sleep(30)").await });
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        let running = "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)' AND state = 'active'";
+        let started = async {
+            while !pg.primary().psql(running).is_ok_and(|n| n == "1") {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), started).await.expect("the query reached the server");
         token.cancel_query(tokio_postgres::NoTls).await.unwrap();
         let result = tokio::time::timeout(Duration::from_secs(5), sleeping).await.expect("cancelled in time").unwrap();
         assert_eq!(result.unwrap_err().code(), Some(&SqlState::QUERY_CANCELED));
@@ -117,21 +123,32 @@ fn client_idle_timeout_ends_idle_clients_with_57p05_parked_or_not() {
     rt.block_on(async {
         let mut ends = Vec::new();
         for proxy in [&transaction, &session] {
+            let connected = Instant::now();
             let (idle, conn) = tokio_postgres::connect(&proxy.app(), tokio_postgres::NoTls).await.unwrap();
-            ends.push((tokio::spawn(conn), idle));
+            ends.push((connected, tokio::spawn(conn), idle, proxy));
         }
         // A client inside a transaction is not idle in this sense: it stays.
         let busy = connect(&transaction.app()).await;
         busy.batch_execute("BEGIN").await.unwrap();
-        until_parked(&transaction, 1, Duration::from_secs(1)).await;
-        for (end, _client) in ends {
-            let ended = tokio::time::timeout(Duration::from_secs(10), end).await.expect("the idle client was closed");
+        // Idle clients end within the timeout plus a tick, never before it.
+        until_parked(&transaction, 1, Duration::from_secs(2)).await;
+        for (connected, mut end, _client, proxy) in ends {
+            let ended = loop {
+                // Session pooling keeps its server connection: its idle client never parks.
+                if proxy.addr == session.addr {
+                    assert_eq!(session.listener.parked(), 0, "a session-pooling client parked");
+                }
+                match tokio::time::timeout(Duration::from_millis(100), &mut end).await {
+                    Ok(ended) => break ended,
+                    Err(_) => assert!(connected.elapsed() < Duration::from_secs(10), "the idle client was not closed"),
+                }
+            };
             let err = ended.unwrap().unwrap_err();
             assert_eq!(err.code(), Some(&SqlState::IDLE_SESSION_TIMEOUT), "{err}");
+            assert!(connected.elapsed() >= Duration::from_secs(2), "closed early, after {:?}", connected.elapsed());
         }
         busy.batch_execute("SELECT 1; COMMIT").await.unwrap();
     });
-    assert_eq!(session.listener.parked(), 0, "session pooling keeps its server: nothing parks");
 }
 
 #[test]

@@ -278,10 +278,12 @@ impl PgListener {
         let settings = shared.settings();
         let limit = settings.cluster.max_client_connections;
         let tracker = TaskTracker::new();
+        // The parking also keeps the idleness clock (client_idle_timeout): no listener without it.
+        start_parking(shared, &tracker)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot start the parking thread: {e}")))?;
+        // However this future ends (dropped included), parked clients are given back and the thread ends.
+        let _parking = CloseParking(shared);
         tokio::spawn(follow(shared.clone(), self.topology.clone()));
-        if let Err(e) = start_parking(shared, &tracker) {
-            warn!(error = %e, "cannot park idle clients: each keeps its own task");
-        }
         let primary = shared.route().route.primary.as_ref().map_or("none yet".to_string(), |p| p.node.to_string());
         info!(cluster = %settings.cluster.name, listen = %listener.local_addr()?, %primary, "PostgreSQL listener ready");
         loop {
@@ -342,6 +344,15 @@ impl PgListener {
 
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
+    }
+}
+
+/// Closes a listener's parking when dropped.
+struct CloseParking<'a>(&'a Shared);
+
+impl Drop for CloseParking<'_> {
+    fn drop(&mut self) {
+        self.0.parking.close();
     }
 }
 

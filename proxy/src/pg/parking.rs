@@ -36,7 +36,7 @@ pub enum Wake {
     Readable,
     /// It stayed idle up to the epoch it was given.
     Expired,
-    /// The listener is shutting down.
+    /// Parking closed: the listener is shutting down (or the parking thread failed).
     Closing,
 }
 
@@ -55,6 +55,8 @@ struct Entry<T> {
 
 struct Slots<T> {
     entries: Slab<Entry<T>>,
+    /// Entries with an expiry (the tick scans the slab only when there are some).
+    expiring: usize,
     open: bool,
 }
 
@@ -85,23 +87,28 @@ impl<T> Default for Parking<T> {
 }
 
 impl<T: Send + 'static> Parking<T> {
-    /// Starts the parking thread. Only the first call starts one.
+    /// Starts the parking thread. Only the first call starts one; until one has, nothing parks.
     pub fn start(&self, resume: Resume<T>, on_tick: OnTick) -> std::io::Result<()> {
+        if self.inner.get().is_some() {
+            return Ok(());
+        }
         let poll = Poll::new()?;
         let inner = Arc::new(Inner {
             registry: poll.registry().try_clone()?,
             waker: Waker::new(poll.registry(), WAKE)?,
-            slots: Mutex::new(Slots { entries: Slab::new(), open: true }),
+            slots: Mutex::new(Slots { entries: Slab::new(), expiring: 0, open: true }),
             resume,
         });
-        if self.inner.set(inner.clone()).is_err() {
-            return Ok(());
-        }
         let epoch = self.epoch.clone();
+        let theirs = inner.clone();
+        // Spawned before parking opens: no client is parked without a thread to give it back.
         let thread = std::thread::Builder::new()
             .name("hapool-parking".into())
-            .spawn(move || run(&inner, poll, &epoch, &on_tick))?;
-        *self.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(thread);
+            .spawn(move || run(&theirs, poll, &epoch, &on_tick))?;
+        // If another start won meanwhile, this thread ends at its first tick (it alone holds its parking).
+        if self.inner.set(inner).is_ok() {
+            *self.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(thread);
+        }
         Ok(())
     }
 
@@ -120,23 +127,17 @@ impl<T: Send + 'static> Parking<T> {
             return Err((item, socket));
         }
         entry.insert(Entry { item, socket, expires: expires.unwrap_or(NEVER) });
+        slots.expiring += usize::from(expires.is_some());
         Ok(())
     }
 
-    /// Stops parking: every parked client is given back (`Closing`) and the thread ends.
+    /// Stops parking: every parked client is given back (`Closing`) and the thread ends. Idempotent.
     pub fn close(&self) {
         let Some(inner) = self.inner.get() else { return };
-        let all: Vec<Entry<T>> = {
-            let mut slots = inner.lock();
-            slots.open = false;
-            let keys: Vec<usize> = slots.entries.iter().map(|(k, _)| k).collect();
-            keys.into_iter().filter_map(|k| slots.take(k, &inner.registry)).collect()
-        };
-        for entry in all {
-            (inner.resume)(entry.item, entry.socket, Wake::Closing);
-        }
+        inner.close();
         let _ = inner.waker.wake();
-        if let Some(thread) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(thread) = thread {
             let _ = thread.join();
         }
     }
@@ -158,11 +159,40 @@ impl<T> Inner<T> {
     fn lock(&self) -> MutexGuard<'_, Slots<T>> {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// Refuses further parks and gives every parked client back (`Closing`).
+    fn close(&self) {
+        let all: Vec<Entry<T>> = {
+            let mut slots = self.lock();
+            slots.open = false;
+            let keys: Vec<usize> = slots.entries.iter().map(|(k, _)| k).collect();
+            keys.into_iter().filter_map(|k| slots.take(k, &self.registry)).collect()
+        };
+        for entry in all {
+            // Also runs while the thread unwinds from a panic: a second one must not abort the process.
+            let resume = std::panic::AssertUnwindSafe(|| (self.resume)(entry.item, entry.socket, Wake::Closing));
+            let _ = std::panic::catch_unwind(resume);
+        }
+    }
+}
+
+/// Closes the parking when its thread ends for any reason, a panic included: no client stays parked with nobody
+/// to give it back.
+struct CloseOnExit<'a, T>(&'a Inner<T>);
+
+impl<T> Drop for CloseOnExit<'_, T> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            tracing::error!("parking: the thread failed; parked clients are given back and nothing parks any more");
+        }
+        self.0.close();
+    }
 }
 
 impl<T> Slots<T> {
     fn take(&mut self, key: usize, registry: &Registry) -> Option<Entry<T>> {
         let entry = self.entries.try_remove(key)?;
+        self.expiring -= usize::from(entry.expires != NEVER);
         // Fails only if the descriptor is no longer registered, which leaves nothing to undo.
         let _ = registry.deregister(&mut SourceFd(&entry.socket.as_raw_fd()));
         Some(entry)
@@ -171,6 +201,7 @@ impl<T> Slots<T> {
 
 /// The parking thread: gives back clients whose sockets became readable, ticks the clock, expires the idle.
 fn run<T>(inner: &Arc<Inner<T>>, mut poll: Poll, epoch: &AtomicU32, on_tick: &OnTick) {
+    let _close = CloseOnExit(inner);
     let mut events = Events::with_capacity(256);
     let mut next_tick = Instant::now() + TICK;
     let mut back = Vec::new();
@@ -195,7 +226,7 @@ fn run<T>(inner: &Arc<Inner<T>>, mut poll: Poll, epoch: &AtomicU32, on_tick: &On
             for event in events.iter().filter(|e| e.token() != WAKE) {
                 back.extend(slots.take(event.token().0, &inner.registry).map(|e| (e, Wake::Readable)));
             }
-            if ticked {
+            if ticked && slots.expiring > 0 {
                 let expired: Vec<usize> =
                     slots.entries.iter().filter(|(_, e)| e.expires <= current).map(|(k, _)| k).collect();
                 for key in expired {
@@ -293,6 +324,27 @@ mod tests {
         assert_eq!(back.recv_timeout(WITHIN).unwrap(), (1, Wake::Expired));
         assert!(ticks.recv_timeout(WITHIN).unwrap() > now);
         assert_eq!(parking.parked(), 1);
+    }
+
+    #[test]
+    fn a_failed_thread_gives_everything_back_and_refuses_more() {
+        let parking = Parking::default();
+        let (tx, back) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        let resume: Resume<u32> = Box::new(move |item, _socket, why| {
+            assert_ne!(item, 1, "this resume fails for client 1");
+            tx.lock().unwrap().send((item, why)).unwrap();
+        });
+        parking.start(resume, Box::new(|_| {})).unwrap();
+        let (mut a, a_server) = pair();
+        let (_b, b_server) = pair();
+        parking.park(1, a_server, None).unwrap();
+        parking.park(2, b_server, None).unwrap();
+        a.write_all(b"Q").unwrap();
+        assert_eq!(back.recv_timeout(WITHIN).unwrap(), (2, Wake::Closing));
+        let (_c, c_server) = pair();
+        assert!(parking.park(3, c_server, None).is_err());
+        assert_eq!(parking.parked(), 0);
     }
 
     #[test]

@@ -109,6 +109,8 @@ pub struct Session {
     park_soon: bool,
     /// Came back from a long park: `park_soon` once the client's message is in.
     back_from_park: bool,
+    /// The parking epoch at which it last parked.
+    parked_at: Epoch,
     /// Cleared when parking refused this session once (it then keeps its task).
     may_park: bool,
 }
@@ -259,6 +261,7 @@ impl Session {
             seen_epoch: shared.parking.epoch(),
             park_soon: true,
             back_from_park: false,
+            parked_at: 0,
             may_park: true,
             shared,
             settings,

@@ -50,9 +50,13 @@ impl Session {
 
     /// Hands the client to the parking; its task ends. `can_park` held.
     pub(super) fn park(mut self: Box<Self>) -> Parked {
-        let Stream::Plain(tcp) = std::mem::replace(&mut self.client, Stream::Detached) else {
-            self.may_park = false;
-            return Parked::No(self);
+        let tcp = match std::mem::replace(&mut self.client, Stream::Detached) {
+            Stream::Plain(tcp) => tcp,
+            other => {
+                self.client = other;
+                self.may_park = false;
+                return Parked::No(self);
+            }
         };
         let socket = match tcp.into_std() {
             Ok(socket) => socket,
@@ -61,7 +65,9 @@ impl Session {
         // The waker of the task about to end: a parked client keeps nothing of it.
         self.cancel.forget_waker();
         self.park_soon = false;
-        let since = self.idle_since.unwrap_or_else(|| self.shared.parking.epoch());
+        let now = self.shared.parking.epoch();
+        self.parked_at = now;
+        let since = self.idle_since.unwrap_or(now);
         let expires = idle::expiry(since, idle::limit_ticks(self.settings.cluster.client_idle_timeout));
         let shared = self.shared.clone();
         match shared.parking.park(self, socket, expires) {
@@ -95,8 +101,9 @@ impl Session {
             return Box::pin(self.finish(Err(e))).await;
         }
         let epoch = self.shared.parking.epoch();
-        // Parked a whole tick or more: likely idle again after this message, so it parks right after it.
-        self.back_from_park = self.idle_since.is_some_and(|since| epoch > since);
+        // Parked across a whole tick or more: likely idle again after this message, so it parks right after it.
+        // (A client that writes more often goes back to waiting for the clock.)
+        self.back_from_park = epoch >= self.parked_at.saturating_add(2);
         // Not idle from here until its message is served: the wait reads the socket before anything else.
         self.idle_since = None;
         self.seen_epoch = epoch;
