@@ -378,6 +378,22 @@ fn tls_between_clients_and_the_proxy() {
     assert_eq!(psql_conninfo(&conninfo(&allowed, "sslmode=disable"), "SELECT 1").unwrap(), "1");
     let info = psql_conninfo(&conninfo(&allowed, "sslmode=require"), "\\conninfo").unwrap();
     assert!(info.contains("SSL connection"), "{info}");
+    // Idle across more than two ticks of the parking clock: the plain client parks, the TLS one keeps its task
+    // (its TLS state is not handed over).
+    let idle = |ssl: &str| {
+        let info = conninfo(&allowed, ssl);
+        let mut psql = Command::new("psql");
+        psql.args([info.as_str(), "-c", "SELECT 1", "-c", "\\! sleep 5"]).stdout(std::process::Stdio::null());
+        psql.spawn().unwrap()
+    };
+    let (mut tls_client, mut plain_client) = (idle("sslmode=require"), idle("sslmode=disable"));
+    let watched = Instant::now();
+    while watched.elapsed() < Duration::from_millis(4000) {
+        assert!(allowed.listener.parked() <= 1, "the TLS client parked");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(allowed.listener.parked(), 1, "the plain client parked");
+    assert!(tls_client.wait().unwrap().success() && plain_client.wait().unwrap().success());
     // pgbench over TLS through the pool.
     let over_tls = conninfo(&allowed, "sslmode=require");
     for args in [&["-i", "-q", "-s", "1"][..], &["-n", "-S", "-c", "4", "-j", "2", "-t", "50"]] {
