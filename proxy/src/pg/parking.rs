@@ -265,12 +265,20 @@ mod tests {
     }
 
     fn started() -> (Parking<u32>, mpsc::Receiver<(u32, Wake)>, mpsc::Receiver<Epoch>) {
+        started_failing_on(None)
+    }
+
+    /// A started parking whose resume reports what comes back, and panics for client `fails` if given.
+    fn started_failing_on(fails: Option<u32>) -> (Parking<u32>, mpsc::Receiver<(u32, Wake)>, mpsc::Receiver<Epoch>) {
         let parking = Parking::default();
         let (tx, back) = mpsc::channel();
         let (tick_tx, ticks) = mpsc::channel();
         let tx = Mutex::new(tx);
         let tick_tx = Mutex::new(tick_tx);
-        let resume: Resume<u32> = Box::new(move |item, _socket, why| tx.lock().unwrap().send((item, why)).unwrap());
+        let resume: Resume<u32> = Box::new(move |item, _socket, why| {
+            assert_ne!(Some(item), fails, "this resume fails for client {item}");
+            tx.lock().unwrap().send((item, why)).unwrap();
+        });
         let on_tick: OnTick = Box::new(move |epoch| {
             let _ = tick_tx.lock().unwrap().send(epoch);
         });
@@ -328,14 +336,7 @@ mod tests {
 
     #[test]
     fn a_failed_thread_gives_everything_back_and_refuses_more() {
-        let parking = Parking::default();
-        let (tx, back) = mpsc::channel();
-        let tx = Mutex::new(tx);
-        let resume: Resume<u32> = Box::new(move |item, _socket, why| {
-            assert_ne!(item, 1, "this resume fails for client 1");
-            tx.lock().unwrap().send((item, why)).unwrap();
-        });
-        parking.start(resume, Box::new(|_| {})).unwrap();
+        let (parking, back, _) = started_failing_on(Some(1));
         let (mut a, a_server) = pair();
         let (_b, b_server) = pair();
         parking.park(1, a_server, None).unwrap();

@@ -22,10 +22,12 @@ pub enum Idle {
 /// `idle_ticks`: ticks since its present idle wait began; `limit`: `client_idle_timeout` in ticks. The wait
 /// began somewhere within its first tick, so a client ends only once more than `limit` ticks have passed:
 /// late by up to one tick, never early.
-pub fn verdict(can_park: bool, soon: bool, idle_ticks: Epoch, limit: Option<Epoch>) -> Idle {
+/// `can_park` is asked only when the rest says park: it is a chain of checks, and the session asks before every
+/// wait between transactions.
+pub fn verdict(can_park: impl FnOnce() -> bool, soon: bool, idle_ticks: Epoch, limit: Option<Epoch>) -> Idle {
     if limit.is_some_and(|l| idle_ticks > l) {
         Idle::Expire
-    } else if can_park && (soon || idle_ticks >= PARK_AFTER_TICKS) {
+    } else if (soon || idle_ticks >= PARK_AFTER_TICKS) && can_park() {
         Idle::Park
     } else {
         Idle::Wait
@@ -64,7 +66,7 @@ mod tests {
             (false, false, 2, Some(3), Wait),
         ];
         for (can_park, soon, ticks, limit, want) in cases {
-            assert_eq!(verdict(can_park, soon, ticks, limit), want, "{can_park} {soon} {ticks} {limit:?}");
+            assert_eq!(verdict(|| can_park, soon, ticks, limit), want, "{can_park} {soon} {ticks} {limit:?}");
         }
     }
 

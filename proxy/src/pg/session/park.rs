@@ -37,7 +37,7 @@ impl Session {
         let Some(since) = self.idle_since else { return Ok(None) };
         let ticks = self.shared.parking.epoch().saturating_sub(since);
         let limit = idle::limit_ticks(self.settings.cluster.client_idle_timeout);
-        match idle::verdict(self.can_park(), self.park_soon, ticks, limit) {
+        match idle::verdict(|| self.can_park(), self.park_soon, ticks, limit) {
             Idle::Wait => Ok(None),
             Idle::Park => Ok(Some(Served::Park)),
             Idle::Expire => Err(self.idle_timeout()),
