@@ -2,9 +2,12 @@
 # hapool against PgBouncer 1.18 (both in transaction mode, 20 server connections, the peer-bench primary), in
 # alternating rounds: each round runs every case through both proxies, the order swapped from one round to the
 # next, and the summary gives each proxy's median per case. Single runs on a shared 2-core box move by ±10 %;
-# medians of alternating rounds are the comparison to trust.
+# medians of alternating rounds are the comparison to trust. Use an even number of rounds: the run that goes
+# first in a pair was slower in most rounds, so an odd count favours the proxy that starts second more often.
+# The summary also gives the median of the per-round ratios hapool ÷ PgBouncer (each round's pair ran within a
+# minute, so the ratio cancels the box's slower and faster minutes).
 #
-#   bench/rounds.sh [--rounds 5]
+#   bench/rounds.sh [--rounds 6]
 # Cases: pgbench -S -M simple at 1 client (-T 5: latency), 32 clients (-t 1500 each) and 500 clients
 # (-t 300 each; its CPU includes the 500 SCRAM logins). CPU µs/tx = the proxy's utime+stime over the run ÷
 # transactions. Raw rows: $RESULTS_DIR/rounds.tsv.
@@ -13,7 +16,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
 peer=${PEER_BENCH:-$repo/../shared/peer-bench}
 [ -x "$peer/cluster-pg.sh" ] || { echo "peer-bench harness not found at $peer (set PEER_BENCH)" >&2; exit 1; }
-rounds=5
+rounds=6
 while [ $# -gt 0 ]; do
   case $1 in
     --rounds) rounds=$2; shift 2 ;;
@@ -65,11 +68,17 @@ done
 
 echo
 echo "medians over $rounds rounds (tps, average latency ms, proxy CPU µs/tx):"
+# The median of column $1 of $RESULTS_DIR/.col.
+med() { cut -f"$1" "$RESULTS_DIR/.col" | sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 for clients in 1 32 500; do
   for name in hapool pgbouncer; do
     awk -F'\t' -v n="$name" -v c="$clients" 'NR > 1 && $2 == n && $3 == c {print $4 "\t" $5 "\t" $6}' "$raw" >"$RESULTS_DIR/.col"
-    med() { cut -f"$1" "$RESULTS_DIR/.col" | sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
     printf '%4d clients  %-10s tps %8s  latency %6s ms  cpu %5s µs/tx\n' "$clients" "$name" "$(med 1)" "$(med 2)" "$(med 3)"
   done
+  # Per round: hapool's tps and CPU µs/tx divided by PgBouncer's; then the median of each ratio.
+  awk -F'\t' -v c="$clients" 'NR > 1 && $3 == c {tps[$1, $2] = $4; cpu[$1, $2] = $6; r[$1] = 1}
+    END {for (k in r) print tps[k, "hapool"] / tps[k, "pgbouncer"] "\t" cpu[k, "hapool"] / cpu[k, "pgbouncer"]}' \
+    "$raw" >"$RESULTS_DIR/.col"
+  printf '%4d clients  hapool ÷ PgBouncer per round, median: tps %.3f  cpu µs/tx %.3f\n' "$clients" "$(med 1)" "$(med 2)"
 done | tee "$RESULTS_DIR/summary.txt"
 rm -f "$RESULTS_DIR/.col"
