@@ -17,7 +17,7 @@ start_hapool() {
   # In a session of its own, as PgBouncer (-d) and pgpool-II run in the harness and as a service runs: with
   # the kernel's autogroup scheduling (sched_autogroup_enabled = 1 here) each session is one scheduling group,
   # and a proxy left in the caller's session would share one CPU share with pgbench, its load generator. That
-  # cost hapool 6–17 % of its throughput and gave single queries 0.1–3 s stalls (bench/RESULTS.md, "Autogroup").
+  # cost hapool up to 17 % of its throughput and gave single queries 0.1–3 s stalls (bench/RESULTS.md, "Autogroup").
   # (setsid does not fork here: a background job of a script without job control is no group leader.)
   setsid "$CARGO_TARGET_DIR/release/hapool" run -c "$here/$1" >"/tmp/hapool-bench/$3" 2>&1 &
   hapool_pid=$!
