@@ -7,22 +7,12 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::eventually;
-use common::proxy::{connect, TestProxy};
+use common::proxy::{connect, first_value, TestProxy};
 use hapool_sandbox::{PgCluster, PgClusterOptions};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::SimpleQueryMessage;
 
 fn cluster() -> PgCluster {
     PgCluster::start(PgClusterOptions { replicas: 0, ..Default::default() }).expect("start PostgreSQL")
-}
-
-fn first_value(rows: Vec<SimpleQueryMessage>) -> String {
-    rows.iter()
-        .find_map(|m| match m {
-            SimpleQueryMessage::Row(r) => Some(r.get(0).unwrap().to_string()),
-            _ => None,
-        })
-        .expect("a row")
 }
 
 /// Waits (up to `within`) until `n` clients are parked.

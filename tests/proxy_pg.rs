@@ -7,7 +7,7 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::proxy::{connect, TestProxy};
+use common::proxy::{connect, first_value, TestProxy};
 use common::{eventually, psql_conninfo};
 use hapool_sandbox::{PgCluster, PgClusterOptions};
 
@@ -198,18 +198,10 @@ fn session_parameters_follow_each_client() {
     rt.block_on(async {
         let a = connect(&proxy.app()).await;
         let b = connect(&proxy.app()).await;
-        let show = |rows: Vec<tokio_postgres::SimpleQueryMessage>| {
-            rows.iter()
-                .find_map(|m| match m {
-                    tokio_postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).unwrap().to_string()),
-                    _ => None,
-                })
-                .expect("a row")
-        };
-        let default = show(b.simple_query("SHOW TimeZone").await.unwrap());
+        let default = first_value(b.simple_query("SHOW TimeZone").await.unwrap());
         a.simple_query("SET TimeZone = 'Asia/Tokyo'").await.unwrap();
-        assert_eq!(show(b.simple_query("SHOW TimeZone").await.unwrap()), default, "b keeps its time zone");
-        assert_eq!(show(a.simple_query("SHOW TimeZone").await.unwrap()), "Asia/Tokyo", "a keeps its own");
+        assert_eq!(first_value(b.simple_query("SHOW TimeZone").await.unwrap()), default, "b keeps its time zone");
+        assert_eq!(first_value(a.simple_query("SHOW TimeZone").await.unwrap()), "Asia/Tokyo", "a keeps its own");
     });
     assert_eq!(proxy.servers_opened(), 1, "both clients used the same server connection");
 }
@@ -572,6 +564,43 @@ fn a_client_waiting_too_long_for_a_server_gets_53300() {
         assert!(started.elapsed() < Duration::from_secs(5));
         holder.batch_execute("COMMIT").await.unwrap();
     });
+}
+
+#[test]
+fn clients_waiting_for_the_one_connection_are_served_in_turn_with_their_own_parameters() {
+    let pg = cluster();
+    let proxy = TestProxy::start(&pg, "pool_size = 1\nquery_wait_timeout = \"30s\"", "");
+    let stat = |f: fn(&hapool_proxy::stats::PoolSnapshot) -> u64| -> u64 {
+        proxy.listener.stats().iter().map(|(_, s)| f(s)).sum()
+    };
+    let waiting = |n: u64| eventually(Duration::from_secs(10), || stat(|s| s.clients_waiting) == n);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let holder = connect(&proxy.app()).await;
+        holder.batch_execute("BEGIN").await.unwrap();
+        let pid = holder.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get::<_, i32>(0);
+        // In line for the one connection: a client with the holder's parameters, one with an application_name
+        // of its own (set on the connection before its query), and one using the extended protocol.
+        let same = connect(&proxy.app()).await;
+        let first = tokio::spawn(async move { first_value(same.simple_query("SELECT 40 + 2").await.unwrap()) });
+        assert!(waiting(1), "the first client waits");
+        let other = connect(&format!("{} application_name=other", proxy.app())).await;
+        let second =
+            tokio::spawn(async move { first_value(other.simple_query("SHOW application_name").await.unwrap()) });
+        assert!(waiting(2), "the second client waits");
+        let again = connect(&proxy.app()).await;
+        let third = tokio::spawn(async move {
+            let row = again.query_one("SELECT pg_backend_pid()", &[]).await.unwrap();
+            row.get::<_, i32>(0)
+        });
+        assert!(waiting(3), "the third client waits");
+        holder.batch_execute("COMMIT").await.unwrap();
+        assert_eq!(first.await.unwrap(), "42", "the first waiting client's query ran");
+        assert_eq!(second.await.unwrap(), "other", "the second client got its own parameters");
+        assert_eq!(third.await.unwrap(), pid, "one server connection served everyone in turn");
+    });
+    assert_eq!(stat(|s| s.clients_waiting), 0);
+    assert_eq!(stat(|s| s.servers_opened), 1, "no connection was closed and reopened");
 }
 
 #[test]

@@ -177,3 +177,13 @@ pub async fn connect(conninfo: &str) -> tokio_postgres::Client {
     tokio::spawn(conn);
     client
 }
+
+/// The first column of the first row of a simple query's answer.
+pub fn first_value(rows: Vec<tokio_postgres::SimpleQueryMessage>) -> String {
+    rows.iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).unwrap().to_string()),
+            _ => None,
+        })
+        .expect("a row")
+}
