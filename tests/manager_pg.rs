@@ -169,3 +169,29 @@ fn a_generation_per_routing_change_and_none_while_idle() {
         seen.iter().map(|t| t.clusters[0].nodes.iter().find(|n| n.id.0 == replica.name()).unwrap().health).collect();
     assert_eq!(healths, [Health::Suspect, Health::Down, Health::Up]);
 }
+
+#[test]
+fn probes_reach_the_servers_over_tls_as_server_mode_says() {
+    let pg = PgCluster::start(PgClusterOptions { replicas: 0, tls: true, ..Default::default() }).unwrap();
+    let ca = pg.tls_ca().unwrap();
+    let monitor_ssl = "SELECT coalesce(bool_and(s.ssl), false) FROM pg_stat_activity a \
+                       JOIN pg_stat_ssl s USING (pid) WHERE a.application_name = 'hapool-monitor'";
+    let verified = format!("[cluster.tls]\nserver_mode = \"verify-full\"\nserver_ca = \"{}\"\n", ca.display());
+    let m = TestManager::postgres(&pg, &verified);
+    assert_eq!(m.node(pg.primary().name()).health.health, Health::Up, "{}", m.line());
+    assert_eq!(pg.primary().psql(monitor_ssl).unwrap(), "t", "the monitor's connection is encrypted");
+    drop(m);
+
+    let m = TestManager::postgres(&pg, "[cluster.tls]\nserver_mode = \"disable\"\n");
+    assert_eq!(m.node(pg.primary().name()).health.health, Health::Up, "{}", m.line());
+    assert_eq!(pg.primary().psql(monitor_ssl).unwrap(), "f", "server_mode = disable probes in plain text");
+    drop(m);
+
+    // A CA that did not sign the server's certificate: the node cannot be verified, so it is not up.
+    let dir = tempfile::tempdir().unwrap();
+    let other = common::unrelated_ca(dir.path());
+    let wrong = format!("[cluster.tls]\nserver_mode = \"verify-ca\"\nserver_ca = \"{}\"\n", other.display());
+    let m = TestManager::postgres(&pg, &wrong);
+    let node = m.node(pg.primary().name());
+    assert_ne!(node.health.health, Health::Up, "{}", m.line());
+}

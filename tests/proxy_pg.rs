@@ -412,15 +412,7 @@ fn tls_from_the_proxy_to_the_server_with_verification() {
 
     // A CA that did not sign the server's certificate.
     let dir = tempfile::tempdir().unwrap();
-    let other = dir.path().join("other.crt");
-    let made = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=other", "-keyout"])
-        .arg(dir.path().join("other.key"))
-        .arg("-out")
-        .arg(&other)
-        .output()
-        .unwrap();
-    assert!(made.status.success());
+    let other = common::unrelated_ca(dir.path());
     let wrong = TestProxy::start(&pg, &server_tls("verify-ca", &other), "");
     let err = psql_conninfo(&wrong.app(), "SELECT 1").unwrap_err();
     assert!(err.contains("TLS handshake failed"), "{err}");

@@ -30,6 +30,8 @@ pub enum ManagerError {
     Resolve { cluster: String, node: String, host: String, port: u16, reason: String },
     #[error("cluster {cluster}: no monitor user (set [cluster.monitor] user, or configure a user with a password)")]
     NoMonitorUser { cluster: String },
+    #[error("cluster {cluster} node {node}: TLS to the server: {source}")]
+    Tls { cluster: String, node: String, source: hapool_tls::TlsError },
 }
 
 /// Everything the manager knows right now, updated after every round.
@@ -109,12 +111,18 @@ fn plan(c: &ClusterConfig) -> Result<(ClusterState, Vec<(NodeId, Prober)>), Mana
             port: n.port,
             reason,
         })?;
+        let tls = match c.engine {
+            hapool_config::Engine::Postgres => hapool_tls::ServerTls::new(&c.tls, &n.host)
+                .map_err(|source| ManagerError::Tls { cluster: c.name.clone(), node: n.name.clone(), source })?,
+            hapool_config::Engine::Mysql => None,
+        };
         let target = Target {
             host: n.host.clone(),
             port: n.port,
             user: user.clone(),
             password: password.clone(),
             timeout: c.monitor.probe_timeout,
+            tls,
         };
         let prober = match c.engine {
             hapool_config::Engine::Postgres => Prober::Pg(PgProber::new(target)),

@@ -62,3 +62,17 @@ pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A self-signed CA certificate (in `dir`) that signed nothing the sandbox serves.
+pub fn unrelated_ca(dir: &std::path::Path) -> std::path::PathBuf {
+    let cert = dir.join("other.crt");
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=other", "-keyout"])
+        .arg(dir.join("other.key"))
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("run openssl");
+    assert!(made.status.success(), "openssl: {}", String::from_utf8_lossy(&made.stderr));
+    cert
+}

@@ -3,6 +3,7 @@
 
 pub mod mysql;
 pub mod pg;
+mod pg_tls;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -32,6 +33,8 @@ pub struct Target {
     pub user: String,
     pub password: Option<String>,
     pub timeout: Duration,
+    /// TLS to a PostgreSQL node as `[cluster.tls] server_mode` says (`None`: plain text). MySQL probes are plain.
+    pub tls: Option<hapool_tls::ServerTls>,
 }
 
 /// A prober of either engine.

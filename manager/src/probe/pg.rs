@@ -1,8 +1,10 @@
 //! PostgreSQL probes over one long-lived tokio-postgres connection per node.
 
-use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+use tokio_postgres::config::SslMode;
+use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage, Socket};
 
-use super::{resolve_upstream, Link, ProbeError, Target};
+use super::{pg_tls, resolve_upstream, Link, ProbeError, Target};
 use crate::observation::{Claimed, Downstream, Observation, Replication};
 use crate::position::{Lsn, Position};
 
@@ -93,7 +95,22 @@ async fn connect(t: &Target) -> Result<Client, ProbeError> {
     if let Some(p) = &t.password {
         config.password(p);
     }
-    let (client, connection) = config.connect(NoTls).await.map_err(|e| ProbeError::Connect(error_text(&e)))?;
+    match &t.tls {
+        Some(tls) => {
+            config.ssl_mode(pg_tls::ssl_mode(tls));
+            spawn_connection(&config, pg_tls::Rustls(tls.clone())).await
+        }
+        None => spawn_connection(config.ssl_mode(SslMode::Disable), NoTls).await,
+    }
+}
+
+/// Connects with `tls` and runs the connection's I/O in a task of its own.
+async fn spawn_connection<T>(config: &tokio_postgres::Config, tls: T) -> Result<Client, ProbeError>
+where
+    T: MakeTlsConnect<Socket>,
+    T::Stream: Send + 'static,
+{
+    let (client, connection) = config.connect(tls).await.map_err(|e| ProbeError::Connect(error_text(&e)))?;
     tokio::spawn(async move {
         let _ = connection.await;
     });

@@ -11,7 +11,6 @@ pub mod msg;
 pub mod parking;
 pub mod pool;
 pub mod server;
-pub mod server_tls;
 pub mod session;
 pub mod settings;
 pub mod tls;

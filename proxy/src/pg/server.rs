@@ -13,8 +13,8 @@ use tokio::net::TcpStream;
 
 use super::auth::backend::{login, next};
 use super::error::PgError;
-use super::server_tls::ServerTls;
 use super::tls::ServerStream;
+use hapool_tls::ServerTls;
 
 /// Where and as whom to open server connections.
 #[derive(Debug, Clone)]

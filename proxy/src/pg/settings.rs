@@ -9,8 +9,8 @@ use hapool_config::{Cluster, PoolMode};
 use super::auth::scram::ScramVerifier;
 use super::auth::UserAuth;
 use super::classify::Classifier;
-use super::server_tls::ServerTls;
 use super::tls::{acceptor, ClientTls, TlsError};
+use hapool_tls::ServerTls;
 
 /// A listener's current settings.
 #[derive(Debug)]

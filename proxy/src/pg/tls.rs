@@ -9,6 +9,7 @@ use std::task::{ready, Context, Poll};
 
 use bytes::BytesMut;
 use hapool_config::{ClientTlsMode, Tls};
+use hapool_tls::file_error;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -19,14 +20,7 @@ use tokio_util::io::poll_read_buf;
 
 use super::buffers::BufferPool;
 
-/// Why the TLS settings cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError {
-    #[error("{file}: {reason}")]
-    File { file: String, reason: String },
-    #[error("certificate and key do not fit together: {0}")]
-    Config(#[from] rustls::Error),
-}
+pub use hapool_tls::TlsError;
 
 /// The TLS acceptor of a listener.
 #[derive(Clone)]
@@ -66,10 +60,6 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
         return Err(TlsError::File { file: path.display().to_string(), reason: "no certificate in the file".into() });
     }
     Ok(certs)
-}
-
-fn file_error(path: &Path, e: impl std::fmt::Display) -> TlsError {
-    TlsError::File { file: path.display().to_string(), reason: e.to_string() }
 }
 
 /// A connection in plain text or TLS (`T` is rustls's server or client stream).
@@ -112,7 +102,7 @@ impl ClientStream {
 
 impl ServerStream {
     /// Runs the client side of the TLS handshake towards a server.
-    pub async fn upgrade(&mut self, tls: &super::server_tls::ServerTls) -> io::Result<()> {
+    pub async fn upgrade(&mut self, tls: &hapool_tls::ServerTls) -> io::Result<()> {
         let tcp = self.take_plain()?;
         *self = Stream::Tls(Box::new(tls.connector.connect(tls.server_name.clone(), tcp).await?));
         Ok(())

@@ -13,7 +13,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio_rustls::TlsConnector;
 
-use super::tls::TlsError;
+use crate::{file_error, TlsError};
 
 /// How the proxy reaches one server over TLS.
 #[derive(Clone)]
@@ -63,10 +63,6 @@ impl ServerTls {
     pub fn plain_allowed(&self) -> bool {
         self.mode == ServerTlsMode::Prefer
     }
-}
-
-fn file_error(path: &std::path::Path, e: impl std::fmt::Display) -> TlsError {
-    TlsError::File { file: path.display().to_string(), reason: e.to_string() }
 }
 
 /// Checks a server's certificate as the mode says: not at all (`prefer`, `require`: encryption without
