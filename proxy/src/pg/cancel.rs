@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Waker;
 
@@ -23,12 +24,20 @@ pub struct CancelSlot {
     target: Mutex<CancelTarget>,
     /// The session's task while it waits for its sockets: woken by `CancelRegistry::wake_all`.
     waker: AtomicWaker,
+    /// Whether the session looks at its idleness (it may park, or has an idle timeout): woken at every tick of
+    /// the parking's clock too (`CancelRegistry::tick_all`).
+    ticks: AtomicBool,
 }
 
 impl CancelSlot {
     /// Registers the task to wake when `wake_all` runs. Register first, then check the signal's flag.
     pub fn watch(&self, waker: &Waker) {
         self.waker.register(waker);
+    }
+
+    /// Whether the session is woken at every tick of the idleness clock.
+    pub fn set_ticks(&self, on: bool) {
+        self.ticks.store(on, Ordering::Relaxed);
     }
 
     /// Drops the registered waker (its task is ending while the client stays).
@@ -85,6 +94,14 @@ impl CancelRegistry {
         }
     }
 
+    /// Wakes the sessions that look at their idleness, at a tick of the idleness clock. The others (TLS
+    /// clients and session pooling without `client_idle_timeout`) would find nothing to do.
+    pub fn tick_all(&self) {
+        for entry in self.lock().values().filter(|e| e.slot.ticks.load(Ordering::Relaxed)) {
+            entry.slot.waker.wake();
+        }
+    }
+
     /// Forwards a cancel if the key matches a client that is being served; silently ignores it otherwise,
     /// as PostgreSQL does.
     pub async fn cancel(&self, pid: i32, secret: i32) {
@@ -101,5 +118,42 @@ impl CancelRegistry {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i32, Entry>> {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::task::Wake;
+
+    use super::*;
+
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A slot whose waker counts its wake-ups.
+    fn watched(registry: &CancelRegistry, ticks: bool) -> (Arc<CancelSlot>, Arc<Count>) {
+        let (_, slot) = registry.register();
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        slot.set_ticks(ticks);
+        slot.watch(&Waker::from(count.clone()));
+        (slot, count)
+    }
+
+    #[test]
+    fn ticks_wake_only_the_sessions_that_look_at_their_idleness() {
+        let registry = CancelRegistry::default();
+        let (idle_aware, a) = watched(&registry, true);
+        let (_plain, b) = watched(&registry, false);
+        registry.tick_all();
+        assert_eq!((a.0.load(Ordering::Relaxed), b.0.load(Ordering::Relaxed)), (1, 0));
+        idle_aware.watch(&Waker::from(a.clone()));
+        registry.wake_all();
+        assert_eq!((a.0.load(Ordering::Relaxed), b.0.load(Ordering::Relaxed)), (2, 1), "signals wake everyone");
     }
 }

@@ -357,7 +357,7 @@ impl Drop for CloseParking<'_> {
 }
 
 /// Starts the listener's parking: a client given back gets a task of its own, tracked like the others; at each
-/// tick every session is woken to look at its idleness.
+/// tick the sessions that may park or time out are woken to look at their idleness.
 fn start_parking(shared: &Arc<Shared>, tracker: &TaskTracker) -> std::io::Result<()> {
     let runtime = tokio::runtime::Handle::current();
     let tracker = tracker.clone();
@@ -368,7 +368,7 @@ fn start_parking(shared: &Arc<Shared>, tracker: &TaskTracker) -> std::io::Result
     let weak = Arc::downgrade(shared);
     let on_tick: OnTick = Box::new(move |_| {
         if let Some(shared) = weak.upgrade() {
-            shared.cancels.wake_all();
+            shared.cancels.tick_all();
         }
     });
     shared.parking.start(resume, on_tick)

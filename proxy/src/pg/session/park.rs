@@ -32,6 +32,13 @@ impl Session {
             && !self.shared.shutdown.is_cancelled()
     }
 
+    /// Whether this session looks at its idleness at all (woken at each tick of the clock): one that may park,
+    /// or one with an idle timeout.
+    pub(super) fn needs_clock(&self) -> bool {
+        (self.may_park && self.transaction_pooling && matches!(self.client, Stream::Plain(_)))
+            || self.settings.cluster.client_idle_timeout.is_some()
+    }
+
     /// Before a wait: whether an idle client parks now, or has been idle longer than `client_idle_timeout`.
     pub(super) fn idle_next(&mut self) -> Result<Option<Served>, PgError> {
         let Some(since) = self.idle_since else { return Ok(None) };
@@ -55,6 +62,7 @@ impl Session {
             other => {
                 self.client = other;
                 self.may_park = false;
+                self.cancel.set_ticks(self.needs_clock());
                 return Parked::No(self);
             }
         };
@@ -74,6 +82,7 @@ impl Session {
             Ok(()) => Parked::Yes,
             Err((mut session, socket)) => {
                 session.may_park = false;
+                session.cancel.set_ticks(session.needs_clock());
                 match TcpStream::from_std(socket) {
                     Ok(tcp) => {
                         session.client = Stream::Plain(tcp);
