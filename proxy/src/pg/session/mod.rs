@@ -267,7 +267,7 @@ impl Session {
             settings,
         });
         admission.hand_over();
-        session.cancel.set_ticks(session.needs_clock());
+        session.shared.cancels.set_ticks(session.key.0, session.needs_clock());
         PoolStats::add(&session.pool.stats.clients_active, 1);
         let parent = session.span.as_ref().and_then(|s| s.id());
         debug!(parent: parent, user = %session.user(), database = %session.database(), "client authenticated");

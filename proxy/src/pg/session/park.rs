@@ -62,7 +62,7 @@ impl Session {
             other => {
                 self.client = other;
                 self.may_park = false;
-                self.cancel.set_ticks(self.needs_clock());
+                self.shared.cancels.set_ticks(self.key.0, self.needs_clock());
                 return Parked::No(self);
             }
         };
@@ -82,7 +82,7 @@ impl Session {
             Ok(()) => Parked::Yes,
             Err((mut session, socket)) => {
                 session.may_park = false;
-                session.cancel.set_ticks(session.needs_clock());
+                session.shared.cancels.set_ticks(session.key.0, session.needs_clock());
                 match TcpStream::from_std(socket) {
                     Ok(tcp) => {
                         session.client = Stream::Plain(tcp);
