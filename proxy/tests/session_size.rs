@@ -27,3 +27,12 @@ fn a_session_future_and_its_state_stay_small() {
         assert!(state <= 512, "a session's state takes {state} bytes");
     });
 }
+
+/// Every client, parked or not, holds one cancel slot (in an `Arc`). Its size class matters more than its
+/// size: one more byte (a flag) made it 80 bytes and cost ≈ 90 bytes per idle client in resident memory
+/// (bench/RESULTS.md).
+#[test]
+fn a_cancel_slot_stays_in_its_size_class() {
+    let size = std::mem::size_of::<hapool_proxy::pg::cancel::CancelSlot>();
+    assert!(size <= 72, "a cancel slot takes {size} bytes");
+}
