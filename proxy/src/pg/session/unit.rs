@@ -62,6 +62,9 @@ impl Session {
     /// Where the unit that starts with `first` goes, judging `first` and what the client has already sent
     /// after it up to its Sync (a batch is one implicit transaction: all of it must be fit for a replica).
     pub(super) fn place_unit(&self, first: &Frame) -> Place {
+        if !self.settings.splits_reads() {
+            return Place::Primary(Why::NoSplit); // (without looking through the client's parameters)
+        }
         let ctx = self.routing_context();
         if !ctx.split {
             return Place::Primary(Why::NoSplit);
