@@ -109,8 +109,8 @@ fn wait_for_stop(
     }
 }
 
-/// One worker: a current-thread runtime (measured in alternating rounds at 500 clients: 6–7 % behind PgBouncer's
-/// throughput, against 15–21 % with a one-worker multi-thread runtime; bench/RESULTS.md). More: multi-thread.
+/// One worker: a current-thread runtime (measured faster than a one-worker multi-thread runtime: 22.9k against
+/// 21.9k tps, pgbench -S -c 32, medians of 6 rotations; bench/RESULTS.md). More: multi-thread.
 fn build_runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
     if threads == 1 {
         tokio::runtime::Builder::new_current_thread().enable_all().build()

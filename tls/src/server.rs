@@ -1,6 +1,6 @@
-//! TLS from the proxy to PostgreSQL servers, with libpq's `sslmode` meanings: `prefer` and `require` encrypt
-//! without checking the certificate, `verify-ca` checks it against `server_ca`, `verify-full` also checks that
-//! it names the host.
+//! TLS to PostgreSQL servers (the proxy's pooled connections and the manager's probes), with libpq's
+//! `sslmode` meanings: `prefer` and `require` encrypt without checking the certificate, `verify-ca` checks it
+//! against `server_ca`, `verify-full` also checks that it names the host.
 
 use std::sync::Arc;
 

@@ -8,19 +8,19 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use hapool_config::ServerTlsMode;
 use hapool_tls::ServerTls;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::config::SslMode;
 use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream};
 
-/// libpq's sslmode for tokio-postgres: it knows only disable, prefer and require; the verify modes are
-/// `require` with the certificate checked by `ServerTls`.
+/// libpq's sslmode for tokio-postgres, which knows only disable, prefer and require: plain text is allowed
+/// (`prefer`) or not (`require`, and the verify modes, whose certificate check is `ServerTls`'s own). There is
+/// no `ServerTls` for `disable`.
 pub fn ssl_mode(tls: &ServerTls) -> SslMode {
-    match tls.mode {
-        ServerTlsMode::Disable => SslMode::Disable,
-        ServerTlsMode::Prefer => SslMode::Prefer,
-        ServerTlsMode::Require | ServerTlsMode::VerifyCa | ServerTlsMode::VerifyFull => SslMode::Require,
+    if tls.plain_allowed() {
+        SslMode::Prefer
+    } else {
+        SslMode::Require
     }
 }
 

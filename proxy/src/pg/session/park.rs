@@ -21,22 +21,24 @@ impl Session {
     /// Whether the client could be handed over now: nothing of it would be lost (plain TCP, no server held,
     /// nothing buffered, owed or held back) and the listener is not shutting down.
     fn can_park(&self) -> bool {
-        self.may_park
-            && self.transaction_pooling
+        self.parks_at_all()
             && self.server.is_none()
             && self.at_boundary()
             && self.cbuf.is_empty()
             && self.pending.is_none()
             && !self.skip_to_sync
-            && matches!(self.client, Stream::Plain(_))
             && !self.shared.shutdown.is_cancelled()
+    }
+
+    /// Whether this kind of session ever parks: transaction pooling, plain TCP, and parking never refused it.
+    fn parks_at_all(&self) -> bool {
+        self.may_park && self.transaction_pooling && matches!(self.client, Stream::Plain(_))
     }
 
     /// Whether this session looks at its idleness at all (woken at each tick of the clock): one that may park,
     /// or one with an idle timeout.
     pub(super) fn needs_clock(&self) -> bool {
-        (self.may_park && self.transaction_pooling && matches!(self.client, Stream::Plain(_)))
-            || self.settings.cluster.client_idle_timeout.is_some()
+        self.parks_at_all() || self.settings.cluster.client_idle_timeout.is_some()
     }
 
     /// Before a wait: whether an idle client parks now, or has been idle longer than `client_idle_timeout`.
