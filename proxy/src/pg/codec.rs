@@ -37,8 +37,29 @@ impl Frame {
     }
 }
 
-/// Splits one complete tagged message off the front of `buf`; `Ok(None)` when more bytes are needed.
-pub fn decode(buf: &mut BytesMut, max: usize) -> Result<Option<Frame>, FrameError> {
+/// A complete tagged message borrowed from the buffer it was read into, header included. The server's answers
+/// are handled so: splitting each off its buffer as a `Frame` costs a shared handle and two atomic operations
+/// per message, for messages that are only looked at and copied on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameRef<'a>(&'a [u8]);
+
+impl<'a> FrameRef<'a> {
+    pub fn tag(&self) -> u8 {
+        self.0[0]
+    }
+
+    pub fn body(&self) -> &'a [u8] {
+        &self.0[5..]
+    }
+
+    pub fn bytes(&self) -> &'a [u8] {
+        self.0
+    }
+}
+
+/// The length of the message at the front of `buf`, header included, once its header is in (the message itself
+/// may not be); `Ok(None)` before that.
+pub fn message_len(buf: &[u8], max: usize) -> Result<Option<usize>, FrameError> {
     if buf.len() < 5 {
         return Ok(None);
     }
@@ -50,6 +71,17 @@ pub fn decode(buf: &mut BytesMut, max: usize) -> Result<Option<Frame>, FrameErro
     if total > max {
         return Err(FrameError::TooLarge { len: total, max });
     }
+    Ok(Some(total))
+}
+
+/// The complete message at the front of `buf`, borrowed; `Ok(None)` when more bytes are needed.
+pub fn next_message(buf: &[u8], max: usize) -> Result<Option<FrameRef<'_>>, FrameError> {
+    Ok(message_len(buf, max)?.filter(|total| buf.len() >= *total).map(|total| FrameRef(&buf[..total])))
+}
+
+/// Splits one complete tagged message off the front of `buf`; `Ok(None)` when more bytes are needed.
+pub fn decode(buf: &mut BytesMut, max: usize) -> Result<Option<Frame>, FrameError> {
+    let Some(total) = message_len(buf, max)? else { return Ok(None) };
     if buf.len() < total {
         buf.reserve(total - buf.len());
         return Ok(None);

@@ -16,6 +16,9 @@ use super::error::PgError;
 use super::tls::ServerStream;
 use hapool_tls::ServerTls;
 
+/// The room a server connection reads into.
+pub const SERVER_READ: usize = 16 * 1024;
+
 /// Where and as whom to open server connections.
 #[derive(Debug, Clone)]
 pub struct ServerTarget {
@@ -60,7 +63,7 @@ impl ServerConn {
             .map_err(|source| PgError::ServerConnect { addr, source })?;
         let _ = tcp.set_nodelay(true);
         let mut stream = ServerStream::Plain(tcp);
-        let mut rbuf = BytesMut::with_capacity(16 * 1024);
+        let mut rbuf = BytesMut::with_capacity(SERVER_READ);
         let params =
             [("user", target.user.as_str()), ("database", target.database.as_str()), ("application_name", "hapool")];
         let greet = async {

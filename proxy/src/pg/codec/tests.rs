@@ -25,6 +25,21 @@ fn frames_split_exactly_and_wait_for_more() {
 }
 
 #[test]
+fn messages_are_borrowed_in_place_and_wait_for_more() {
+    let q = frame(b'Q', b"SELECT 1\0");
+    assert_eq!(message_len(&q[..4], 1 << 20), Ok(None), "no header yet");
+    assert_eq!(message_len(&q[..7], 1 << 20), Ok(Some(q.len())), "the length is known before the message is in");
+    assert_eq!(next_message(&q[..7], 1 << 20), Ok(None));
+    let mut two = q.clone();
+    two.extend_from_slice(&frame(b'S', b""));
+    let first = next_message(&two, 1 << 20).unwrap().unwrap();
+    assert_eq!((first.tag(), first.body(), first.bytes().len()), (b'Q', &b"SELECT 1\0"[..], q.len()));
+    assert_eq!(next_message(&two[q.len()..], 1 << 20).unwrap().unwrap().tag(), b'S');
+    assert_eq!(next_message(&[b'Q', 0, 0, 0, 3], 100), Err(FrameError::BadLength { len: 3 }));
+    assert!(matches!(next_message(&[b'Q', 0x7f, 0xff, 0xff, 0xff], 100), Err(FrameError::TooLarge { .. })));
+}
+
+#[test]
 fn bad_and_huge_lengths_are_errors() {
     let mut buf = BytesMut::from(&[b'Q', 0, 0, 0, 3][..]);
     assert_eq!(decode(&mut buf, 100), Err(FrameError::BadLength { len: 3 }));
@@ -90,6 +105,11 @@ fn random_bytes_never_panic_the_decoders() {
             let _ = crate::pg::msg::bind_fields(frame.body());
             let _ = crate::pg::msg::target_fields(frame.body());
             let _ = crate::pg::msg::error_code(frame.body());
+        }
+        let mut at = 0;
+        while let Ok(Some(frame)) = next_message(&bytes[at..], 1 << 16) {
+            at += frame.bytes().len();
+            let _ = crate::pg::msg::parameter_fields(frame.body());
         }
     }
 }

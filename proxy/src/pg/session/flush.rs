@@ -11,6 +11,7 @@ use tokio_util::io::poll_read_buf;
 
 use super::Session;
 use crate::pg::error::PgError;
+use crate::pg::server::SERVER_READ;
 use crate::stats::PoolStats;
 
 enum Progress {
@@ -34,7 +35,7 @@ impl Session {
                 }
                 // The server is not taking more: take what it sends meanwhile.
                 if conn.rbuf.capacity() - conn.rbuf.len() < 4096 {
-                    conn.rbuf.reserve(16 * 1024);
+                    conn.rbuf.reserve(SERVER_READ);
                 }
                 match poll_read_buf(Pin::new(&mut conn.stream), cx, &mut conn.rbuf) {
                     Poll::Ready(Ok(0)) => Poll::Ready(Err(std::io::ErrorKind::UnexpectedEof.into())),

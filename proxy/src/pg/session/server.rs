@@ -1,34 +1,53 @@
 //! Messages from the server: forwarded in order, answers to injected requests dropped, synthetic answers
 //! put in their place, and the bookkeeping (transaction status, prepared statements, parameters) updated.
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::expect::Expect;
 use super::{params, Session};
-use crate::pg::codec::{decode, Frame};
+use crate::pg::codec::{decode, message_len, next_message, FrameRef};
 use crate::pg::error::PgError;
 use crate::pg::msg;
-use crate::pg::server::ServerConn;
+use crate::pg::server::{ServerConn, SERVER_READ};
 
 /// Server messages are bounded by PostgreSQL itself (1 GB); the proxy does not cap them further.
 const MAX_SERVER_MESSAGE: usize = 1 << 30;
 
 impl Session {
-    /// Handles every complete message buffered from the server.
+    /// Handles every complete message buffered from the server, each where it lies in the read buffer.
     pub(super) fn process_server(&mut self) -> Result<(), PgError> {
-        loop {
-            let Some(pooled) = self.server.as_mut() else { return Ok(()) };
-            let frame = match decode(&mut pooled.conn().rbuf, MAX_SERVER_MESSAGE) {
-                Ok(Some(f)) => f,
-                Ok(None) => return Ok(()),
-                Err(e) => return Err(PgError::ServerProtocol(e.to_string())),
-            };
-            self.on_server_message(frame);
+        let Some(pooled) = self.server.as_mut() else { return Ok(()) };
+        // Out of the connection while its messages are handled (they borrow it): handling one reads no buffer
+        // of the connection's, and keeps the connection.
+        let mut rbuf = std::mem::take(&mut pooled.conn().rbuf);
+        let mut done = 0;
+        let result = loop {
+            match next_message(&rbuf[done..], MAX_SERVER_MESSAGE) {
+                Ok(Some(frame)) => {
+                    done += frame.bytes().len();
+                    self.on_server_message(frame);
+                }
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(PgError::ServerProtocol(e.to_string())),
+            }
+        };
+        rbuf.advance(done);
+        // Room for the rest of a message begun, or, once all is read, the whole buffer again for the next read
+        // (advancing leaves the room behind it unused until a reserve takes it back; with nothing left to
+        // keep, that is only a reset).
+        match message_len(&rbuf, MAX_SERVER_MESSAGE) {
+            Ok(Some(total)) if total > rbuf.len() => rbuf.reserve(total - rbuf.len()),
+            _ if rbuf.capacity() - rbuf.len() < SERVER_READ / 4 => rbuf.reserve(SERVER_READ / 2),
+            _ => {}
         }
+        if let Some(pooled) = self.server.as_mut() {
+            pooled.conn().rbuf = rbuf;
+        }
+        result
     }
 
-    fn on_server_message(&mut self, frame: Frame) {
+    fn on_server_message(&mut self, frame: FrameRef<'_>) {
         self.emit_synthetic();
         let tag = frame.tag();
         let head_forwarded = self.outstanding.front().is_none_or(Expect::forwarded);
