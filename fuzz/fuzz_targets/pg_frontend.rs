@@ -1,4 +1,4 @@
-//! Whatever a client sends, the PostgreSQL decoders return a frame, "need more" or an error: never a panic.
+//! Whatever a client (or server) sends, the PostgreSQL decoders return a frame, "need more" or an error: never a panic.
 #![no_main]
 
 use bytes::BytesMut;
@@ -15,9 +15,16 @@ fuzz_target!(|data: &[u8]| {
         let _ = msg::bind_fields(body);
         let _ = msg::target_fields(body);
         let _ = msg::query_text(body);
+        let _ = msg::first_word(body);
         let _ = msg::parameter_fields(body);
         let _ = msg::error_code(body);
         let _ = msg::first_column(body);
         let _ = codec::peek(&buf).count();
+    }
+    // The server's answers are read in place.
+    let mut at = 0;
+    while let Ok(Some(frame)) = codec::next_message(&data[at..], 1 << 20) {
+        at += frame.bytes().len();
+        let _ = msg::parameter_fields(frame.body());
     }
 });

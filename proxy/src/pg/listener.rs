@@ -1,7 +1,7 @@
 //! The accept loop of one PostgreSQL cluster's listener, and what its sessions share.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -72,9 +72,17 @@ pub struct Shared {
     /// Idle clients without a task of their own, and the clock of idleness.
     pub parking: Parking<Box<Session>>,
     pub shutdown: CancellationToken,
+    /// Set once the listener has stopped accepting at shutdown, before it wakes the sessions: what they check
+    /// between transactions (a load, where the token's check takes its lock).
+    stopping: AtomicBool,
 }
 
 impl Shared {
+    /// Whether the listener is shutting down: sessions end at their next transaction boundary.
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
     /// Counts one more client unless `limit` are already in; `client_ended` counts it out.
     pub fn admit_client(&self, limit: usize) -> bool {
         self.clients.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1)).is_ok()
@@ -244,6 +252,7 @@ impl PgListener {
             clients: AtomicUsize::new(0),
             parking: Parking::default(),
             shutdown,
+            stopping: AtomicBool::new(false),
         };
         Ok(PgListener { shared: Arc::new(shared), grace: config.shutdown_grace, topology })
     }
@@ -315,6 +324,7 @@ impl PgListener {
         }
         // Idle sessions end at once (parked ones are given back to end); busy ones at their next transaction
         // boundary.
+        shared.stopping.store(true, Ordering::Release);
         shared.parking.close();
         shared.cancels.wake_all();
         tracker.close();

@@ -197,6 +197,17 @@ pub fn query_text(body: &[u8]) -> Option<&str> {
     cstr(body).map(|(s, _)| s)
 }
 
+/// The first word of a simple Query body, as bytes. The few statements the proxy follows each start with a
+/// keyword of their own: looking at this first saves reading (and UTF-8 checking) every query's whole text.
+pub fn first_word(body: &[u8]) -> &[u8] {
+    // SQL's whitespace (PostgreSQL's scanner; \v too, as str::trim, which the statement parsers use).
+    let space = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'\x0b' | b'\x0c');
+    let start = body.iter().position(|b| !space(b)).unwrap_or(body.len());
+    let rest = &body[start..];
+    let end = rest.iter().position(|b| space(b) || matches!(b, b';' | 0)).unwrap_or(rest.len());
+    &rest[..end]
+}
+
 /// The name and value of a ParameterStatus body.
 pub fn parameter_fields(body: &[u8]) -> Option<(&str, &str)> {
     let (name, rest) = cstr(body)?;
@@ -265,6 +276,22 @@ mod tests {
         let mut buf = BytesMut::new();
         bind_renamed(&mut buf, portal, "hp_7", rest);
         assert_eq!(&buf[5..], b"\0hp_7\0\0\0\0\0\0\0");
+    }
+
+    #[test]
+    fn the_first_word_of_a_query() {
+        let cases: [(&[u8], &[u8]); 7] = [
+            (b"SET search_path = x\0", b"SET"),
+            (b" \t\n\x0bdiscard all;\0", b"discard"),
+            (b"DEALLOCATE;\0", b"DEALLOCATE"),
+            (b"show\0", b"show"),
+            (b"\0", b""),
+            (b"   ", b""),
+            (b"/* c */ SET x = 1\0", b"/*"),
+        ];
+        for (body, word) in cases {
+            assert_eq!(first_word(body), word, "{}", String::from_utf8_lossy(body));
+        }
     }
 
     #[test]

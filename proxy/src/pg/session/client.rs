@@ -47,6 +47,7 @@ impl Session {
             }
             if frame.tag() == b'Q'
                 && self.outstanding.is_empty()
+                && msg::first_word(frame.body()).eq_ignore_ascii_case(b"show")
                 && msg::query_text(frame.body()).is_some_and(unit::asks_route)
             {
                 self.report_route();
@@ -138,23 +139,8 @@ impl Session {
         match frame.tag() {
             b'Q' => {
                 PoolStats::add(&self.serving.stats.queries, 1);
-                let text = msg::query_text(frame.body());
-                if renaming && text.is_some_and(drops_all_statements) {
-                    self.statements.clear();
-                    self.search_path = None;
-                    let conn = self.server_conn();
-                    conn.prepared.clear();
-                    conn.search_path = Some(None);
-                }
-                // search_path is not reported by the server: follow plain autocommit SETs of it. Inside a
-                // transaction the outcome depends on COMMIT: mark the connection unknown, it is reset before reuse.
-                if let Some(path) = text.and_then(params::search_path_set).filter(|_| renaming) {
-                    if self.tx_status == b'I' {
-                        self.search_path.get_or_insert_default().pending = Some(path);
-                        self.statement_failed = false;
-                    } else {
-                        self.server_conn().search_path = None;
-                    }
+                if renaming {
+                    self.follow_statement(frame.body());
                 }
                 self.forward(frame, Expect::Query);
             }
@@ -180,6 +166,32 @@ impl Session {
             }
             // Flush, CopyData and anything else: forwarded as is; the server answers what it must.
             _ => self.to_server.extend_from_slice(frame.bytes()),
+        }
+    }
+
+    /// Follows the simple-query statements that change what a server connection holds (transaction pooling):
+    /// `DISCARD ALL` and `DEALLOCATE ALL` drop its prepared statements; `SET search_path` is not reported by
+    /// the server. The text is read only when the first word is one of theirs.
+    fn follow_statement(&mut self, body: &[u8]) {
+        let word = msg::first_word(body);
+        let followed = [&b"discard"[..], b"deallocate", b"set"].iter().any(|k| word.eq_ignore_ascii_case(k));
+        let Some(text) = msg::query_text(body).filter(|_| followed) else { return };
+        if drops_all_statements(text) {
+            self.statements.clear();
+            self.search_path = None;
+            let conn = self.server_conn();
+            conn.prepared.clear();
+            conn.search_path = Some(None);
+        }
+        // Plain autocommit SETs of search_path are followed. Inside a transaction the outcome depends on
+        // COMMIT: the connection is marked unknown, and reset before reuse.
+        if let Some(path) = params::search_path_set(text) {
+            if self.tx_status == b'I' {
+                self.search_path.get_or_insert_default().pending = Some(path);
+                self.statement_failed = false;
+            } else {
+                self.server_conn().search_path = None;
+            }
         }
     }
 

@@ -317,7 +317,7 @@ impl Session {
                 self.note_write_position().await?;
             }
             self.maybe_release();
-            if self.at_boundary() && self.shared.shutdown.is_cancelled() {
+            if self.at_boundary() && self.shared.stopping() {
                 return Err(PgError::Shutdown);
             }
             if self.pending.is_some() && self.server.is_none() {
@@ -367,7 +367,19 @@ impl Session {
 
     /// Between transactions with no server held, a client's buffers and response queue go back to the listener's
     /// pool: thousands of idle clients then hold no such memory, and ordinary transactions still allocate none.
+    /// A session the clock wakes keeps them until it has been idle across a tick (or parks): a busy client
+    /// then works in its own warm buffers instead of giving back and taking four per transaction, each under
+    /// the pool's lock (bench/RESULTS.md, "User-space work per transaction"). One the clock does not wake gives
+    /// them back at once, as it could not later.
     fn release_idle_buffers(&mut self) {
+        let idle_across_tick = self.idle_since.is_some_and(|since| self.shared.parking.epoch() > since);
+        if idle_across_tick || !self.needs_clock() {
+            self.reclaim_buffers();
+        }
+    }
+
+    /// Gives the buffers and the response queue back, when nothing in them is still needed.
+    fn reclaim_buffers(&mut self) {
         if self.server.is_none() && self.cbuf.is_empty() && self.pending.is_none() {
             let pool = &self.shared.buffers;
             for buf in [&mut self.cbuf, &mut self.to_client, &mut self.to_server] {

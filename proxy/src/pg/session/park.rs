@@ -27,7 +27,7 @@ impl Session {
             && self.cbuf.is_empty()
             && self.pending.is_none()
             && !self.skip_to_sync
-            && !self.shared.shutdown.is_cancelled()
+            && !self.shared.stopping()
     }
 
     /// Whether this kind of session ever parks: transaction pooling, plain TCP, and parking never refused it.
@@ -72,8 +72,9 @@ impl Session {
             Ok(socket) => socket,
             Err(e) => return Parked::Lost(self, e),
         };
-        // The waker of the task about to end: a parked client keeps nothing of it.
+        // The waker of the task about to end: a parked client keeps nothing of it, nor buffers.
         self.cancel.forget_waker();
+        self.reclaim_buffers();
         self.park_soon = false;
         let now = self.shared.parking.epoch();
         self.parked_at = now;

@@ -24,7 +24,7 @@ impl Session {
     pub(super) fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Event> {
         // Registered before the flags are read: a signal raised after the check wakes this task.
         self.cancel.watch(cx.waker());
-        if self.at_boundary() && self.shared.shutdown.is_cancelled() {
+        if self.at_boundary() && self.shared.stopping() {
             return Poll::Ready(Event::Shutdown);
         }
         if self.holds_retired() {
