@@ -175,7 +175,7 @@ impl Session {
     fn follow_statement(&mut self, body: &[u8]) {
         let word = msg::first_word(body);
         let followed = [&b"discard"[..], b"deallocate", b"set"].iter().any(|k| word.eq_ignore_ascii_case(k));
-        let Some(text) = msg::query_text(body).filter(|_| followed) else { return };
+        let Some(text) = followed.then(|| msg::query_text(body)).flatten() else { return };
         if drops_all_statements(text) {
             self.statements.clear();
             self.search_path = None;
