@@ -174,18 +174,22 @@ impl Session {
     /// the server. The text is read only when the first word is one of theirs.
     fn follow_statement(&mut self, body: &[u8]) {
         let word = msg::first_word(body);
-        let followed = [&b"discard"[..], b"deallocate", b"set"].iter().any(|k| word.eq_ignore_ascii_case(k));
-        let Some(text) = followed.then(|| msg::query_text(body)).flatten() else { return };
-        if drops_all_statements(text) {
+        let is = |keyword: &[u8]| word.eq_ignore_ascii_case(keyword);
+        if is(b"set") {
+            self.follow_search_path(body);
+        } else if (is(b"discard") || is(b"deallocate")) && msg::query_text(body).is_some_and(drops_all_statements) {
             self.statements.clear();
             self.search_path = None;
             let conn = self.server_conn();
             conn.prepared.clear();
             conn.search_path = Some(None);
         }
-        // Plain autocommit SETs of search_path are followed. Inside a transaction the outcome depends on
-        // COMMIT: the connection is marked unknown, and reset before reuse.
-        if let Some(path) = params::search_path_set(text) {
+    }
+
+    /// Plain autocommit SETs of search_path are followed. Inside a transaction the outcome depends on COMMIT: the
+    /// connection is marked unknown, and reset before reuse.
+    fn follow_search_path(&mut self, body: &[u8]) {
+        if let Some(path) = msg::query_text(body).and_then(params::search_path_set) {
             if self.tx_status == b'I' {
                 self.search_path.get_or_insert_default().pending = Some(path);
                 self.statement_failed = false;
