@@ -5,7 +5,8 @@
 # medians of alternating rounds are the comparison to trust. Use an even number of rounds: the run that goes
 # first in a pair was slower in most rounds, so an odd count favours the proxy that starts second more often.
 # The summary also gives the median of the per-round ratios hapool ÷ PgBouncer (each round's pair ran within a
-# minute, so the ratio cancels the box's slower and faster minutes).
+# minute, so the ratio cancels the box's slower and faster minutes), in how many rounds hapool was ahead, and a
+# bootstrap interval of that median: with ±10 % from run to run, 6 rounds cannot tell 2 % apart; 20 can better.
 #
 #   bench/rounds.sh [--rounds 6]
 # Cases: pgbench -S -M simple at 1 client (-T 5: latency), 32 clients (-t 1500 each) and 500 clients
@@ -70,6 +71,22 @@ echo
 echo "medians over $rounds rounds (tps, average latency ms, proxy CPU µs/tx):"
 # The median of column $1 of $RESULTS_DIR/.col.
 med() { cut -f"$1" "$RESULTS_DIR/.col" | sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+# How sure the median tps ratio (column 1 of stdin) is: the rounds hapool was ahead in, and a 95 % bootstrap
+# interval of the median (2,000 resamples of the rounds with replacement; fixed seed, so a rerun on the same
+# rows prints the same interval).
+spread() {
+  awk -F'\t' '{v[NR] = $1; if ($1 >= 1) ahead++}
+    function median(a, n,   i, j, x) {
+      for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j >= 1 && a[j] > x; j--) a[j + 1] = a[j]; a[j + 1] = x }
+      return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+    }
+    END {
+      srand(1)
+      for (b = 1; b <= 2000; b++) { for (i = 1; i <= NR; i++) s[i] = v[int(rand() * NR) + 1]; m[b] = median(s, NR) }
+      median(m, 2000)
+      printf "hapool ahead in %d of %d rounds; 95 %% interval of the median %.3f–%.3f", ahead, NR, m[50], m[1951]
+    }'
+}
 for clients in 1 32 500; do
   for name in hapool pgbouncer; do
     awk -F'\t' -v n="$name" -v c="$clients" 'NR > 1 && $2 == n && $3 == c {print $4 "\t" $5 "\t" $6}' "$raw" >"$RESULTS_DIR/.col"
@@ -80,5 +97,6 @@ for clients in 1 32 500; do
     END {for (k in r) print tps[k, "hapool"] / tps[k, "pgbouncer"] "\t" cpu[k, "hapool"] / cpu[k, "pgbouncer"]}' \
     "$raw" >"$RESULTS_DIR/.col"
   printf '%4d clients  hapool ÷ PgBouncer per round, median: tps %.3f  cpu µs/tx %.3f\n' "$clients" "$(med 1)" "$(med 2)"
+  printf '              tps ratio: %s\n' "$(spread <"$RESULTS_DIR/.col")"
 done | tee "$RESULTS_DIR/summary.txt"
 rm -f "$RESULTS_DIR/.col"
