@@ -42,6 +42,10 @@ hz=$(getconf CLK_TCK)
 run() {
   local round=$1 name=$2 pid=$3 port=$4 clients=$5 before after out tps lat tx
   shift 5
+  # One second of the same load first, not counted: the measured run then follows this proxy's own work, not
+  # the other proxy's (without it, the first run of each pair followed the other proxy's lighter case and
+  # was 6–9 % slower: bench/RESULTS.md, "twenty rounds").
+  pgbench -h 127.0.0.1 -p "$port" -U bench -n -S -c "$clients" -j "$(( clients < 2 ? 1 : 2 ))" -T 1 bench >/dev/null 2>&1
   before=$(ticks "$pid")
   out=$(pgbench -h 127.0.0.1 -p "$port" -U bench -n -S -c "$clients" -j "$(( clients < 2 ? 1 : 2 ))" "$@" bench 2>&1)
   after=$(ticks "$pid")

@@ -635,6 +635,37 @@ fn search_path_follows_the_client_that_set_it() {
     assert_eq!(proxy.servers_opened(), 1);
 }
 
+/// A SET of a parameter the server does not report (statement_timeout, work_mem, a role) stays with the client
+/// that made it: the connection is reset before another client gets it, whether the SET came as a simple query,
+/// in a multi-statement query or through the extended protocol, and the next client keeps its own parameters.
+#[test]
+fn settings_the_proxy_does_not_follow_never_reach_another_client() {
+    let pg = cluster();
+    pg.primary().psql("CREATE ROLE reporting; GRANT reporting TO app").unwrap();
+    let proxy = TestProxy::start(&pg, "pool_size = 1", "");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let a = connect(&proxy.app()).await;
+        let b = connect(&format!("{} application_name=bee", proxy.app())).await;
+        a.simple_query("SET statement_timeout = '1234ms'").await.unwrap();
+        a.simple_query("SELECT 1; SET work_mem = '7MB'").await.unwrap();
+        a.execute("SET ROLE reporting", &[]).await.unwrap(); // unnamed Parse, Bind, Execute
+        let named = a.prepare("SET maintenance_work_mem = '99MB'").await.unwrap();
+        a.execute(&named, &[]).await.unwrap(); // Bind of a named statement
+        let settings = "SELECT concat_ws(' ', current_setting('statement_timeout'), current_setting('work_mem'), \
+                        current_setting('maintenance_work_mem'), current_user, current_setting('application_name'))";
+        let a_sees: String = a.query_one(settings, &[]).await.unwrap().get(0);
+        assert_eq!(a_sees, "1234ms 7MB 99MB reporting hapool", "a has its settings on its connection");
+        let b_sees: String = b.query_one(settings, &[]).await.unwrap().get(0);
+        assert_eq!(b_sees, "0 4MB 64MB app bee", "b, on the same server connection, has the defaults and its own name");
+        // a's session comes back to a connection with nothing of b's either (b set nothing: no reset needed).
+        b.simple_query("SET lock_timeout = '3s'").await.unwrap();
+        let a_sees: String = a.query_one("SELECT current_setting('lock_timeout')", &[]).await.unwrap().get(0);
+        assert_eq!(a_sees, "0", "a does not get b's lock_timeout");
+    });
+    assert_eq!(proxy.servers_opened(), 1, "one server connection, reset rather than replaced");
+}
+
 /// 300,000 Bind/Execute pairs sent in one write while the answers stream back. The proxy reads the server between
 /// client chunks and, while a write to the server is blocked, reads the server too (session/flush.rs); a proxy
 /// that did neither would deadlock here against a server blocked on its own output.

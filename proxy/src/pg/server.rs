@@ -51,6 +51,9 @@ pub struct ServerConn {
     /// What search_path this connection has: `Some(None)` the server's default, `Some(Some(path))` one a
     /// client set, `None` unknown (a statement that may have set it failed).
     pub search_path: Option<Option<String>>,
+    /// The client (by its cancel key) whose settings the proxy does not follow this connection holds (see
+    /// `session::leftovers`): another client gets it reset first. `None`: it has only what it was opened with.
+    pub dirtied_by: Option<(i32, i32)>,
 }
 
 impl ServerConn {
@@ -104,6 +107,7 @@ impl ServerConn {
             broken: false,
             synced: None,
             search_path: Some(None),
+            dirtied_by: None,
         })
     }
 }

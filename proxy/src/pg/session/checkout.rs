@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::routing::{Place, Why};
 use super::server;
-use super::{expect, params, routing, Session, RESET_TIMEOUT};
+use super::{expect, leftovers, params, routing, Session, RESET_TIMEOUT};
 use crate::pg::error::PgError;
 use crate::pg::msg;
 use crate::pg::pool::{Pool, Pooled};
@@ -68,8 +68,18 @@ impl Session {
         self.serving = pool;
         let conn = pooled.conn();
         let mut sql = String::new();
+        // Another client's settings the proxy does not follow: back to the connection's own, then every
+        // parameter this client expects is set (the server's reports of the reset arrive after this is sent).
+        let reset = conn.dirtied_by.is_some_and(|owner| owner != self.key);
+        if reset {
+            sql.push_str(leftovers::RESET_SQL);
+            conn.dirtied_by = None;
+            conn.search_path = Some(None);
+            conn.synced = None;
+        }
         if conn.synced != Some(self.desired_hash) {
-            sql.extend(params::sync_sql(&self.desired, &conn.params));
+            let known = if reset { None } else { Some(&conn.params) };
+            sql.extend(params::sync_sql(&self.desired, known.unwrap_or(&Default::default())));
             conn.synced = Some(self.desired_hash);
         }
         let path = self.search_path.as_deref().and_then(|p| p.current.as_ref());

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::expect::Expect;
 use super::routing::Place;
 use super::statements::Statement;
-use super::{params, unit, Flow, Session};
+use super::{leftovers, params, unit, Flow, Session};
 use crate::pg::codec::{decode, Frame};
 use crate::pg::error::PgError;
 use crate::pg::msg::{self, Severity};
@@ -171,7 +171,8 @@ impl Session {
 
     /// Follows the simple-query statements that change what a server connection holds (transaction pooling):
     /// `DISCARD ALL` and `DEALLOCATE ALL` drop its prepared statements; `SET search_path` is not reported by
-    /// the server. The text is read only when the first word is one of theirs.
+    /// the server; other SETs the server does not report mark the connection for a reset before another client
+    /// gets it. The text is read only when the first word is one of theirs (or a `;` may hide one).
     fn follow_statement(&mut self, body: &[u8]) {
         let word = msg::first_word(body);
         let is = |keyword: &[u8]| word.eq_ignore_ascii_case(keyword);
@@ -184,6 +185,15 @@ impl Session {
             conn.prepared.clear();
             conn.search_path = Some(None);
         }
+        if leftovers::query_leaves_settings(body) {
+            self.mark_leftovers();
+        }
+    }
+
+    /// The server connection now holds settings of this client's that the proxy does not follow.
+    fn mark_leftovers(&mut self) {
+        let key = self.key;
+        self.server_conn().dirtied_by = Some(key);
     }
 
     /// Plain autocommit SETs of search_path are followed. Inside a transaction the outcome depends on COMMIT: the
@@ -210,6 +220,10 @@ impl Session {
             return self.forward(frame, Expect::Parse { created: None });
         };
         if name.is_empty() {
+            // Bound and executed on this connection, in this unit.
+            if leftovers::query_leaves_settings(rest) {
+                self.mark_leftovers();
+            }
             return self.forward(frame, Expect::Parse { created: None });
         }
         let statement = self.shared.statements.intern(rest);
@@ -229,6 +243,9 @@ impl Session {
             return self.forward(frame, Expect::Bind);
         };
         let Some(statement) = self.known(name) else { return self.forward(frame, Expect::Bind) };
+        if statement.leaves_settings {
+            self.mark_leftovers();
+        }
         self.ensure_prepared(&statement);
         msg::bind_renamed(&mut self.to_server, portal, &statement.name, rest);
         self.outstanding.push(Expect::Bind);

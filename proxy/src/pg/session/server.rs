@@ -86,6 +86,7 @@ impl Session {
                     let conn = self.server_conn();
                     conn.synced = None;
                     conn.search_path = None;
+                    conn.dirtied_by = Some(super::leftovers::NOBODY);
                 }
             }
             b'G' => {

@@ -16,6 +16,8 @@ pub struct Statement {
     pub parse: Bytes,
     /// Set once a server accepted this statement: a client's later Parse of it can be answered without one.
     pub validated: AtomicBool,
+    /// Executing it leaves settings on the server the proxy does not follow (`session::leftovers`).
+    pub leaves_settings: bool,
 }
 
 impl Statement {
@@ -77,8 +79,12 @@ impl StatementRegistry {
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let name: Arc<str> = Arc::from(format!("hapool_{id}"));
-        let statement =
-            Arc::new(Statement { parse: parse_renamed(&name, rest), name, validated: AtomicBool::new(false) });
+        let statement = Arc::new(Statement {
+            parse: parse_renamed(&name, rest),
+            name,
+            validated: AtomicBool::new(false),
+            leaves_settings: super::leftovers::query_leaves_settings(rest),
+        });
         map.insert(Bytes::copy_from_slice(rest), statement.clone());
         statement
     }
@@ -97,5 +103,7 @@ mod tests {
         assert!(Arc::ptr_eq(&a, &b));
         assert_ne!(a.name, c.name);
         assert_eq!(&a.parse[5..5 + a.name.len()], a.name.as_bytes());
+        assert!(!a.leaves_settings);
+        assert!(r.intern(b"SET work_mem = '1GB'\0\0\0").leaves_settings, "its Bind marks the connection");
     }
 }
