@@ -635,11 +635,12 @@ fn search_path_follows_the_client_that_set_it() {
     assert_eq!(proxy.servers_opened(), 1);
 }
 
-/// A SET of a parameter the server does not report (statement_timeout, work_mem, a role) stays with the client
-/// that made it: the connection is reset before another client gets it, whether the SET came as a simple query,
-/// in a multi-statement query or through the extended protocol, and the next client keeps its own parameters.
+/// Session state the proxy does not follow (a SET of a parameter the server does not report, a role, LISTEN, a
+/// temporary table, an SQL PREPARE, a cursor WITH HOLD) stays with the client that made it: the connection is
+/// cleared before another client gets it, whether the statement came as a simple query, in a multi-statement
+/// query or through the extended protocol, and the next client keeps its own parameters.
 #[test]
-fn settings_the_proxy_does_not_follow_never_reach_another_client() {
+fn session_state_the_proxy_does_not_follow_never_reaches_another_client() {
     let pg = cluster();
     pg.primary().psql("CREATE ROLE reporting; GRANT reporting TO app").unwrap();
     let proxy = TestProxy::start(&pg, "pool_size = 1", "");
@@ -652,12 +653,17 @@ fn settings_the_proxy_does_not_follow_never_reach_another_client() {
         a.execute("SET ROLE reporting", &[]).await.unwrap(); // unnamed Parse, Bind, Execute
         let named = a.prepare("SET maintenance_work_mem = '99MB'").await.unwrap();
         a.execute(&named, &[]).await.unwrap(); // Bind of a named statement
-        let settings = "SELECT concat_ws(' ', current_setting('statement_timeout'), current_setting('work_mem'), \
-                        current_setting('maintenance_work_mem'), current_user, current_setting('application_name'))";
-        let a_sees: String = a.query_one(settings, &[]).await.unwrap().get(0);
-        assert_eq!(a_sees, "1234ms 7MB 99MB reporting hapool", "a has its settings on its connection");
-        let b_sees: String = b.query_one(settings, &[]).await.unwrap().get(0);
-        assert_eq!(b_sees, "0 4MB 64MB app bee", "b, on the same server connection, has the defaults and its own name");
+        a.batch_execute("LISTEN jobs; CREATE TEMP TABLE tt (x int); PREPARE q AS SELECT 1").await.unwrap();
+        a.batch_execute("BEGIN; DECLARE c CURSOR WITH HOLD FOR SELECT 1; COMMIT").await.unwrap();
+        let state = "SELECT concat_ws(' ', current_setting('statement_timeout'), current_setting('work_mem'), \
+                     current_setting('maintenance_work_mem'), current_user, current_setting('application_name'), \
+                     (SELECT count(*) FROM pg_listening_channels()), to_regclass('pg_temp.tt') IS NOT NULL, \
+                     (SELECT count(*) FROM pg_prepared_statements WHERE from_sql), \
+                     (SELECT count(*) FROM pg_cursors WHERE is_holdable))";
+        let a_sees: String = a.query_one(state, &[]).await.unwrap().get(0);
+        assert_eq!(a_sees, "1234ms 7MB 99MB reporting hapool 1 t 1 1", "a has all of it on its connection");
+        let b_sees: String = b.query_one(state, &[]).await.unwrap().get(0);
+        assert_eq!(b_sees, "0 4MB 64MB app bee 0 f 0 0", "b, on the same connection, has none of it, and its own name");
         // a's session comes back to a connection with nothing of b's either (b set nothing: no reset needed).
         b.simple_query("SET lock_timeout = '3s'").await.unwrap();
         let a_sees: String = a.query_one("SELECT current_setting('lock_timeout')", &[]).await.unwrap().get(0);

@@ -1,6 +1,7 @@
 //! One connection from the proxy to a PostgreSQL server: its socket, read buffer, reported parameters,
 //! cancel key, and the prepared statements it holds.
 
+use crate::pg::session::leftovers::Owned;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -51,9 +52,9 @@ pub struct ServerConn {
     /// What search_path this connection has: `Some(None)` the server's default, `Some(Some(path))` one a
     /// client set, `None` unknown (a statement that may have set it failed).
     pub search_path: Option<Option<String>>,
-    /// The client (by its cancel key) whose settings the proxy does not follow this connection holds (see
-    /// `session::leftovers`): another client gets it reset first. `None`: it has only what it was opened with.
-    pub dirtied_by: Option<(i32, i32)>,
+    /// Session state of one client's that the proxy does not follow (see `session::leftovers`): another
+    /// client gets the connection cleared of it first. `None`: nothing beyond what the proxy follows.
+    pub leftovers: Option<Owned>,
 }
 
 impl ServerConn {
@@ -107,7 +108,7 @@ impl ServerConn {
             broken: false,
             synced: None,
             search_path: Some(None),
-            dirtied_by: None,
+            leftovers: None,
         })
     }
 }

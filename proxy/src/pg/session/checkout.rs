@@ -4,9 +4,10 @@
 
 use std::sync::Arc;
 
+use super::leftovers::Leftovers;
 use super::routing::{Place, Why};
 use super::server;
-use super::{expect, leftovers, params, routing, Session, RESET_TIMEOUT};
+use super::{expect, params, routing, Session, RESET_TIMEOUT};
 use crate::pg::error::PgError;
 use crate::pg::msg;
 use crate::pg::pool::{Pool, Pooled};
@@ -68,17 +69,22 @@ impl Session {
         self.serving = pool;
         let conn = pooled.conn();
         let mut sql = String::new();
-        // Another client's settings the proxy does not follow: back to the connection's own, then every
-        // parameter this client expects is set (the server's reports of the reset arrive after this is sent).
-        let reset = conn.dirtied_by.is_some_and(|owner| owner != self.key);
-        if reset {
-            sql.push_str(leftovers::RESET_SQL);
-            conn.dirtied_by = None;
-            conn.search_path = Some(None);
-            conn.synced = None;
+        // Another client's session state the proxy does not follow: cleared first. After a reset of settings
+        // every parameter this client expects is set (the server's reports of the reset come after this is sent).
+        let left = conn.leftovers.filter(|l| l.owner != self.key).map_or(Leftovers::NONE, |l| l.kinds);
+        if !left.is_empty() {
+            left.reset_sql(&mut sql);
+            conn.leftovers = None;
+            if left.contains(Leftovers::PREPARED) {
+                conn.prepared.clear();
+            }
+            if left.contains(Leftovers::SETTINGS) {
+                conn.search_path = Some(None);
+                conn.synced = None;
+            }
         }
         if conn.synced != Some(self.desired_hash) {
-            let known = if reset { None } else { Some(&conn.params) };
+            let known = if left.contains(Leftovers::SETTINGS) { None } else { Some(&conn.params) };
             sql.extend(params::sync_sql(&self.desired, known.unwrap_or(&Default::default())));
             conn.synced = Some(self.desired_hash);
         }

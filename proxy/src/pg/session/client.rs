@@ -4,9 +4,10 @@
 use std::sync::Arc;
 
 use super::expect::Expect;
+use super::leftovers::{self, Leftovers, Owned};
 use super::routing::Place;
 use super::statements::Statement;
-use super::{leftovers, params, unit, Flow, Session};
+use super::{params, unit, Flow, Session};
 use crate::pg::codec::{decode, Frame};
 use crate::pg::error::PgError;
 use crate::pg::msg::{self, Severity};
@@ -185,15 +186,18 @@ impl Session {
             conn.prepared.clear();
             conn.search_path = Some(None);
         }
-        if leftovers::query_leaves_settings(body) {
-            self.mark_leftovers();
-        }
+        self.note_leftovers(leftovers::query_leftovers(body));
     }
 
-    /// The server connection now holds settings of this client's that the proxy does not follow.
-    fn mark_leftovers(&mut self) {
-        let key = self.key;
-        self.server_conn().dirtied_by = Some(key);
+    /// The server connection now holds `kinds` of session state of this client's that the proxy does not follow.
+    fn note_leftovers(&mut self, kinds: Leftovers) {
+        if kinds.is_empty() {
+            return;
+        }
+        let owner = self.key;
+        let conn = self.server_conn();
+        let before = conn.leftovers.filter(|l| l.owner == owner).map_or(Leftovers::NONE, |l| l.kinds);
+        conn.leftovers = Some(Owned { owner, kinds: before.with(kinds) });
     }
 
     /// Plain autocommit SETs of search_path are followed. Inside a transaction the outcome depends on COMMIT: the
@@ -221,9 +225,7 @@ impl Session {
         };
         if name.is_empty() {
             // Bound and executed on this connection, in this unit.
-            if leftovers::query_leaves_settings(rest) {
-                self.mark_leftovers();
-            }
+            self.note_leftovers(leftovers::query_leftovers(rest));
             return self.forward(frame, Expect::Parse { created: None });
         }
         let statement = self.shared.statements.intern(rest);
@@ -243,9 +245,7 @@ impl Session {
             return self.forward(frame, Expect::Bind);
         };
         let Some(statement) = self.known(name) else { return self.forward(frame, Expect::Bind) };
-        if statement.leaves_settings {
-            self.mark_leftovers();
-        }
+        self.note_leftovers(statement.leftovers);
         self.ensure_prepared(&statement);
         msg::bind_renamed(&mut self.to_server, portal, &statement.name, rest);
         self.outstanding.push(Expect::Bind);

@@ -1,46 +1,108 @@
-//! Settings a client's statements leave on a server connection that the proxy does not follow: a session-level
-//! `SET` or `RESET` of a parameter the server does not report (`statement_timeout`, `work_mem`, a role…).
-//! In transaction pooling such a connection is reset before another client gets it (`RESET_SQL`), so one
-//! client's settings never reach another. Pure: the session asks, the checkout resets.
+//! What a client's statements leave on a server connection that the proxy does not follow: a session-level
+//! `SET` or `RESET` of a parameter the server does not report (`statement_timeout`, `work_mem`, a role…), a
+//! `LISTEN`, a temporary table, an SQL-level `PREPARE`, a cursor `WITH HOLD`. In transaction pooling such a
+//! connection is cleared of them (`Leftovers::reset_sql`) before another client gets it, so nothing of one
+//! client's session reaches another. Pure: the session asks, the checkout resets.
 
 use super::params;
 use crate::pg::msg;
 
-/// Brings a connection's session settings back to those it had when it was opened. `RESET ALL` leaves the role
-/// and the session authorization alone, so they come first (both are allowed to any user).
-pub const RESET_SQL: &str = "RESET ROLE;RESET SESSION AUTHORIZATION;RESET ALL;";
+/// Kinds of session state left on a server connection (a set of bits).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Leftovers(u8);
 
-/// The owner of a connection whose state is unknown (a reset or a sync of it failed): reset for anyone. No
-/// client has the cancel pid 0 (`CancelRegistry::register`).
-pub const NOBODY: (i32, i32) = (0, 0);
+impl Leftovers {
+    pub const NONE: Self = Self(0);
+    pub const SETTINGS: Self = Self(1);
+    pub const LISTEN: Self = Self(2);
+    pub const TEMP: Self = Self(4);
+    /// SQL-level prepared statements. Clearing them (`DEALLOCATE ALL`) drops the proxy's protocol-level
+    /// statements on that connection too.
+    pub const PREPARED: Self = Self(8);
+    pub const CURSORS: Self = Self(16);
+    /// Every kind (what `DISCARD ALL` would clear, short of plans, sequences and advisory locks).
+    pub const ALL: Self = Self(31);
 
-/// `leaves_settings` for a Query body, or the text part of a Parse (text, NUL, parameter types). The text is
-/// read only when the first word is SET or RESET or a `;` is in the bytes: every query passes here.
-pub fn query_leaves_settings(body: &[u8]) -> bool {
-    let word = msg::first_word(body);
-    let maybe = word.eq_ignore_ascii_case(b"set") || word.eq_ignore_ascii_case(b"reset") || body.contains(&b';');
-    maybe && msg::query_text(body).is_some_and(leaves_settings)
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn contains(self, other: Self) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    pub fn with(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+
+    /// The statements that clear these, for one simple query. `RESET ALL` leaves the role and the session
+    /// authorization alone, so they come first (any user may reset both).
+    pub fn reset_sql(self, sql: &mut String) {
+        let parts = [
+            (Self::CURSORS, "CLOSE ALL;"),
+            (Self::LISTEN, "UNLISTEN *;"),
+            (Self::TEMP, "DISCARD TEMP;"),
+            (Self::PREPARED, "DEALLOCATE ALL;"),
+            (Self::SETTINGS, "RESET ROLE;RESET SESSION AUTHORIZATION;RESET ALL;"),
+        ];
+        for (kind, statements) in parts {
+            if self.contains(kind) {
+                sql.push_str(statements);
+            }
+        }
+    }
 }
 
-/// Whether any statement of a simple query (or of a Parse) sets or resets, for the rest of the session, a
-/// setting the proxy does not follow. Errs towards yes: a needless reset costs one round trip to the next
-/// client, a missed one hands it a stranger's settings. Statements are cut at every `;`, quoted or not: a
-/// false cut can only find a SET that is not there. A comment before the SET hides it (as from PgBouncer).
-pub fn leaves_settings(sql: &str) -> bool {
+/// Who left what on a server connection: the client (by its cancel key) and the kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owned {
+    pub owner: (i32, i32),
+    pub kinds: Leftovers,
+}
+
+/// `leftovers` of a Query body, or of the text part of a Parse (text, NUL, parameter types). The text is read
+/// only when the first word is one of the statements concerned or a `;` is in the bytes: every query passes here.
+pub fn query_leftovers(body: &[u8]) -> Leftovers {
+    let word = msg::first_word(body);
+    let maybe = [&b"set"[..], b"reset", b"listen", b"create", b"prepare", b"declare"]
+        .iter()
+        .any(|w| word.eq_ignore_ascii_case(w))
+        || body.contains(&b';');
+    match msg::query_text(body) {
+        Some(sql) if maybe => leftovers(sql),
+        _ => Leftovers::NONE,
+    }
+}
+
+/// What the statements of a simple query (or of a Parse) leave behind for the rest of the session. Errs
+/// towards more: a needless reset costs the next client one round trip, a missed one hands it a stranger's
+/// state. Statements are cut at every `;`, quoted or not: a false cut can only find something that is not
+/// there. A comment before the statement hides it (as it does from PgBouncer).
+pub fn leftovers(sql: &str) -> Leftovers {
     let mut statements = sql.split(';').map(str::trim).filter(|s| !s.is_empty());
-    let Some(first) = statements.next() else { return false };
+    let Some(first) = statements.next() else { return Leftovers::NONE };
     let single = statements.clone().next().is_none();
-    std::iter::once(first).chain(statements).any(|statement| statement_leaves(statement, single))
+    std::iter::once(first).chain(statements).fold(Leftovers::NONE, |all, s| all.with(statement_leftovers(s, single)))
 }
 
 /// One statement. `single`: it is the whole query (only then does the session follow a `SET search_path`).
-fn statement_leaves(statement: &str, single: bool) -> bool {
+fn statement_leftovers(statement: &str, single: bool) -> Leftovers {
     let mut words = statement.split(|c: char| c.is_whitespace() || c == '=').filter(|w| !w.is_empty());
-    let Some(verb) = words.next() else { return false };
-    let set = verb.eq_ignore_ascii_case("set");
-    if !set && !verb.eq_ignore_ascii_case("reset") {
-        return false;
+    let verb = words.next().unwrap_or_default();
+    let is = |word: &str, expected: &str| word.eq_ignore_ascii_case(expected);
+    match verb.to_ascii_lowercase().as_str() {
+        "set" | "reset" if setting_left(statement, &mut words, is(verb, "set"), single) => Leftovers::SETTINGS,
+        "listen" => Leftovers::LISTEN,
+        "prepare" if !words.next().is_some_and(|w| is(w, "transaction")) => Leftovers::PREPARED,
+        "create" if creates_temp(words) => Leftovers::TEMP,
+        "declare" if contains_words(statement, "with", "hold") => Leftovers::CURSORS,
+        _ => Leftovers::NONE,
     }
+}
+
+/// Whether a SET or RESET (its words after the verb in `words`) changes, for the session, something the
+/// proxy does not follow.
+fn setting_left<'a>(statement: &str, words: &mut impl Iterator<Item = &'a str>, set: bool, single: bool) -> bool {
     let mut name = words.next().unwrap_or_default().trim_matches('"');
     if set && name.eq_ignore_ascii_case("session") {
         // SET SESSION name …; SET SESSION AUTHORIZATION / CHARACTERISTICS fall through as names of their own.
@@ -60,57 +122,118 @@ fn statement_leaves(statement: &str, single: bool) -> bool {
     !params::is_tracked(name)
 }
 
+/// Whether the words after CREATE make a temporary object: `[OR REPLACE] [GLOBAL | LOCAL] {TEMP | TEMPORARY}`.
+fn creates_temp<'a>(words: impl Iterator<Item = &'a str>) -> bool {
+    for word in words {
+        let is = |expected: &str| word.eq_ignore_ascii_case(expected);
+        if is("temp") || is("temporary") {
+            return true;
+        }
+        if !(is("or") || is("replace") || is("global") || is("local")) {
+            return false;
+        }
+    }
+    false
+}
+
+/// Whether `first` is followed by `second` somewhere in `text`, as words (case-insensitive).
+fn contains_words(text: &str, first: &str, second: &str) -> bool {
+    let mut words = text.split_whitespace().peekable();
+    while let Some(word) = words.next() {
+        if word.eq_ignore_ascii_case(first) && words.peek().is_some_and(|w| w.eq_ignore_ascii_case(second)) {
+            return true;
+        }
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn what_leaves_settings_behind() {
+    fn what_each_statement_leaves_behind() {
+        let (n, s, l, t, p, c) = (
+            Leftovers::NONE,
+            Leftovers::SETTINGS,
+            Leftovers::LISTEN,
+            Leftovers::TEMP,
+            Leftovers::PREPARED,
+            Leftovers::CURSORS,
+        );
         let cases = [
-            ("SELECT 1", false),
-            ("", false),
-            (";", false),
-            ("SET statement_timeout = '5s'", true),
-            ("set statement_timeout to 5000", true),
-            ("SET statement_timeout=5000", true),
-            ("SET SESSION work_mem = '64MB'", true),
-            ("SET ROLE reporting", true),
-            ("SET SESSION AUTHORIZATION app", true),
-            ("SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE", true),
-            ("RESET statement_timeout", true),
-            ("RESET ALL", true),
-            ("RESET ROLE", true),
-            ("SET LOCAL statement_timeout = '1s'", false),
-            ("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", false),
-            ("SET CONSTRAINTS ALL DEFERRED", false),
-            ("SET application_name = 'x'", false),
-            ("SET \"TimeZone\" = 'UTC'", false),
-            ("SET TIME ZONE 'UTC'", false),
-            ("SET NAMES 'UTF8'", false),
-            ("RESET DateStyle", false),
-            ("SET search_path = s1, public", false),
-            ("SET search_path = s1; SELECT 1", true),
-            ("RESET search_path", true),
-            ("SET search_path TO", true),
-            ("SELECT 1; SET statement_timeout = 0", true),
-            ("BEGIN; SET work_mem = '1GB'; COMMIT", true),
-            ("BEGIN; SET LOCAL work_mem = '1GB'; COMMIT;", false),
-            ("SELECT 'a;set x=1'", true), // a false cut: a needless reset, never a missed one
-            ("  \n SET\tstatement_timeout = 1", true),
+            ("SELECT 1", n),
+            ("", n),
+            (";", n),
+            ("SET statement_timeout = '5s'", s),
+            ("set statement_timeout to 5000", s),
+            ("SET statement_timeout=5000", s),
+            ("SET SESSION work_mem = '64MB'", s),
+            ("SET ROLE reporting", s),
+            ("SET SESSION AUTHORIZATION app", s),
+            ("SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE", s),
+            ("RESET statement_timeout", s),
+            ("RESET ALL", s),
+            ("RESET ROLE", s),
+            ("SET LOCAL statement_timeout = '1s'", n),
+            ("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", n),
+            ("SET CONSTRAINTS ALL DEFERRED", n),
+            ("SET application_name = 'x'", n),
+            ("SET \"TimeZone\" = 'UTC'", n),
+            ("SET TIME ZONE 'UTC'", n),
+            ("SET NAMES 'UTF8'", n),
+            ("RESET DateStyle", n),
+            ("SET search_path = s1, public", n),
+            ("SET search_path = s1; SELECT 1", s),
+            ("RESET search_path", s),
+            ("SET search_path TO", s),
+            ("SELECT 1; SET statement_timeout = 0", s),
+            ("BEGIN; SET work_mem = '1GB'; COMMIT", s),
+            ("BEGIN; SET LOCAL work_mem = '1GB'; COMMIT;", n),
+            ("SELECT 'a;set x=1'", s), // a false cut: a needless reset, never a missed one
+            ("  \n SET\tstatement_timeout = 1", s),
+            ("LISTEN jobs", l),
+            ("UNLISTEN *", n),
+            ("CREATE TEMP TABLE t (x int)", t),
+            ("create temporary view v as select 1", t),
+            ("CREATE LOCAL TEMP TABLE t (x int)", t),
+            ("CREATE OR REPLACE TEMP VIEW v AS SELECT 1", t),
+            ("CREATE TABLE temp (x int)", n),
+            ("CREATE TABLE t (temp int)", n),
+            ("PREPARE q (int) AS SELECT $1", p),
+            ("PREPARE TRANSACTION 'x'", n),
+            ("DECLARE c CURSOR WITH HOLD FOR SELECT 1", c),
+            ("DECLARE c CURSOR FOR SELECT 1", n),
+            ("LISTEN a; CREATE TEMP TABLE t (x int); SET work_mem = '1GB'", l.with(t).with(s)),
         ];
         for (sql, want) in cases {
-            assert_eq!(leaves_settings(sql), want, "{sql:?}");
+            assert_eq!(leftovers(sql), want, "{sql:?}");
         }
     }
 
     #[test]
     fn query_bodies_and_parse_texts() {
-        assert!(query_leaves_settings(b"SET work_mem = '1GB'\0"));
-        assert!(query_leaves_settings(b"SELECT 1; RESET ALL\0"));
-        assert!(!query_leaves_settings(b"SELECT abalance FROM pgbench_accounts WHERE aid = $1\0\0\x01\0\0\0\x17"));
-        assert!(!query_leaves_settings(b"SET LOCAL work_mem = '1GB'\0"));
+        assert_eq!(query_leftovers(b"SET work_mem = '1GB'\0"), Leftovers::SETTINGS);
+        assert_eq!(query_leftovers(b"SELECT 1; RESET ALL\0"), Leftovers::SETTINGS);
+        let select = b"SELECT abalance FROM pgbench_accounts WHERE aid = $1\0\0\x01\0\0\0\x17";
+        assert!(query_leftovers(select).is_empty());
+        assert!(query_leftovers(b"SET LOCAL work_mem = '1GB'\0").is_empty());
         // A parameter type's bytes may hold a ';' (OID 59): the text decides.
-        assert!(!query_leaves_settings(b"SELECT $1\0\0\x01\0\0\0\x3b"));
-        assert!(!query_leaves_settings(b"SET work_mem = '1GB'"), "no NUL: not a message body");
+        assert!(query_leftovers(b"SELECT $1\0\0\x01\0\0\0\x3b").is_empty());
+        assert!(query_leftovers(b"SET work_mem = '1GB'").is_empty(), "no NUL: not a message body");
+    }
+
+    #[test]
+    fn resets_clear_what_was_left_in_an_order_that_works() {
+        let mut sql = String::new();
+        Leftovers::SETTINGS.with(Leftovers::LISTEN).reset_sql(&mut sql);
+        assert_eq!(sql, "UNLISTEN *;RESET ROLE;RESET SESSION AUTHORIZATION;RESET ALL;");
+        sql.clear();
+        Leftovers::ALL.reset_sql(&mut sql);
+        assert_eq!(
+            sql,
+            "CLOSE ALL;UNLISTEN *;DISCARD TEMP;DEALLOCATE ALL;RESET ROLE;RESET SESSION AUTHORIZATION;RESET ALL;"
+        );
+        assert!(Leftovers::ALL.contains(Leftovers::PREPARED) && !Leftovers::TEMP.contains(Leftovers::ALL));
     }
 }

@@ -7,7 +7,7 @@ mod client;
 pub mod expect;
 mod flush;
 mod idle;
-mod leftovers;
+pub mod leftovers;
 mod params;
 mod park;
 pub mod routing;

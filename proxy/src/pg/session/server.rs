@@ -80,13 +80,13 @@ impl Session {
                 if msg::error_code(frame.body()) == Some("0A000") {
                     self.server_conn().broken = true;
                 }
-                // The proxy's own parameter sync failed: what the connection now has is unknown, so the next
-                // checkout sets everything again (it was marked synced when the SETs were sent).
+                // The proxy's own reset or parameter sync failed: what the connection now has is unknown. The
+                // next checkout would set everything again, but a reset could fail again: it is replaced.
                 if self.outstanding.front() == Some(&Expect::InjectedQuery) {
                     let conn = self.server_conn();
                     conn.synced = None;
                     conn.search_path = None;
-                    conn.dirtied_by = Some(super::leftovers::NOBODY);
+                    conn.broken = true;
                 }
             }
             b'G' => {

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
+use super::leftovers::Leftovers;
 use crate::pg::msg::parse_renamed;
 
 /// A statement under its proxy-wide name, with the Parse message that creates it on a server.
@@ -16,8 +17,8 @@ pub struct Statement {
     pub parse: Bytes,
     /// Set once a server accepted this statement: a client's later Parse of it can be answered without one.
     pub validated: AtomicBool,
-    /// Executing it leaves settings on the server the proxy does not follow (`session::leftovers`).
-    pub leaves_settings: bool,
+    /// What executing it leaves on the server that the proxy does not follow (`session::leftovers`).
+    pub leftovers: Leftovers,
 }
 
 impl Statement {
@@ -83,7 +84,7 @@ impl StatementRegistry {
             parse: parse_renamed(&name, rest),
             name,
             validated: AtomicBool::new(false),
-            leaves_settings: super::leftovers::query_leaves_settings(rest),
+            leftovers: super::leftovers::query_leftovers(rest),
         });
         map.insert(Bytes::copy_from_slice(rest), statement.clone());
         statement
@@ -103,7 +104,8 @@ mod tests {
         assert!(Arc::ptr_eq(&a, &b));
         assert_ne!(a.name, c.name);
         assert_eq!(&a.parse[5..5 + a.name.len()], a.name.as_bytes());
-        assert!(!a.leaves_settings);
-        assert!(r.intern(b"SET work_mem = '1GB'\0\0\0").leaves_settings, "its Bind marks the connection");
+        assert!(a.leftovers.is_empty());
+        let set = r.intern(b"SET work_mem = '1GB'\0\0\0");
+        assert_eq!(set.leftovers, Leftovers::SETTINGS, "its Bind marks the connection");
     }
 }
