@@ -2,7 +2,7 @@
 #![no_main]
 
 use bytes::BytesMut;
-use hapool_proxy::pg::{codec, msg};
+use hapool_proxy::pg::{codec, msg, session};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -16,6 +16,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = msg::target_fields(body);
         let _ = msg::query_text(body);
         let _ = msg::first_word(body);
+        let _ = session::leftovers::query_leftovers(body);
         let _ = msg::parameter_fields(body);
         let _ = msg::error_code(body);
         let _ = msg::first_column(body);

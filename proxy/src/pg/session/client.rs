@@ -186,7 +186,7 @@ impl Session {
             conn.prepared.clear();
             conn.search_path = Some(None);
         }
-        self.note_leftovers(leftovers::query_leftovers(body));
+        self.note_leftovers(leftovers::query_leftovers_after(word, body));
     }
 
     /// The server connection now holds `kinds` of session state of this client's that the proxy does not follow.

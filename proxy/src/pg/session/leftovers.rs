@@ -63,7 +63,11 @@ pub struct Owned {
 /// `leftovers` of a Query body, or of the text part of a Parse (text, NUL, parameter types). The text is read
 /// only when the first word is one of the statements concerned or a `;` is in the bytes: every query passes here.
 pub fn query_leftovers(body: &[u8]) -> Leftovers {
-    let word = msg::first_word(body);
+    query_leftovers_after(msg::first_word(body), body)
+}
+
+/// `query_leftovers` when the caller has the body's first word already.
+pub fn query_leftovers_after(word: &[u8], body: &[u8]) -> Leftovers {
     let maybe = [&b"set"[..], b"reset", b"listen", b"create", b"prepare", b"declare"]
         .iter()
         .any(|w| word.eq_ignore_ascii_case(w))
@@ -79,7 +83,7 @@ pub fn query_leftovers(body: &[u8]) -> Leftovers {
 /// state. Statements are cut at every `;`, quoted or not: a false cut can only find something that is not
 /// there. A comment before the statement hides it (as it does from PgBouncer).
 pub fn leftovers(sql: &str) -> Leftovers {
-    let mut statements = sql.split(';').map(str::trim).filter(|s| !s.is_empty());
+    let mut statements = sql.split(';').map(|s| s.trim_matches(sql_space)).filter(|s| !s.is_empty());
     let Some(first) = statements.next() else { return Leftovers::NONE };
     let single = statements.clone().next().is_none();
     std::iter::once(first).chain(statements).fold(Leftovers::NONE, |all, s| all.with(statement_leftovers(s, single)))
@@ -87,8 +91,9 @@ pub fn leftovers(sql: &str) -> Leftovers {
 
 /// One statement. `single`: it is the whole query (only then does the session follow a `SET search_path`).
 fn statement_leftovers(statement: &str, single: bool) -> Leftovers {
-    let mut words = statement.split(|c: char| c.is_whitespace() || c == '=').filter(|w| !w.is_empty());
-    let verb = words.next().unwrap_or_default();
+    // The verb ends where `msg::first_word` ends it (at whitespace only), so both see the same statement.
+    let (verb, rest) = statement.split_once(sql_space).unwrap_or((statement, ""));
+    let mut words = rest.split(|c: char| sql_space(c) || c == '=').filter(|w| !w.is_empty());
     let is = |word: &str, expected: &str| word.eq_ignore_ascii_case(expected);
     match verb.to_ascii_lowercase().as_str() {
         "set" | "reset" if setting_left(statement, &mut words, is(verb, "set"), single) => Leftovers::SETTINGS,
@@ -136,9 +141,14 @@ fn creates_temp<'a>(words: impl Iterator<Item = &'a str>) -> bool {
     false
 }
 
+/// SQL's whitespace, as PostgreSQL's scanner and `msg::first_word` have it (not Unicode's).
+fn sql_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c')
+}
+
 /// Whether `first` is followed by `second` somewhere in `text`, as words (case-insensitive).
 fn contains_words(text: &str, first: &str, second: &str) -> bool {
-    let mut words = text.split_whitespace().peekable();
+    let mut words = text.split(sql_space).filter(|w| !w.is_empty()).peekable();
     while let Some(word) = words.next() {
         if word.eq_ignore_ascii_case(first) && words.peek().is_some_and(|w| w.eq_ignore_ascii_case(second)) {
             return true;
@@ -221,6 +231,56 @@ mod tests {
         // A parameter type's bytes may hold a ';' (OID 59): the text decides.
         assert!(query_leftovers(b"SELECT $1\0\0\x01\0\0\0\x3b").is_empty());
         assert!(query_leftovers(b"SET work_mem = '1GB'").is_empty(), "no NUL: not a message body");
+    }
+
+    /// Random statements from the words that matter (fixed seed): never a panic, and a statement keeps what it
+    /// leaves whatever comes before it in the same query.
+    #[test]
+    fn random_statements_never_panic_and_what_they_leave_adds_up() {
+        let vocabulary = [
+            "SET",
+            "RESET",
+            "set",
+            "LOCAL",
+            "SESSION",
+            "search_path",
+            "TimeZone",
+            "work_mem",
+            "=",
+            "TO",
+            "'x;y'",
+            "\"q\"",
+            "ALL",
+            "ROLE",
+            "LISTEN",
+            "CREATE",
+            "TEMP",
+            "TABLE",
+            "PREPARE",
+            "DECLARE",
+            "WITH",
+            "HOLD",
+            ";",
+            " ",
+            "\t",
+            "\u{a0}",
+            "\x0b",
+            "é",
+            "",
+        ];
+        let mut next = crate::testutil::xorshift(0x51_7cc1_b727_220au64);
+        let mut statement = || {
+            let words = next() % 7;
+            (0..words).map(|_| vocabulary[next() as usize % vocabulary.len()]).collect::<Vec<_>>().join(" ")
+        };
+        for _ in 0..20_000 {
+            let (a, b) = (statement(), statement());
+            let both = leftovers(&format!("{a};{b}"));
+            assert!(both.contains(leftovers(&b)) && both.contains(leftovers(&a)), "{a:?} ; {b:?}");
+            let mut body = b.clone().into_bytes();
+            body.push(0);
+            assert_eq!(query_leftovers(&body), leftovers(&b), "{b:?}");
+        }
     }
 
     #[test]
