@@ -71,11 +71,19 @@ pub fn query_leftovers_after(word: &[u8], body: &[u8]) -> Leftovers {
     let maybe = [&b"set"[..], b"reset", b"listen", b"create", b"prepare", b"declare"]
         .iter()
         .any(|w| word.eq_ignore_ascii_case(w))
-        || body.contains(&b';');
+        || holds_another_statement(body);
     match msg::query_text(body) {
         Some(sql) if maybe => leftovers(sql),
         _ => Leftovers::NONE,
     }
+}
+
+/// Whether something other than whitespace follows a `;` in the text (up to its NUL). pgbench and many
+/// drivers end a single statement with `;`: that alone must not make every query's text be read.
+fn holds_another_statement(body: &[u8]) -> bool {
+    let text = body.split(|&b| b == 0).next().unwrap_or_default();
+    let Some(at) = text.iter().position(|&b| b == b';') else { return false };
+    text[at + 1..].iter().any(|&b| !matches!(b, b';' | b' ' | b'\t' | b'\n' | b'\r' | b'\x0b' | b'\x0c'))
 }
 
 /// What the statements of a simple query (or of a Parse) leave behind for the rest of the session. Errs
@@ -95,14 +103,21 @@ fn statement_leftovers(statement: &str, single: bool) -> Leftovers {
     let (verb, rest) = statement.split_once(sql_space).unwrap_or((statement, ""));
     let mut words = rest.split(|c: char| sql_space(c) || c == '=').filter(|w| !w.is_empty());
     let is = |word: &str, expected: &str| word.eq_ignore_ascii_case(expected);
-    match verb.to_ascii_lowercase().as_str() {
-        "set" | "reset" if setting_left(statement, &mut words, is(verb, "set"), single) => Leftovers::SETTINGS,
-        "listen" => Leftovers::LISTEN,
-        "prepare" if !words.next().is_some_and(|w| is(w, "transaction")) => Leftovers::PREPARED,
-        "create" if creates_temp(words) => Leftovers::TEMP,
-        "declare" if contains_words(statement, "with", "hold") => Leftovers::CURSORS,
-        _ => Leftovers::NONE,
-    }
+    let set = is(verb, "set");
+    let left = if set || is(verb, "reset") {
+        setting_left(statement, &mut words, set, single).then_some(Leftovers::SETTINGS)
+    } else if is(verb, "listen") {
+        Some(Leftovers::LISTEN)
+    } else if is(verb, "prepare") {
+        (!words.next().is_some_and(|w| is(w, "transaction"))).then_some(Leftovers::PREPARED)
+    } else if is(verb, "create") {
+        creates_temp(words).then_some(Leftovers::TEMP)
+    } else if is(verb, "declare") {
+        contains_words(statement, "with", "hold").then_some(Leftovers::CURSORS)
+    } else {
+        None
+    };
+    left.unwrap_or(Leftovers::NONE)
 }
 
 /// Whether a SET or RESET (its words after the verb in `words`) changes, for the session, something the
@@ -231,6 +246,11 @@ mod tests {
         // A parameter type's bytes may hold a ';' (OID 59): the text decides.
         assert!(query_leftovers(b"SELECT $1\0\0\x01\0\0\0\x3b").is_empty());
         assert!(query_leftovers(b"SET work_mem = '1GB'").is_empty(), "no NUL: not a message body");
+        // A single statement's closing ';' does not make its text be read; a second statement does.
+        assert!(!holds_another_statement(b"SELECT abalance FROM pgbench_accounts WHERE aid = 7;\0"));
+        assert!(!holds_another_statement(b"SELECT 1; ;\n\0"));
+        assert!(holds_another_statement(b"SELECT 1; RESET ALL\0"));
+        assert!(!holds_another_statement(b"SELECT $1;\0\0\x01\0\0\0\x17"), "the parameter types are not text");
     }
 
     /// Random statements from the words that matter (fixed seed): never a panic, and a statement keeps what it
