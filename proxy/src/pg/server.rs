@@ -1,7 +1,6 @@
 //! One connection from the proxy to a PostgreSQL server: its socket, read buffer, reported parameters,
-//! cancel key, and the prepared statements it holds.
+//! cancel key, the prepared statements it holds, and what a client left on it.
 
-use crate::pg::session::leftovers::Owned;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +13,7 @@ use tokio::net::TcpStream;
 
 use super::auth::backend::{login, next};
 use super::error::PgError;
+use super::session::leftovers::Owned;
 use super::tls::ServerStream;
 use hapool_tls::ServerTls;
 
