@@ -10,7 +10,8 @@
 #
 #   bench/rounds.sh [--rounds 6]
 # Cases: pgbench -S -M simple at 1 client (-T 5: latency), 32 clients (-t 1500 each) and 500 clients
-# (-t 300 each; its CPU includes the 500 SCRAM logins). CPU µs/tx = the proxy's utime+stime over the run ÷
+# (-t 300 each; its CPU includes the 500 SCRAM logins); each measured run follows one uncounted second of the
+# same load through the same proxy. CPU µs/tx = the proxy's utime+stime over the run ÷
 # transactions. Raw rows: $RESULTS_DIR/rounds.tsv.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
