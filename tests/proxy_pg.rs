@@ -631,6 +631,10 @@ fn search_path_follows_the_client_that_set_it() {
         assert!(a.simple_query("SET search_path = no such syntax").await.is_err());
         let path: String = a.query_one("SHOW search_path", &[]).await.unwrap().get(0);
         assert_eq!(path, "s1, public", "a failed SET changes nothing");
+        a.simple_query("RESET search_path").await.unwrap();
+        let _ = b.query_one("SELECT 1", &[]).await.unwrap();
+        let path: String = a.query_one("SHOW search_path", &[]).await.unwrap().get(0);
+        assert_eq!(path, "\"$user\", public", "a's RESET holds on its next connection too");
     });
     assert_eq!(proxy.servers_opened(), 1);
 }

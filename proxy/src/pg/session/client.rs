@@ -177,7 +177,7 @@ impl Session {
     fn follow_statement(&mut self, body: &[u8]) {
         let word = msg::first_word(body);
         let is = |keyword: &[u8]| word.eq_ignore_ascii_case(keyword);
-        if is(b"set") {
+        if is(b"set") || is(b"reset") {
             self.follow_search_path(body);
         } else if (is(b"discard") || is(b"deallocate")) && msg::query_text(body).is_some_and(drops_all_statements) {
             self.statements.clear();
@@ -200,10 +200,14 @@ impl Session {
         conn.leftovers = Some(Owned { owner, kinds: before.with(kinds) });
     }
 
-    /// Plain autocommit SETs of search_path are followed. Inside a transaction the outcome depends on COMMIT: the
-    /// connection is marked unknown, and reset before reuse.
+    /// Plain autocommit SETs of search_path are followed, and RESETs of it (as `SET search_path = DEFAULT`).
+    /// Inside a transaction the outcome depends on COMMIT: the connection is marked unknown, and reset before
+    /// reuse.
     fn follow_search_path(&mut self, body: &[u8]) {
-        if let Some(path) = msg::query_text(body).and_then(params::search_path_set) {
+        let set_or_reset = |sql: &str| {
+            params::search_path_set(sql).or_else(|| params::search_path_reset(sql).then(|| "DEFAULT".to_string()))
+        };
+        if let Some(path) = msg::query_text(body).and_then(set_or_reset) {
             if self.tx_status == b'I' {
                 self.search_path.get_or_insert_default().pending = Some(path);
                 self.statement_failed = false;

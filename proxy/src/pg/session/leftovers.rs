@@ -61,7 +61,8 @@ pub struct Owned {
 }
 
 /// `leftovers` of a Query body, or of the text part of a Parse (text, NUL, parameter types). The text is read
-/// only when the first word is one of the statements concerned or a `;` is in the bytes: every query passes here.
+/// only when the first word is one of the statements concerned or another statement follows a `;`: every query
+/// passes here.
 pub fn query_leftovers(body: &[u8]) -> Leftovers {
     query_leftovers_after(msg::first_word(body), body)
 }

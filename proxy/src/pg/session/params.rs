@@ -96,6 +96,16 @@ pub fn search_path_set(sql: &str) -> Option<String> {
     (!value.is_empty() && !unquoted_semicolon).then(|| value.to_string())
 }
 
+/// Whether `sql` is a plain `RESET search_path` or `RESET ALL`: the client's search_path goes back to the
+/// default (followed as `SET search_path = DEFAULT`, which is what RESET means).
+pub fn search_path_reset(sql: &str) -> bool {
+    let sql = sql.trim().trim_end_matches(';').trim();
+    let mut words = sql.split_whitespace();
+    let reset = words.next().is_some_and(|w| w.eq_ignore_ascii_case("reset"));
+    let what = words.next().is_some_and(|w| w.eq_ignore_ascii_case("search_path") || w.eq_ignore_ascii_case("all"));
+    reset && what && words.next().is_none()
+}
+
 /// `text` without its leading `word` (case-insensitive) and the whitespace after it.
 fn strip_word<'a>(text: &'a str, word: &str) -> Option<&'a str> {
     let rest = strip_prefix_ci(text, word)?;
@@ -153,6 +163,21 @@ mod tests {
             ("SET search_path", None),
         ] {
             assert_eq!(search_path_set(sql).as_deref(), want, "{sql}");
+        }
+    }
+
+    #[test]
+    fn resets_of_search_path_are_recognised() {
+        for (sql, want) in [
+            ("RESET search_path", true),
+            ("reset ALL;", true),
+            ("RESET  SEARCH_PATH ", true),
+            ("RESET search_path; SELECT 1", false),
+            ("RESET work_mem", false),
+            ("RESET", false),
+            ("SET search_path = DEFAULT", false),
+        ] {
+            assert_eq!(search_path_reset(sql), want, "{sql}");
         }
     }
 
