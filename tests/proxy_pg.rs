@@ -671,10 +671,16 @@ fn session_state_the_proxy_does_not_follow_never_reaches_another_client() {
         assert_eq!(a_sees, "1234ms 7MB 99MB reporting hapool 1 t 1 1", "a has all of it on its connection");
         let b_sees: String = b.query_one(state, &[]).await.unwrap().get(0);
         assert_eq!(b_sees, "0 4MB 64MB app bee 0 f 0 0", "b, on the same connection, has none of it, and its own name");
-        // a's session comes back to a connection with nothing of b's either (b set nothing: no reset needed).
+        // A plain autocommit SET is followed: it comes back with a on its next connection; the forms the proxy
+        // does not follow (several statements, the extended protocol, a role) do not.
+        let a_sees: String = a.query_one(state, &[]).await.unwrap().get(0);
+        assert_eq!(a_sees, "1234ms 4MB 64MB app hapool 0 f 0 0", "a keeps its plain SET");
+        // And a gets nothing of b's.
         b.simple_query("SET lock_timeout = '3s'").await.unwrap();
         let a_sees: String = a.query_one("SELECT current_setting('lock_timeout')", &[]).await.unwrap().get(0);
         assert_eq!(a_sees, "0", "a does not get b's lock_timeout");
+        let b_sees: String = b.query_one("SELECT current_setting('lock_timeout')", &[]).await.unwrap().get(0);
+        assert_eq!(b_sees, "3s", "b keeps its own");
     });
     assert_eq!(proxy.servers_opened(), 1, "one server connection, reset rather than replaced");
 }

@@ -349,3 +349,27 @@ fn session_pooling_keeps_every_statement_on_the_primary() {
     let primary = pg.primary().direct_port();
     assert_eq!(read_ports(&proxy, 20), HashMap::from([(primary, 20)]));
 }
+
+/// A client's plain SET of a parameter the server does not report goes with its reads to the replicas (the
+/// proxy brings each server connection the client gets to its values), and no other client gets it.
+#[test]
+fn a_clients_own_settings_follow_its_reads_to_the_replicas() {
+    let pg = cluster();
+    let nodes: Vec<&PgNode> = pg.nodes().iter().collect();
+    let proxy = TestProxy::managed(&pg, &nodes, ROUTING, "");
+    proxy.block_on(async {
+        let a = connect(&proxy.app()).await;
+        let b = connect(&proxy.app()).await;
+        a.simple_query("SET statement_timeout = '4321ms'").await.unwrap();
+        let read = "SELECT current_setting('statement_timeout'), pg_is_in_recovery()::text";
+        let mut on_replicas = 0;
+        for _ in 0..10 {
+            let row = a.query_one(read, &[]).await.unwrap();
+            assert_eq!(row.get::<_, String>(0), "4321ms", "a's reads have its statement_timeout");
+            on_replicas += usize::from(row.get::<_, String>(1) == "true");
+            let row = b.query_one(read, &[]).await.unwrap();
+            assert_eq!(row.get::<_, String>(0), "0", "b's reads do not");
+        }
+        assert!(on_replicas > 0, "the reads went to the replicas");
+    });
+}

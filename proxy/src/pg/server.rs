@@ -14,6 +14,7 @@ use tokio::net::TcpStream;
 use super::auth::backend::{login, next};
 use super::error::PgError;
 use super::session::leftovers::Owned;
+use super::session::unreported::Values;
 use super::tls::ServerStream;
 use hapool_tls::ServerTls;
 
@@ -49,9 +50,10 @@ pub struct ServerConn {
     /// The fingerprint of the client parameters this connection was last brought to (see `params`); `None`
     /// after anything may have reset them.
     pub synced: Option<u64>,
-    /// What search_path this connection has: `Some(None)` the server's default, `Some(Some(path))` one a
-    /// client set, `None` unknown (a statement that may have set it failed).
-    pub search_path: Option<Option<String>>,
+    /// The values of unreported parameters (search_path, statement_timeout…) a client set on this connection:
+    /// empty for the server's defaults, `None` unknown (a statement that may have set one failed, or one was set
+    /// inside a transaction).
+    pub unreported: Option<Values>,
     /// Session state of one client's that the proxy does not follow (see `session::leftovers`): another
     /// client gets the connection cleared of it first. `None`: nothing beyond what the proxy follows.
     pub leftovers: Option<Owned>,
@@ -107,7 +109,7 @@ impl ServerConn {
             created: Instant::now(),
             broken: false,
             synced: None,
-            search_path: Some(None),
+            unreported: Some(Values::new()),
             leftovers: None,
         })
     }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::leftovers::Leftovers;
 use super::routing::{Place, Why};
 use super::server;
+use super::unreported::{self, Values};
 use super::{expect, params, routing, Session, RESET_TIMEOUT};
 use crate::pg::error::PgError;
 use crate::pg::msg;
@@ -79,7 +80,7 @@ impl Session {
                 conn.prepared.clear();
             }
             if left.contains(Leftovers::SETTINGS) {
-                conn.search_path = Some(None);
+                conn.unreported = Some(Values::new());
                 conn.synced = None;
             }
         }
@@ -88,13 +89,11 @@ impl Session {
             sql.extend(params::sync_sql(&self.desired, known.unwrap_or(&Default::default())));
             conn.synced = Some(self.desired_hash);
         }
-        let path = self.search_path.as_deref().and_then(|p| p.current.as_ref());
-        if conn.search_path.as_ref().map(Option::as_ref) != Some(path) {
-            match path {
-                Some(path) => sql.push_str(&format!("SET search_path = {path};")),
-                None => sql.push_str("RESET search_path;"),
-            }
-            conn.search_path = Some(path.cloned());
+        let none = Values::new();
+        let want = self.unreported.as_deref().map_or(&none, |u| &u.current);
+        if conn.unreported.as_ref() != Some(want) {
+            unreported::sync_sql(want, conn.unreported.as_ref(), &mut sql);
+            conn.unreported = Some(want.clone());
         }
         if !sql.is_empty() {
             msg::query(&mut self.to_server, &sql);

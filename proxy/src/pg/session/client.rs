@@ -7,7 +7,7 @@ use super::expect::Expect;
 use super::leftovers::{self, Leftovers, Owned};
 use super::routing::Place;
 use super::statements::Statement;
-use super::{params, unit, Flow, Session};
+use super::{unit, unreported, Flow, Session};
 use crate::pg::codec::{decode, Frame};
 use crate::pg::error::PgError;
 use crate::pg::msg::{self, Severity};
@@ -171,20 +171,24 @@ impl Session {
     }
 
     /// Follows the simple-query statements that change what a server connection holds (transaction pooling):
-    /// `DISCARD ALL` and `DEALLOCATE ALL` drop its prepared statements; `SET search_path` is not reported by
-    /// the server; other SETs the server does not report mark the connection for a reset before another client
-    /// gets it. The text is read only when the first word is one of theirs (or a `;` may hide one).
+    /// `DISCARD ALL` and `DEALLOCATE ALL` drop its prepared statements; plain autocommit SETs and RESETs of
+    /// parameters the server does not report are followed (`unreported`); anything else a client leaves on the
+    /// connection marks it to be cleared before another client gets it (`leftovers`). The text is read only
+    /// when the first word is one of theirs (or another statement follows a `;`).
     fn follow_statement(&mut self, body: &[u8]) {
         let word = msg::first_word(body);
         let is = |keyword: &[u8]| word.eq_ignore_ascii_case(keyword);
-        if is(b"set") || is(b"reset") {
-            self.follow_search_path(body);
-        } else if (is(b"discard") || is(b"deallocate")) && msg::query_text(body).is_some_and(drops_all_statements) {
+        if (is(b"set") || is(b"reset")) && self.follow_unreported(body) {
+            return; // the session follows it: nothing left behind
+        }
+        if (is(b"discard") || is(b"deallocate")) && msg::query_text(body).is_some_and(drops_all_statements) {
             self.statements.clear();
-            self.search_path = None;
-            let conn = self.server_conn();
-            conn.prepared.clear();
-            conn.search_path = Some(None);
+            self.server_conn().prepared.clear();
+            if is(b"discard") {
+                // DISCARD ALL resets every setting too (DEALLOCATE ALL only drops statements).
+                self.unreported = None;
+                self.server_conn().unreported = Some(Default::default());
+            }
         }
         self.note_leftovers(leftovers::query_leftovers_after(word, body));
     }
@@ -200,21 +204,19 @@ impl Session {
         conn.leftovers = Some(Owned { owner, kinds: before.with(kinds) });
     }
 
-    /// Plain autocommit SETs of search_path are followed, and RESETs of it (as `SET search_path = DEFAULT`).
-    /// Inside a transaction the outcome depends on COMMIT: the connection is marked unknown, and reset before
-    /// reuse.
-    fn follow_search_path(&mut self, body: &[u8]) {
-        let set_or_reset = |sql: &str| {
-            params::search_path_set(sql).or_else(|| params::search_path_reset(sql).then(|| "DEFAULT".to_string()))
-        };
-        if let Some(path) = msg::query_text(body).and_then(set_or_reset) {
-            if self.tx_status == b'I' {
-                self.search_path.get_or_insert_default().pending = Some(path);
-                self.statement_failed = false;
-            } else {
-                self.server_conn().search_path = None;
-            }
+    /// A plain SET or RESET of an unreported parameter outside a transaction: its change applies when the
+    /// statement succeeds (`on_server_message`), and every later connection of the client is brought to it.
+    /// Inside a transaction the outcome depends on COMMIT: not followed (the connection's values become unknown,
+    /// and it is cleared before another client gets it). Whether it was followed.
+    fn follow_unreported(&mut self, body: &[u8]) -> bool {
+        let Some(change) = msg::query_text(body).and_then(unreported::change) else { return false };
+        if self.tx_status != b'I' {
+            self.server_conn().unreported = None;
+            return false;
         }
+        self.unreported.get_or_insert_default().pending = Some(change);
+        self.statement_failed = false;
+        true
     }
 
     fn forward(&mut self, frame: Frame, expect: Expect) {

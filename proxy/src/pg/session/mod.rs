@@ -15,6 +15,7 @@ mod server;
 pub mod startup;
 pub mod statements;
 mod unit;
+pub mod unreported;
 mod wait;
 
 use std::future::{poll_fn, Future};
@@ -83,8 +84,8 @@ pub struct Session {
     /// Shared with the other clients of the pool that want the same values, copied on a client's first SET.
     desired: Arc<Vec<(String, String)>>,
     desired_hash: u64,
-    /// The client's search_path once it set one (boxed: few clients do).
-    search_path: Option<Box<params::SearchPath>>,
+    /// The client's values of unreported parameters once it set one (boxed: few clients do).
+    unreported: Option<Box<unreported::Unreported>>,
     /// Whether the statement now running has failed (its ReadyForQuery follows).
     statement_failed: bool,
     key: (i32, i32),
@@ -246,7 +247,7 @@ impl Session {
             statements: Statements::default(),
             desired: Arc::default(),
             desired_hash: 0,
-            search_path: None,
+            unreported: None,
             statement_failed: false,
             key,
             cancel,

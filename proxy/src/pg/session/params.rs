@@ -65,58 +65,6 @@ pub fn sync_sql(desired: &[(String, String)], server: &std::collections::HashMap
     (!sql.is_empty()).then_some(sql)
 }
 
-/// A client's search_path: the one in force (`None`: the server's default), and one being set by the statement
-/// now running (it applies if that statement succeeds).
-#[derive(Debug, Default)]
-pub struct SearchPath {
-    pub current: Option<String>,
-    pub pending: Option<String>,
-}
-
-/// The value of a plain `SET [SESSION] search_path {TO|=} value` (PostgreSQL does not report search_path, so
-/// the proxy reads it from the statement); `None` for anything else, `SET LOCAL` included.
-pub fn search_path_set(sql: &str) -> Option<String> {
-    let sql = sql.trim().trim_end_matches(';').trim();
-    let mut words = sql.splitn(2, char::is_whitespace);
-    if !words.next()?.eq_ignore_ascii_case("set") {
-        return None;
-    }
-    let mut rest = words.next()?.trim_start();
-    if let Some(after) = strip_word(rest, "session") {
-        rest = after;
-    }
-    rest = strip_word(rest, "search_path").or_else(|| strip_prefix_ci(rest, "search_path"))?.trim_start();
-    let value = match rest.strip_prefix('=') {
-        Some(v) => v,
-        None => strip_word(rest, "to")?,
-    };
-    let value = value.trim();
-    // One statement only: a `;` inside would end it (quoted names keep theirs).
-    let unquoted_semicolon = value.split('\'').step_by(2).any(|part| part.contains(';'));
-    (!value.is_empty() && !unquoted_semicolon).then(|| value.to_string())
-}
-
-/// Whether `sql` is a plain `RESET search_path` or `RESET ALL`: the client's search_path goes back to the
-/// default (followed as `SET search_path = DEFAULT`, which is what RESET means).
-pub fn search_path_reset(sql: &str) -> bool {
-    let sql = sql.trim().trim_end_matches(';').trim();
-    let mut words = sql.split_whitespace();
-    let reset = words.next().is_some_and(|w| w.eq_ignore_ascii_case("reset"));
-    let what = words.next().is_some_and(|w| w.eq_ignore_ascii_case("search_path") || w.eq_ignore_ascii_case("all"));
-    reset && what && words.next().is_none()
-}
-
-/// `text` without its leading `word` (case-insensitive) and the whitespace after it.
-fn strip_word<'a>(text: &'a str, word: &str) -> Option<&'a str> {
-    let rest = strip_prefix_ci(text, word)?;
-    rest.starts_with(char::is_whitespace).then(|| rest.trim_start())
-}
-
-fn strip_prefix_ci<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
-    let head = text.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix).then(|| &text[prefix.len()..])
-}
-
 fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
@@ -146,39 +94,6 @@ mod tests {
         assert_eq!(sync_sql(&d, &server).unwrap(), "SET \"application_name\" = 'it''s';");
         let same: HashMap<String, String> = d.iter().cloned().collect();
         assert_eq!(sync_sql(&d, &same), None);
-    }
-
-    #[test]
-    fn search_path_statements_are_recognised() {
-        for (sql, want) in [
-            ("SET search_path = s1", Some("s1")),
-            ("set SEARCH_PATH to s1, public;", Some("s1, public")),
-            ("SET SESSION search_path TO \"My Schema\", public", Some("\"My Schema\", public")),
-            ("SET search_path='a;b'", Some("'a;b'")),
-            ("SET LOCAL search_path = s1", None),
-            ("SET search_path = s1; DROP TABLE x", None),
-            ("SET search_paths = x", None),
-            ("SELECT 'SET search_path = x'", None),
-            ("SET TimeZone = 'UTC'", None),
-            ("SET search_path", None),
-        ] {
-            assert_eq!(search_path_set(sql).as_deref(), want, "{sql}");
-        }
-    }
-
-    #[test]
-    fn resets_of_search_path_are_recognised() {
-        for (sql, want) in [
-            ("RESET search_path", true),
-            ("reset ALL;", true),
-            ("RESET  SEARCH_PATH ", true),
-            ("RESET search_path; SELECT 1", false),
-            ("RESET work_mem", false),
-            ("RESET", false),
-            ("SET search_path = DEFAULT", false),
-        ] {
-            assert_eq!(search_path_reset(sql), want, "{sql}");
-        }
     }
 
     #[test]

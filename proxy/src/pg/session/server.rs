@@ -85,7 +85,7 @@ impl Session {
                 if self.outstanding.front() == Some(&Expect::InjectedQuery) {
                     let conn = self.server_conn();
                     conn.synced = None;
-                    conn.search_path = None;
+                    conn.unreported = None;
                     conn.broken = true;
                 }
             }
@@ -98,14 +98,16 @@ impl Session {
             b'Z' => {
                 self.tx_status = frame.body().first().copied().unwrap_or(b'I');
                 // The client's own statement ended (not a query we injected before it).
-                let pending = self.search_path.as_mut().and_then(|p| p.pending.take_if(|_| head_forwarded));
-                if let Some(path) = pending {
+                let pending = self.unreported.as_mut().and_then(|u| u.pending.take_if(|_| head_forwarded));
+                if let Some(change) = pending {
                     if self.statement_failed {
                         // Did the SET apply before something failed? Unknown: the next checkout sets it again.
-                        self.server_conn().search_path = None;
+                        self.server_conn().unreported = None;
                     } else {
-                        self.server_conn().search_path = Some(Some(path.clone()));
-                        self.search_path.get_or_insert_default().current = Some(path);
+                        let values = self.unreported.get_or_insert_default();
+                        values.apply(change);
+                        let now = values.current.clone();
+                        self.server_conn().unreported = Some(now);
                     }
                 }
             }
@@ -159,7 +161,7 @@ impl Session {
 pub async fn run_reset(conn: &mut ServerConn, sql: &str) -> Result<(), PgError> {
     conn.synced = None;
     if sql == "DISCARD ALL" {
-        conn.search_path = Some(None);
+        conn.unreported = Some(Default::default());
     }
     exchange(conn, sql).await.map(|_| ())
 }

@@ -1,0 +1,198 @@
+//! Session parameters the server does not report (`search_path`, `statement_timeout`, `work_mem`, custom
+//! `app.tenant` settings…): the proxy reads a client's plain autocommit `SET` / `RESET` of one from the
+//! statement, and brings every server connection the client gets to the same values. Pure.
+
+use std::collections::BTreeMap;
+
+use super::params;
+
+/// Parameter (lowercase) → (its name and its value, as the client wrote them). Empty: the server's defaults.
+pub type Values = BTreeMap<String, (String, String)>;
+
+/// What a followed statement changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Set {
+        key: String,
+        name: String,
+        value: String,
+    },
+    Reset {
+        key: String,
+    },
+    /// `RESET ALL`.
+    ResetAll,
+}
+
+/// A client's values, and the change its statement now running makes if that statement succeeds.
+#[derive(Debug, Default)]
+pub struct Unreported {
+    pub current: Values,
+    pub pending: Option<Change>,
+}
+
+impl Unreported {
+    /// Applies the pending change (its statement succeeded).
+    pub fn apply(&mut self, change: Change) {
+        match change {
+            Change::Set { key, name, value } => {
+                self.current.insert(key, (name, value));
+            }
+            Change::Reset { key } => {
+                self.current.remove(&key);
+            }
+            Change::ResetAll => self.current.clear(),
+        }
+    }
+}
+
+/// The change made by a single plain `SET [SESSION] name {TO | =} value`, `RESET name` or `RESET ALL` of a
+/// parameter the server does not report; `None` for anything else (`SET LOCAL`, a role, a reported parameter,
+/// several statements…), which the proxy does not follow.
+pub fn change(sql: &str) -> Option<Change> {
+    let sql = sql.trim().trim_end_matches(';').trim();
+    // Replayed as written, so only what replays safely: one statement (no `;` outside quotes), no comment
+    // (a `--` would swallow the statements after it), no escapes or dollar quotes (which hide where a string
+    // ends).
+    let outside_quotes = sql.split('\'').step_by(2);
+    if outside_quotes.clone().any(|part| part.contains(';') || part.contains("--") || part.contains("/*"))
+        || sql.contains(['\\', '$'])
+    {
+        return None;
+    }
+    let (verb, rest) = sql.split_once(char::is_whitespace)?;
+    let mut rest = rest.trim_start();
+    if verb.eq_ignore_ascii_case("reset") {
+        if rest.eq_ignore_ascii_case("all") {
+            return Some(Change::ResetAll);
+        }
+        return followed(rest).then(|| Change::Reset { key: key(rest) });
+    }
+    if !verb.eq_ignore_ascii_case("set") {
+        return None;
+    }
+    if let Some((word, after)) = rest.split_once(char::is_whitespace) {
+        if word.eq_ignore_ascii_case("session") {
+            rest = after.trim_start();
+        }
+    }
+    let end = rest.find(|c: char| c.is_whitespace() || c == '=')?;
+    let (name, after) = rest.split_at(end);
+    let after = after.trim_start();
+    let value = match after.strip_prefix('=') {
+        Some(v) => v,
+        None => after.get(..2).filter(|to| to.eq_ignore_ascii_case("to")).map(|_| &after[2..])?,
+    }
+    .trim();
+    if value.is_empty() || !followed(name) {
+        return None;
+    }
+    if value.eq_ignore_ascii_case("default") {
+        return Some(Change::Reset { key: key(name) });
+    }
+    Some(Change::Set { key: key(name), name: name.to_string(), value: value.to_string() })
+}
+
+/// Whether the proxy follows this parameter name: a plain (possibly dotted, possibly quoted) name of a
+/// parameter the server does not report. Not the role or session authorization (they decide permissions and
+/// are only cleared), nor the keywords of other SET forms.
+fn followed(name: &str) -> bool {
+    let plain = name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '"'));
+    let k = key(name);
+    let special = ["local", "transaction", "constraints", "role", "session", "names", "time", "xml", "all"];
+    plain && !name.is_empty() && !special.contains(&k.as_str()) && !params::is_tracked(&k)
+}
+
+fn key(name: &str) -> String {
+    name.replace('"', "").to_ascii_lowercase()
+}
+
+/// The statements that bring a connection that has `have` (`None`: unknown) to `want`.
+pub fn sync_sql(want: &Values, have: Option<&Values>, sql: &mut String) {
+    if let Some(have) = have {
+        for (key, (name, _)) in have {
+            if !want.contains_key(key) {
+                sql.push_str(&format!("RESET {name};"));
+            }
+        }
+    }
+    for (key, (name, value)) in want {
+        if have.and_then(|h| h.get(key)) != Some(&(name.clone(), value.clone())) {
+            sql.push_str(&format!("SET {name} = {value};"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(key: &str, name: &str, value: &str) -> Option<Change> {
+        Some(Change::Set { key: key.into(), name: name.into(), value: value.into() })
+    }
+
+    fn reset(key: &str) -> Option<Change> {
+        Some(Change::Reset { key: key.into() })
+    }
+
+    #[test]
+    fn followed_statements() {
+        let cases = [
+            ("SET statement_timeout = '5s'", set("statement_timeout", "statement_timeout", "'5s'")),
+            ("set Statement_Timeout to 5000;", set("statement_timeout", "Statement_Timeout", "5000")),
+            ("SET SESSION work_mem='64MB'", set("work_mem", "work_mem", "'64MB'")),
+            ("SET app.tenant = '42'", set("app.tenant", "app.tenant", "'42'")),
+            ("SET search_path = s1, public", set("search_path", "search_path", "s1, public")),
+            ("SET search_path TO \"My Schema\", public", set("search_path", "search_path", "\"My Schema\", public")),
+            ("SET search_path='a;b'", set("search_path", "search_path", "'a;b'")),
+            ("SET work_mem TO DEFAULT", reset("work_mem")),
+            ("RESET work_mem", reset("work_mem")),
+            ("reset  search_path ;", reset("search_path")),
+            ("RESET ALL", Some(Change::ResetAll)),
+            ("SET LOCAL work_mem = '1GB'", None),
+            ("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", None),
+            ("SET ROLE reporting", None),
+            ("SET SESSION AUTHORIZATION app", None),
+            ("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY", None),
+            ("RESET ROLE", None),
+            ("SET TimeZone = 'UTC'", None),
+            ("SET TIME ZONE 'UTC'", None),
+            ("SET application_name = 'x'", None),
+            ("SET work_mem = '1GB'; SELECT 1", None),
+            ("SET search_path", None),
+            ("SET search_paths x", None),
+            ("SET work_mem =", None),
+            ("SELECT 'SET work_mem = 1'", None),
+            ("SET x(1) = 2", None),
+            ("SET work_mem = '64MB' -- more", None),
+            ("SET work_mem = /* more */ '64MB'", None),
+            ("SET app.note = E'it\\'s'", None),
+            ("SET app.note = $$a;b$$", None),
+            ("SET app.note = 'a -- b'", set("app.note", "app.note", "'a -- b'")),
+        ];
+        for (sql, want) in cases {
+            assert_eq!(change(sql), want, "{sql}");
+        }
+    }
+
+    #[test]
+    fn changes_apply_and_connections_sync() {
+        let mut u = Unreported::default();
+        u.apply(change("SET work_mem = '64MB'").unwrap());
+        u.apply(change("SET search_path = s1").unwrap());
+        u.apply(change("SET Work_Mem = '32MB'").unwrap());
+        let mut sql = String::new();
+        sync_sql(&u.current, Some(&Values::new()), &mut sql);
+        assert_eq!(sql, "SET search_path = s1;SET Work_Mem = '32MB';");
+        let have = u.current.clone();
+        u.apply(change("RESET search_path").unwrap());
+        sql.clear();
+        sync_sql(&u.current, Some(&have), &mut sql);
+        assert_eq!(sql, "RESET search_path;", "only the difference");
+        sql.clear();
+        sync_sql(&u.current, None, &mut sql);
+        assert_eq!(sql, "SET Work_Mem = '32MB';", "unknown: everything wanted");
+        u.apply(Change::ResetAll);
+        assert!(u.current.is_empty());
+    }
+}
