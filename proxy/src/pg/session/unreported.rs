@@ -95,11 +95,25 @@ pub fn change(sql: &str) -> Option<Change> {
 
 /// Whether the proxy follows this parameter name: a plain (possibly dotted, possibly quoted) name of a
 /// parameter the server does not report. Not the role or session authorization (they decide permissions and
-/// are only cleared), nor the keywords of other SET forms.
+/// are only cleared), not the current transaction's own settings (`transaction_read_only = off` would fail on
+/// every replica it was replayed on), nor the keywords of other SET forms.
 fn followed(name: &str) -> bool {
     let plain = name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '"'));
     let k = key(name);
-    let special = ["local", "transaction", "constraints", "role", "session", "names", "time", "xml", "all"];
+    let special = [
+        "local",
+        "transaction",
+        "constraints",
+        "role",
+        "session",
+        "names",
+        "time",
+        "xml",
+        "all",
+        "transaction_read_only",
+        "transaction_isolation",
+        "transaction_deferrable",
+    ];
     plain && !name.is_empty() && !special.contains(&k.as_str()) && !params::is_tracked(&k)
 }
 
@@ -164,6 +178,7 @@ mod tests {
             ("SET work_mem =", None),
             ("SELECT 'SET work_mem = 1'", None),
             ("SET x(1) = 2", None),
+            ("SET transaction_read_only = off", None),
             ("SET work_mem = '64MB' -- more", None),
             ("SET work_mem = /* more */ '64MB'", None),
             ("SET app.note = E'it\\'s'", None),
