@@ -81,8 +81,11 @@ impl Session {
                     self.server_conn().broken = true;
                 }
                 // The proxy's own reset or parameter sync failed: what the connection now has is unknown. The
-                // next checkout would set everything again, but a reset could fail again: it is replaced.
+                // next checkout would set everything again, but a reset could fail again: it is replaced. The
+                // client sees the error; the values of its own SETs replayed here are dropped, so that one a
+                // server refuses (on a replica, say) does not fail every later statement too.
                 if self.outstanding.front() == Some(&Expect::InjectedQuery) {
+                    self.unreported = None;
                     let conn = self.server_conn();
                     conn.synced = None;
                     conn.unreported = None;
