@@ -131,14 +131,8 @@ fn setting_left<'a>(words: &mut impl Iterator<Item = &'a str>, set: bool) -> boo
         // SET SESSION name …; SET SESSION AUTHORIZATION / CHARACTERISTICS fall through as names of their own.
         name = words.next().unwrap_or_default().trim_matches('"');
     }
-    let is = |word: &str| name.eq_ignore_ascii_case(word);
-    if set && (is("local") || is("transaction") || is("constraints")) {
-        return false; // ends with the transaction
-    }
-    if set && (is("names") || is("time")) {
-        return false; // client_encoding, TimeZone: reported, followed like any reported parameter
-    }
-    !params::is_tracked(name)
+    // A reported parameter is followed from the server's reports, whatever the form.
+    !(params::is_tracked(name) || set && params::set_leaves_only_reported(name))
 }
 
 /// Whether the words after CREATE make a temporary object: `[OR REPLACE] [GLOBAL | LOCAL] {TEMP | TEMPORARY}`.

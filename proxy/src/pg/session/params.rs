@@ -17,6 +17,14 @@ pub fn is_tracked(name: &str) -> bool {
     TRACKED.iter().any(|t| t.eq_ignore_ascii_case(name))
 }
 
+/// Whether `SET <word> …` leaves nothing beyond what the server reports: a form that ends with the transaction
+/// (`SET LOCAL`, `SET TRANSACTION`, `SET CONSTRAINTS`), or a reported parameter, by its name or its SET alias
+/// (`NAMES`, `TIME ZONE`). Asked by `leftovers` (nothing left behind) and `unreported` (nothing to follow).
+pub fn set_leaves_only_reported(word: &str) -> bool {
+    ["local", "transaction", "constraints", "names", "time"].iter().any(|w| w.eq_ignore_ascii_case(word))
+        || is_tracked(word)
+}
+
 /// What the client expects: the pool's defaults, overridden by what the client asked for at startup.
 pub fn desired(server: &[(String, String)], startup: &[(String, String)]) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> =

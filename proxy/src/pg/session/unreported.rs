@@ -100,21 +100,9 @@ pub fn change(sql: &str) -> Option<Change> {
 fn followed(name: &str) -> bool {
     let plain = name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '"'));
     let k = key(name);
-    let special = [
-        "local",
-        "transaction",
-        "constraints",
-        "role",
-        "session",
-        "names",
-        "time",
-        "xml",
-        "all",
-        "transaction_read_only",
-        "transaction_isolation",
-        "transaction_deferrable",
-    ];
-    plain && !name.is_empty() && !special.contains(&k.as_str()) && !params::is_tracked(&k)
+    let special =
+        ["role", "session", "xml", "all", "transaction_read_only", "transaction_isolation", "transaction_deferrable"];
+    plain && !name.is_empty() && !special.contains(&k.as_str()) && !params::set_leaves_only_reported(&k)
 }
 
 fn key(name: &str) -> String {
