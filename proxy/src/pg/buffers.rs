@@ -89,6 +89,18 @@ impl BufferPool {
     }
 }
 
+/// Moves an emptied buffer's next read back to the start of its memory. A buffer read into at its end and
+/// consumed from its front otherwise walks through its whole capacity before a reserve resets it: every
+/// transaction's read lands on a cold cache line (a server connection's 16 kB, a client's 2 kB, across every
+/// busy connection), where rewound, a steady exchange reuses the same few. Never allocates; does nothing while
+/// frames split off the buffer still share its memory.
+pub fn rewind(buf: &mut BytesMut) {
+    if buf.is_empty() {
+        // More than the room left after the read position: met only by moving that position to the start.
+        let _ = buf.try_reclaim(buf.capacity() + 1);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,6 +132,38 @@ mod tests {
         pool.give(half);
         assert!(pool.free.lock().unwrap().is_empty(), "memory still shared with a frame is not kept");
         drop(frame);
+    }
+
+    #[test]
+    fn an_emptied_buffer_reads_into_the_start_of_its_memory_again() {
+        use bytes::Buf;
+        // Consumed by advancing (a server connection's buffer).
+        let mut buf = BytesMut::with_capacity(SIZE);
+        let start = buf.as_ptr();
+        buf.extend_from_slice(&[1; 70]);
+        buf.advance(70);
+        assert_ne!(buf.as_ptr(), start);
+        rewind(&mut buf);
+        assert_eq!((buf.as_ptr(), buf.capacity()), (start, SIZE));
+        rewind(&mut buf);
+        assert_eq!((buf.as_ptr(), buf.capacity()), (start, SIZE), "already at the start: unchanged");
+
+        // Consumed by splitting frames off (a client's buffer): only once the frames are gone.
+        buf.extend_from_slice(&[2; 63]);
+        let frame = buf.split_to(63).freeze();
+        rewind(&mut buf);
+        assert_ne!(buf.as_ptr(), start, "the frame still uses the memory before it");
+        drop(frame);
+        rewind(&mut buf);
+        assert_eq!(buf.as_ptr(), start);
+        assert!(buf.capacity() >= SIZE);
+
+        // Not empty: left alone.
+        buf.extend_from_slice(&[3; 10]);
+        buf.advance(5);
+        let at = buf.as_ptr();
+        rewind(&mut buf);
+        assert_eq!(buf.as_ptr(), at);
     }
 
     #[test]

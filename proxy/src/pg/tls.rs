@@ -116,6 +116,7 @@ const READ_CHUNK: usize = 8 * 1024;
 
 fn reserve_for_read(buf: &mut BytesMut, pool: &BufferPool) {
     pool.lend(buf);
+    super::buffers::rewind(buf);
     if buf.capacity() - buf.len() < FIRST_READ / 4 {
         buf.reserve(if buf.is_empty() { FIRST_READ } else { READ_CHUNK });
     }

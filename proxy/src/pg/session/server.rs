@@ -6,6 +6,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::expect::Expect;
 use super::{params, Session};
+use crate::pg::buffers::rewind;
 use crate::pg::codec::{decode, message_len, next_message, FrameRef};
 use crate::pg::error::PgError;
 use crate::pg::msg;
@@ -33,9 +34,9 @@ impl Session {
             }
         };
         rbuf.advance(done);
-        // Room for the rest of a message begun, or, once all is read, the whole buffer again for the next read
-        // (advancing leaves the room behind it unused until a reserve takes it back; with nothing left to
-        // keep, that is only a reset).
+        // Once all is read, the next read goes to the start of the buffer again (advancing leaves the room
+        // behind it unused); otherwise room for the rest of a message begun.
+        rewind(&mut rbuf);
         match message_len(&rbuf, MAX_SERVER_MESSAGE) {
             Ok(Some(total)) if total > rbuf.len() => rbuf.reserve(total - rbuf.len()),
             _ if rbuf.capacity() - rbuf.len() < SERVER_READ / 4 => rbuf.reserve(SERVER_READ / 2),
