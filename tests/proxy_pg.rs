@@ -685,6 +685,60 @@ fn session_state_the_proxy_does_not_follow_never_reaches_another_client() {
     assert_eq!(proxy.servers_opened(), 1, "one server connection, reset rather than replaced");
 }
 
+/// Each form alone (the test above sends them together, where one reset clears them all): what client a leaves
+/// on the pool's one server connection is there for a, and gone for b, the next client on that connection.
+#[test]
+fn each_form_of_unfollowed_session_state_is_cleared_for_the_next_client() {
+    let pg = cluster();
+    pg.primary().psql("CREATE ROLE reporting; GRANT reporting TO app").unwrap();
+    let proxy = TestProxy::start(&pg, "pool_size = 1", "");
+    // (what a sends, through the extended protocol or not; what shows it; what b, on a clean connection, sees)
+    let cases = [
+        ("SELECT 1; SET work_mem = '7MB'", false, "current_setting('work_mem')", "4MB"),
+        ("BEGIN; SET work_mem = '7MB'; COMMIT", false, "current_setting('work_mem')", "4MB"),
+        ("SET work_mem = '7MB'", true, "current_setting('work_mem')", "4MB"),
+        ("/* a comment first */ SET join_collapse_limit = 3", false, "current_setting('join_collapse_limit')", "8"),
+        ("-- a; comment\nSET join_collapse_limit = 3", false, "current_setting('join_collapse_limit')", "8"),
+        ("SET ROLE reporting", true, "current_user", "app"),
+        ("SELECT set_config('app.tenant', '42', false)", false, "current_setting('app.tenant', true)", ""),
+        ("SELECT set_config('app.tenant', '42', false)", true, "current_setting('app.tenant', true)", ""),
+        ("LISTEN jobs", false, "(SELECT count(*) FROM pg_listening_channels())::text", "0"),
+        ("CREATE TEMP TABLE tt (x int)", false, "(to_regclass('pg_temp.tt') IS NOT NULL)::text", "false"),
+        ("SELECT 1 AS x INTO TEMP tt", false, "(to_regclass('pg_temp.tt') IS NOT NULL)::text", "false"),
+        ("PREPARE q AS SELECT 1", false, "(SELECT count(*) FROM pg_prepared_statements WHERE from_sql)::text", "0"),
+        (
+            "BEGIN; DECLARE c CURSOR WITH HOLD FOR SELECT 1; COMMIT",
+            false,
+            "(SELECT count(*) FROM pg_cursors WHERE is_holdable)::text",
+            "0",
+        ),
+        (
+            "SELECT pg_advisory_lock(4242)",
+            false,
+            "(SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid())::text",
+            "0",
+        ),
+    ];
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        for (statement, extended, probe, clean) in cases {
+            let a = connect(&proxy.app()).await;
+            let b = connect(&proxy.app()).await;
+            if extended {
+                a.execute(statement, &[]).await.unwrap();
+            } else {
+                a.batch_execute(statement).await.unwrap();
+            }
+            let probe = format!("SELECT coalesce({probe}, '')");
+            let a_sees: String = a.query_one(&probe, &[]).await.unwrap().get(0);
+            assert_ne!(a_sees, clean, "{statement}: a has what it did on its connection");
+            let b_sees: String = b.query_one(&probe, &[]).await.unwrap().get(0);
+            assert_eq!(b_sees, clean, "{statement}: b, on the same connection, has none of it");
+        }
+    });
+    assert_eq!(proxy.servers_opened(), 1, "one server connection, reset rather than replaced");
+}
+
 /// 300,000 Bind/Execute pairs sent in one write while the answers stream back. The proxy reads the server between
 /// client chunks and, while a write to the server is blocked, reads the server too (session/flush.rs); a proxy
 /// that did neither would deadlock here against a server blocked on its own output.

@@ -13,4 +13,5 @@ pub mod pool;
 pub mod server;
 pub mod session;
 pub mod settings;
+pub mod sqltext;
 pub mod tls;

@@ -9,6 +9,8 @@
 
 use std::borrow::Cow;
 
+use crate::pg::sqltext::{is_ident, skip_block_comment, skip_line_comment, skip_quoted};
+
 /// What a literal becomes: a parameter reference, which the grammar accepts wherever a value may stand.
 const PLACEHOLDER: &str = "$0";
 
@@ -30,8 +32,7 @@ fn normalize(b: &[u8]) -> Option<String> {
         let start = i;
         match c {
             b'-' if b.get(i + 1) == Some(&b'-') => {
-                // As PostgreSQL's lexer: a line comment ends at a newline *or* a carriage return.
-                i = b[i..].iter().position(|&x| x == b'\n' || x == b'\r').map_or(b.len(), |p| i + p);
+                i = skip_line_comment(b, i);
                 continue;
             }
             b'/' if b.get(i + 1) == Some(&b'*') => {
@@ -75,44 +76,6 @@ fn normalize(b: &[u8]) -> Option<String> {
     let mut o = out?;
     o.push_str(std::str::from_utf8(&b[copied..]).ok()?);
     Some(o)
-}
-
-/// Letters, digits, `_`, and any non-ASCII byte (PostgreSQL takes those as identifier characters).
-fn is_ident(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80
-}
-
-/// Past a `/* … */` comment, which nests.
-fn skip_block_comment(b: &[u8], mut i: usize) -> Option<usize> {
-    let mut depth = 0usize;
-    while i < b.len() {
-        if b[i..].starts_with(b"/*") {
-            depth += 1;
-            i += 2;
-        } else if b[i..].starts_with(b"*/") {
-            depth -= 1;
-            i += 2;
-            if depth == 0 {
-                return Some(i);
-            }
-        } else {
-            i += 1;
-        }
-    }
-    None
-}
-
-/// Past a quoted string or identifier starting at `i`, where a doubled quote stands for one.
-fn skip_quoted(b: &[u8], mut i: usize, quote: u8) -> Option<usize> {
-    i += 1;
-    loop {
-        let end = i + b.get(i..)?.iter().position(|&x| x == quote)?;
-        if b.get(end + 1) == Some(&quote) {
-            i = end + 2;
-        } else {
-            return Some(end + 1);
-        }
-    }
 }
 
 /// Past `123`, `1.5`, `1.`, `2e10`, `3.1E-4`; `None` when letters follow (PostgreSQL 15 reads `0x1F` as `0 x1F`,

@@ -1,12 +1,14 @@
 //! What a client's statements leave on a server connection that the proxy does not follow: a session-level
 //! `SET` or `RESET` of a parameter the server does not report that the session does not follow itself (see
-//! `unreported`: inside a transaction, in a multi-statement query, through the extended protocol), a role, a
-//! `LISTEN`, a temporary table, an SQL-level `PREPARE`, a cursor `WITH HOLD`. In transaction pooling such a
-//! connection is cleared of them (`Leftovers::reset_sql`) before another client gets it, so nothing of one
-//! client's session reaches another. Pure: the session asks, the checkout resets.
+//! `unreported`: inside a transaction, in a multi-statement query, through the extended protocol, behind a
+//! comment), `set_config(…, false)`, a role, a `LISTEN`, a temporary table (`CREATE TEMP …`, `SELECT … INTO
+//! TEMP`), an SQL-level `PREPARE`, a cursor `WITH HOLD`, a session-level advisory lock. In transaction pooling
+//! such a connection is cleared of them (`Leftovers::reset_sql`) before another client gets it, so nothing of
+//! one client's session reaches another. Pure: the session asks, the checkout resets.
 
 use super::params;
 use crate::pg::msg;
+use crate::pg::sqltext::{self, is_ident, is_space, skip_quoted, starts_with_ci};
 
 /// Kinds of session state left on a server connection (a set of bits).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -21,8 +23,10 @@ impl Leftovers {
     /// statements on that connection too.
     pub const PREPARED: Self = Self(8);
     pub const CURSORS: Self = Self(16);
-    /// Every kind (what `DISCARD ALL` would clear, short of plans, sequences and advisory locks).
-    pub const ALL: Self = Self(31);
+    /// Session-level advisory locks (`pg_advisory_lock`, `pg_try_advisory_lock`, their `_shared` forms).
+    pub const ADVISORY: Self = Self(32);
+    /// Every kind (what `DISCARD ALL` would clear, short of plans and sequences).
+    pub const ALL: Self = Self(63);
 
     pub fn is_empty(self) -> bool {
         self.0 == 0
@@ -44,6 +48,7 @@ impl Leftovers {
             (Self::LISTEN, "UNLISTEN *;"),
             (Self::TEMP, "DISCARD TEMP;"),
             (Self::PREPARED, "DEALLOCATE ALL;"),
+            (Self::ADVISORY, "SELECT pg_advisory_unlock_all();"),
             (Self::SETTINGS, "RESET ROLE;RESET SESSION AUTHORIZATION;RESET ALL;"),
         ];
         for (kind, statements) in parts {
@@ -61,42 +66,126 @@ pub struct Owned {
     pub kinds: Leftovers,
 }
 
-/// `leftovers` of a Query body, or of the text part of a Parse (text, NUL, parameter types). The text is read
-/// only when the first word is one of the statements concerned or another statement follows a `;`: every query
-/// passes here.
+/// `leftovers` of a Query body, or of the text part of a Parse (text, NUL, parameter types). Every query passes
+/// here: the text is read as statements only when its first word is one of the statements concerned or a
+/// comment, or another statement follows a `;`; otherwise only scanned for the names `named_state` looks for.
 pub fn query_leftovers(body: &[u8]) -> Leftovers {
     query_leftovers_after(msg::first_word(body), body)
 }
 
 /// `query_leftovers` when the caller has the body's first word already.
 pub fn query_leftovers_after(word: &[u8], body: &[u8]) -> Leftovers {
+    let text = body.split(|&b| b == 0).next().unwrap_or_default();
     let maybe = [&b"set"[..], b"reset", b"listen", b"create", b"prepare", b"declare"]
         .iter()
         .any(|w| word.eq_ignore_ascii_case(w))
-        || holds_another_statement(body);
+        || word.starts_with(b"/*")
+        || word.starts_with(b"--")
+        || holds_another_statement(text);
     match msg::query_text(body) {
         Some(sql) if maybe => leftovers(sql),
-        _ => Leftovers::NONE,
+        Some(_) => named_state(text),
+        None => Leftovers::NONE,
     }
 }
 
-/// Whether something other than whitespace follows a `;` in the text (up to its NUL). pgbench and many
-/// drivers end a single statement with `;`: that alone must not make every query's text be read.
-fn holds_another_statement(body: &[u8]) -> bool {
-    let text = body.split(|&b| b == 0).next().unwrap_or_default();
+/// Whether something other than whitespace follows a `;` in the text. pgbench and many drivers end a single
+/// statement with `;`: that alone must not make every query's text be read.
+fn holds_another_statement(text: &[u8]) -> bool {
     let Some(at) = text.iter().position(|&b| b == b';') else { return false };
-    text[at + 1..].iter().any(|&b| !matches!(b, b';' | b' ' | b'\t' | b'\n' | b'\r' | b'\x0b' | b'\x0c'))
+    text[at + 1..].iter().any(|&b| b != b';' && !is_space(b))
 }
 
 /// What the statements of a simple query (or of a Parse) leave behind for the rest of the session. Errs
 /// towards more: a needless reset costs the next client one round trip, a missed one hands it a stranger's
-/// state. Statements are cut at every `;`, quoted or not: a false cut can only find something that is not
-/// there. A comment before the statement hides it (as it does from PgBouncer).
+/// state. Two cuts into statements are read, and what either finds counts: at every `;`, quoted or not (a false
+/// cut can only find something that is not there), and the lexer's (`sqltext::statements`: a `;` inside a
+/// comment does not cut), when it can read the text. Each statement is read past its leading comments.
 pub fn leftovers(sql: &str) -> Leftovers {
+    let exact = sqltext::statements(sql).unwrap_or_default();
     sql.split(';')
-        .map(|s| s.trim_matches(sql_space))
+        .chain(exact)
+        .map(sqltext::skip_leading_comments)
         .filter(|s| !s.is_empty())
-        .fold(Leftovers::NONE, |all, s| all.with(statement_leftovers(s)))
+        .fold(named_state(sql.as_bytes()), |all, s| all.with(statement_leftovers(s)))
+}
+
+/// What a query leaves through a call or a clause anywhere in it: `set_config(…)` unless plainly
+/// transaction-local, a session-level advisory lock, `INTO [LOCAL | GLOBAL] TEMP[ORARY]`. A scan of the bytes
+/// that looks further only at a `_` or an `i` (found by `memchr`): it runs on every query. Names in a string or a comment count
+/// too (a needless reset, never a missed one).
+fn named_state(text: &[u8]) -> Leftovers {
+    let mut left = Leftovers::NONE;
+    for i in memchr::memchr3_iter(b'_', b'i', b'I', text) {
+        let rest = &text[i..];
+        left = left.with(match rest[0] {
+            b'_' if starts_with_ci(rest, b"_advisory_lock") => Leftovers::ADVISORY,
+            b'_' if starts_with_ci(rest, b"_config")
+                && i >= 3
+                && text[i - 3..i].eq_ignore_ascii_case(b"set")
+                && !local_set_config(&rest[b"_config".len()..]) =>
+            {
+                Leftovers::SETTINGS
+            }
+            b'i' | b'I' if (i == 0 || !(is_ident(text[i - 1]) || text[i - 1] == b'.')) && into_temp(rest) => {
+                Leftovers::TEMP
+            }
+            _ => Leftovers::NONE,
+        });
+    }
+    left
+}
+
+/// Whether the call whose text follows `set_config` is plainly transaction-local: three arguments, the last
+/// `true`. Anything else, or a call not read to its end, is taken for a session change.
+fn local_set_config(call: &[u8]) -> bool {
+    let b = &call[call.iter().take_while(|c| is_space(**c)).count()..];
+    if b.first() != Some(&b'(') {
+        return false;
+    }
+    let (mut depth, mut commas, mut arg, mut i) = (0, 0, 1, 0);
+    while i < b.len() {
+        match b[i] {
+            quote @ (b'\'' | b'"') => match skip_quoted(b, i, quote) {
+                Some(end) => {
+                    i = end;
+                    continue;
+                }
+                None => return false,
+            },
+            b'(' => depth += 1,
+            b')' if depth == 1 => {
+                let last = std::str::from_utf8(&b[arg..i]).unwrap_or_default().trim_matches(sql_space);
+                return commas == 2 && ["true", "'true'", "'t'", "'on'"].iter().any(|t| last.eq_ignore_ascii_case(t));
+            }
+            b')' => depth -= 1,
+            b',' if depth == 1 => {
+                commas += 1;
+                arg = i + 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    false
+}
+
+/// Whether `rest` starts with `INTO [LOCAL | GLOBAL] TEMP[ORARY]` (a temporary table made by SELECT … INTO).
+fn into_temp(rest: &[u8]) -> bool {
+    let Some(mut rest) = after_word(rest, b"into") else { return false };
+    if let Some(after) = after_word(rest, b"local").or_else(|| after_word(rest, b"global")) {
+        rest = after;
+    }
+    [&b"temp"[..], b"temporary"]
+        .iter()
+        .any(|w| starts_with_ci(rest, w) && !rest.get(w.len()).is_some_and(|c| is_ident(*c)))
+}
+
+/// `text` past `word` and the whitespace after it, when it starts with that word (any case) and whitespace.
+fn after_word<'a>(text: &'a [u8], word: &[u8]) -> Option<&'a [u8]> {
+    let rest = text.get(word.len()..).filter(|_| starts_with_ci(text, word))?;
+    let spaces = rest.iter().take_while(|c| is_space(**c)).count();
+    (spaces > 0).then(|| &rest[spaces..])
 }
 
 /// One statement. A plain autocommit SET the session follows (`unreported`) is not noted by the session, but
@@ -151,7 +240,7 @@ fn creates_temp<'a>(words: impl Iterator<Item = &'a str>) -> bool {
 
 /// SQL's whitespace, as PostgreSQL's scanner and `msg::first_word` have it (not Unicode's).
 fn sql_space(c: char) -> bool {
-    matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c')
+    c.is_ascii() && is_space(c as u8)
 }
 
 /// Whether `first` is followed by `second` somewhere in `text`, as words (case-insensitive).
@@ -171,13 +260,14 @@ mod tests {
 
     #[test]
     fn what_each_statement_leaves_behind() {
-        let (n, s, l, t, p, c) = (
+        let (n, s, l, t, p, c, a) = (
             Leftovers::NONE,
             Leftovers::SETTINGS,
             Leftovers::LISTEN,
             Leftovers::TEMP,
             Leftovers::PREPARED,
             Leftovers::CURSORS,
+            Leftovers::ADVISORY,
         );
         let cases = [
             ("SELECT 1", n),
@@ -223,6 +313,33 @@ mod tests {
             ("DECLARE c CURSOR WITH HOLD FOR SELECT 1", c),
             ("DECLARE c CURSOR FOR SELECT 1", n),
             ("LISTEN a; CREATE TEMP TABLE t (x int); SET work_mem = '1GB'", l.with(t).with(s)),
+            // Behind comments, and a `;` inside a comment.
+            ("/* hapool:primary */ SET work_mem = '1GB'", s),
+            ("-- note\nSET work_mem = 1", s),
+            ("/* a /* nested */ */LISTEN x", l),
+            ("SELECT 1; /* a; b */ SET work_mem = 1", s),
+            ("SELECT 1; -- a; b\nSET work_mem = 1", s),
+            ("/* x */ SELECT 1", n),
+            ("/* SET work_mem = 1 */ SELECT 1", n),
+            // Calls and clauses inside any statement.
+            ("SELECT set_config('work_mem', '1GB', false)", s),
+            ("select SET_CONFIG('app.user', '42', true)", n),
+            ("SELECT set_config ( 'a', 'x,(y)', 'on' ), 1", n),
+            ("SELECT set_config('a', 'b', is_local)", s),
+            ("SELECT set_config('a', 'b')", s),
+            ("SELECT set_config('a', 'b', true", s),
+            ("SELECT set_config('a', 'b', true), set_config('c', 'd', false)", s),
+            ("SELECT pg_advisory_lock(1)", a),
+            ("SELECT pg_try_advisory_lock_shared(1, 2)", a),
+            ("SELECT pg_advisory_xact_lock(1)", n),
+            ("SELECT pg_advisory_unlock(1)", n),
+            ("SELECT * INTO TEMP t FROM x", t),
+            ("select 1 into\ttemporary table t", t),
+            ("SELECT * INTO LOCAL TEMP t FROM x", t),
+            ("WITH q AS (SELECT 1) SELECT * INTO TEMPORARY t FROM q", t),
+            ("INSERT INTO temp_log VALUES (1)", n),
+            ("SELECT * INTO t FROM x", n),
+            ("SELECT a.into temp FROM a", n),
         ];
         for (sql, want) in cases {
             assert_eq!(leftovers(sql), want, "{sql:?}");
@@ -239,11 +356,17 @@ mod tests {
         // A parameter type's bytes may hold a ';' (OID 59): the text decides.
         assert!(query_leftovers(b"SELECT $1\0\0\x01\0\0\0\x3b").is_empty());
         assert!(query_leftovers(b"SET work_mem = '1GB'").is_empty(), "no NUL: not a message body");
+        // Read past the first word only for the names it scans for.
+        assert_eq!(query_leftovers(b"SELECT pg_advisory_lock(7)\0"), Leftovers::ADVISORY);
+        assert_eq!(query_leftovers(b"SELECT 1 INTO TEMP t\0"), Leftovers::TEMP);
+        assert_eq!(query_leftovers(b"/*x*/SET work_mem = 1\0"), Leftovers::SETTINGS);
+        let history = b"INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (1, 2, 3, 4, now());\0";
+        assert!(query_leftovers(history).is_empty());
         // A single statement's closing ';' does not make its text be read; a second statement does.
-        assert!(!holds_another_statement(b"SELECT abalance FROM pgbench_accounts WHERE aid = 7;\0"));
-        assert!(!holds_another_statement(b"SELECT 1; ;\n\0"));
-        assert!(holds_another_statement(b"SELECT 1; RESET ALL\0"));
-        assert!(!holds_another_statement(b"SELECT $1;\0\0\x01\0\0\0\x17"), "the parameter types are not text");
+        assert!(!holds_another_statement(b"SELECT abalance FROM pgbench_accounts WHERE aid = 7;"));
+        assert!(!holds_another_statement(b"SELECT 1; ;\n"));
+        assert!(holds_another_statement(b"SELECT 1; RESET ALL"));
+        assert!(query_leftovers(b"SELECT $1;\0\0\x01\0\0\0\x3b").is_empty(), "the parameter types are not text");
     }
 
     /// Random statements from the words that matter (fixed seed): never a panic, and a statement keeps what it
@@ -273,6 +396,10 @@ mod tests {
             "DECLARE",
             "WITH",
             "HOLD",
+            "INTO",
+            "set_config('a',';',true)",
+            "set_config('a','b',false)",
+            "pg_advisory_lock(1)",
             ";",
             " ",
             "\t",
@@ -306,7 +433,8 @@ mod tests {
         Leftovers::ALL.reset_sql(&mut sql);
         assert_eq!(
             sql,
-            "CLOSE ALL;UNLISTEN *;DISCARD TEMP;DEALLOCATE ALL;RESET ROLE;RESET SESSION AUTHORIZATION;RESET ALL;"
+            "CLOSE ALL;UNLISTEN *;DISCARD TEMP;DEALLOCATE ALL;SELECT pg_advisory_unlock_all();\
+             RESET ROLE;RESET SESSION AUTHORIZATION;RESET ALL;"
         );
         assert!(Leftovers::ALL.contains(Leftovers::PREPARED) && !Leftovers::TEMP.contains(Leftovers::ALL));
     }
