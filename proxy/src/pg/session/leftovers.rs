@@ -82,11 +82,11 @@ pub fn query_leftovers_after(word: &[u8], body: &[u8]) -> Leftovers {
         || word.starts_with(b"/*")
         || word.starts_with(b"--")
         || holds_another_statement(text);
-    match msg::query_text(body) {
-        Some(sql) if maybe => leftovers(sql),
-        Some(_) => named_state(text),
-        None => Leftovers::NONE,
+    if !maybe {
+        // Most queries end here, their text not even checked as UTF-8. No NUL: not a message body.
+        return if text.len() < body.len() { named_state(text) } else { Leftovers::NONE };
     }
+    msg::query_text(body).map_or(Leftovers::NONE, leftovers)
 }
 
 /// Whether something other than whitespace follows a `;` in the text. pgbench and many drivers end a single
