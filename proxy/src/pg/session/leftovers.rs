@@ -111,9 +111,9 @@ pub fn leftovers(sql: &str) -> Leftovers {
 }
 
 /// What a query leaves through a call or a clause anywhere in it: `set_config(…)` unless plainly
-/// transaction-local, a session-level advisory lock, `INTO [LOCAL | GLOBAL] TEMP[ORARY]`. A scan of the bytes
-/// that looks further only at a `_` or an `i` (found by `memchr`): it runs on every query. Names in a string or a comment count
-/// too (a needless reset, never a missed one).
+/// transaction-local, a session-level advisory lock, `INTO [LOCAL | GLOBAL] TEMP[ORARY]`. It runs on every
+/// query: a scan of the bytes that looks further only at a `_` or an `i` (found by `memchr`). Names in a string
+/// or a comment count too (a needless reset, never a missed one).
 fn named_state(text: &[u8]) -> Leftovers {
     let mut left = Leftovers::NONE;
     for i in memchr::memchr3_iter(b'_', b'i', b'I', text) {
