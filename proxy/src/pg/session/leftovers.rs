@@ -100,11 +100,20 @@ fn holds_another_statement(text: &[u8]) -> bool {
 /// towards more: a needless reset costs the next client one round trip, a missed one hands it a stranger's
 /// state. Two cuts into statements are read, and what either finds counts: at every `;`, quoted or not (a false
 /// cut can only find something that is not there), and the lexer's (`sqltext::statements`: a `;` inside a
-/// comment does not cut), when it can read the text. Each statement is read past its leading comments.
+/// comment does not cut). When the lexer cannot read the text, a `;` inside a comment may have cut a
+/// statement's head off: what follows each piece's last `*/` or line break is read as a statement too. Each
+/// statement is read past its leading comments.
 pub fn leftovers(sql: &str) -> Leftovers {
-    let exact = sqltext::statements(sql).unwrap_or_default();
+    let exact = sqltext::statements(sql);
+    let unread = exact.is_none();
+    let tails = sql
+        .split(';')
+        .filter(|_| unread)
+        .flat_map(|piece| [piece.rsplit("*/").next(), piece.rsplit(['\n', '\r']).next()])
+        .flatten();
     sql.split(';')
-        .chain(exact)
+        .chain(exact.unwrap_or_default())
+        .chain(tails)
         .map(sqltext::skip_leading_comments)
         .filter(|s| !s.is_empty())
         .fold(named_state(sql.as_bytes()), |all, s| all.with(statement_leftovers(s)))
@@ -320,6 +329,9 @@ mod tests {
             ("SELECT 1; /* a; b */ SET work_mem = 1", s),
             ("SELECT 1; -- a; b\nSET work_mem = 1", s),
             ("/* x */ SELECT 1", n),
+            // The same where the lexer gives up (E'…', dollar quotes).
+            ("/* x; y */ SET work_mem = E'1MB'", s),
+            ("-- x; y\nLISTEN a; SELECT $$ x $$", l),
             ("/* SET work_mem = 1 */ SELECT 1", n),
             // Calls and clauses inside any statement.
             ("SELECT set_config('work_mem', '1GB', false)", s),
