@@ -84,13 +84,13 @@ impl Session {
                 conn.synced = None;
             }
         }
+        let (no_params, no_values) = (Default::default(), Values::new());
         if conn.synced != Some(self.desired_hash) {
-            let known = if left.contains(Leftovers::SETTINGS) { None } else { Some(&conn.params) };
-            sql.extend(params::sync_sql(&self.desired, known.unwrap_or(&Default::default())));
+            let known = if left.contains(Leftovers::SETTINGS) { &no_params } else { &conn.params };
+            sql.extend(params::sync_sql(&self.desired, known));
             conn.synced = Some(self.desired_hash);
         }
-        let none = Values::new();
-        let want = self.unreported.as_deref().map_or(&none, |u| &u.current);
+        let want = self.unreported.as_deref().map_or(&no_values, |u| &u.current);
         if conn.unreported.as_ref() != Some(want) {
             unreported::sync_sql(want, conn.unreported.as_ref(), &mut sql);
             conn.unreported = Some(want.clone());

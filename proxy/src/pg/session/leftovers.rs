@@ -75,7 +75,7 @@ pub fn query_leftovers(body: &[u8]) -> Leftovers {
 
 /// `query_leftovers` when the caller has the body's first word already.
 pub fn query_leftovers_after(word: &[u8], body: &[u8]) -> Leftovers {
-    let text = body.split(|&b| b == 0).next().unwrap_or_default();
+    let text = &body[..memchr::memchr(0, body).unwrap_or(body.len())];
     let maybe = [&b"set"[..], b"reset", b"listen", b"create", b"prepare", b"declare"]
         .iter()
         .any(|w| word.eq_ignore_ascii_case(w))
@@ -92,7 +92,7 @@ pub fn query_leftovers_after(word: &[u8], body: &[u8]) -> Leftovers {
 /// Whether something other than whitespace follows a `;` in the text. pgbench and many drivers end a single
 /// statement with `;`: that alone must not make every query's text be read.
 fn holds_another_statement(text: &[u8]) -> bool {
-    let Some(at) = text.iter().position(|&b| b == b';') else { return false };
+    let Some(at) = memchr::memchr(b';', text) else { return false };
     text[at + 1..].iter().any(|&b| b != b';' && !is_space(b))
 }
 

@@ -118,8 +118,9 @@ pub fn sync_sql(want: &Values, have: Option<&Values>, sql: &mut String) {
             }
         }
     }
-    for (key, (name, value)) in want {
-        if have.and_then(|h| h.get(key)) != Some(&(name.clone(), value.clone())) {
+    for (key, entry) in want {
+        if have.and_then(|h| h.get(key)) != Some(entry) {
+            let (name, value) = entry;
             sql.push_str(&format!("SET {name} = {value};"));
         }
     }
