@@ -699,6 +699,8 @@ fn each_form_of_unfollowed_session_state_is_cleared_for_the_next_client() {
         ("SET work_mem = '7MB'", true, "current_setting('work_mem')", "4MB"),
         ("/* a comment first */ SET join_collapse_limit = 3", false, "current_setting('join_collapse_limit')", "8"),
         ("-- a; comment\nSET join_collapse_limit = 3", false, "current_setting('join_collapse_limit')", "8"),
+        ("SET/**/join_collapse_limit = 3", false, "current_setting('join_collapse_limit')", "8"),
+        ("CREATE /* t */ TEMP TABLE tt (x int)", false, "(to_regclass('pg_temp.tt') IS NOT NULL)::text", "false"),
         ("SET ROLE reporting", true, "current_user", "app"),
         ("SELECT set_config('app.tenant', '42', false)", false, "current_setting('app.tenant', true)", ""),
         ("SELECT set_config('app.tenant', '42', false)", true, "current_setting('app.tenant', true)", ""),
@@ -737,6 +739,33 @@ fn each_form_of_unfollowed_session_state_is_cleared_for_the_next_client() {
         }
     });
     assert_eq!(proxy.servers_opened(), 1, "one server connection, reset rather than replaced");
+}
+
+/// A DISCARD ALL or DEALLOCATE ALL the proxy would not see (behind a comment, after another statement) leaves
+/// it believing the connection still has the prepared statements it shares between clients: the next client's
+/// Bind then fails there. Each form, one connection for all.
+#[test]
+fn statements_dropped_behind_a_comment_or_another_statement_are_prepared_again() {
+    let pg = cluster();
+    let proxy = TestProxy::start(&pg, "pool_size = 1", "");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        for (i, drop_all) in ["/* app */ DISCARD ALL", "SELECT 1; DEALLOCATE ALL", "-- x\ndeallocate/**/prepare all"]
+            .into_iter()
+            .enumerate()
+        {
+            let a = connect(&proxy.app()).await;
+            let sql = format!("SELECT $1::int + {i}");
+            let statement = a.prepare(&sql).await.unwrap();
+            assert_eq!(a.query_one(&statement, &[&1i32]).await.unwrap().get::<_, i32>(0), 1 + i as i32);
+            a.batch_execute(drop_all).await.unwrap();
+            let b = connect(&proxy.app()).await;
+            let statement = b.prepare(&sql).await.unwrap();
+            let row = b.query_one(&statement, &[&2i32]).await;
+            assert_eq!(row.map(|r| r.get::<_, i32>(0)).ok(), Some(2 + i as i32), "after {drop_all:?}");
+        }
+    });
+    assert_eq!(proxy.servers_opened(), 1);
 }
 
 /// 300,000 Bind/Execute pairs sent in one write while the answers stream back. The proxy reads the server between

@@ -4,6 +4,8 @@
 //! unterminated quote or comment) makes it give up (`None`): each caller then falls back to a coarser reading
 //! that errs its own safe way.
 
+use std::borrow::Cow;
+
 /// Letters, digits, `_`, and any non-ASCII byte (PostgreSQL takes those as identifier characters).
 pub fn is_ident(c: u8) -> bool {
     c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80
@@ -85,7 +87,11 @@ pub fn statements(sql: &str) -> Option<Vec<&str>> {
 /// `statement` past its leading whitespace and comments; empty when nothing else is left (or a comment is not
 /// closed).
 pub fn skip_leading_comments(statement: &str) -> &str {
-    let b = statement.as_bytes();
+    &statement[leading_comments_end(statement.as_bytes())..]
+}
+
+/// Where the leading whitespace and comments of `b` end (its length when a comment is not closed).
+fn leading_comments_end(b: &[u8]) -> usize {
     let mut i = 0;
     loop {
         while b.get(i).is_some_and(|&c| is_space(c)) {
@@ -95,11 +101,44 @@ pub fn skip_leading_comments(statement: &str) -> &str {
             Some(b"--") => skip_line_comment(b, i),
             Some(b"/*") => match skip_block_comment(b, i) {
                 Some(end) => end,
-                None => return "",
+                None => return b.len(),
             },
-            _ => return &statement[i..],
+            _ => return i,
         };
     }
+}
+
+/// The keyword a statement begins with: its leading ASCII letters past whitespace and comments. PostgreSQL
+/// ends a keyword at a comment too (`SET/**/x` is `SET x`). Empty when no letter comes first.
+pub fn leading_keyword(b: &[u8]) -> &[u8] {
+    let rest = &b[leading_comments_end(b)..];
+    &rest[..rest.iter().position(|c| !c.is_ascii_alphabetic()).unwrap_or(rest.len())]
+}
+
+/// `text` with each comment replaced by a space, for reading its words: a comment separates words as
+/// whitespace does. Quotes are not looked at (a comment's marks inside a string blank the string's rest: its
+/// words are not what callers read). An unclosed comment runs to the end. Borrowed when there is none.
+pub fn blank_comments(text: &str) -> Cow<'_, str> {
+    let b = text.as_bytes();
+    let comment_at = |from: usize| {
+        memchr::memchr2_iter(b'-', b'/', &b[from..])
+            .map(|p| from + p)
+            .find(|&p| matches!(b.get(p..p + 2), Some(b"--" | b"/*")))
+    };
+    let Some(first) = comment_at(0) else { return Cow::Borrowed(text) };
+    let (mut out, mut copied, mut at) = (String::with_capacity(text.len()), 0, Some(first));
+    while let Some(start) = at {
+        let end = match b[start] {
+            b'-' => skip_line_comment(b, start),
+            _ => skip_block_comment(b, start).unwrap_or(b.len()),
+        };
+        out.push_str(&text[copied..start]);
+        out.push(' ');
+        copied = end;
+        at = comment_at(end);
+    }
+    out.push_str(&text[copied..]);
+    Cow::Owned(out)
 }
 
 /// Whether `text` starts with `word`, ignoring ASCII case.
@@ -146,5 +185,35 @@ mod tests {
         ] {
             assert_eq!(skip_leading_comments(statement), want, "{statement:?}");
         }
+    }
+
+    #[test]
+    fn a_keyword_ends_at_a_comment() {
+        for (text, want) in [
+            ("SET a = 1", "SET"),
+            ("SET/**/a", "SET"),
+            (" /* x /* y */ */ listen/*z*/c", "listen"),
+            ("--\r\nreset all", "reset"),
+            ("(SELECT 1)", ""),
+            ("/* open", ""),
+            ("", ""),
+        ] {
+            assert_eq!(leading_keyword(text.as_bytes()), want.as_bytes(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn comments_read_as_spaces() {
+        for (text, want) in [
+            ("SET a = 1", "SET a = 1"),
+            ("SET/**/a", "SET a"),
+            ("CREATE /* x /* y */ */ TEMP-- t\nTABLE", "CREATE   TEMP \nTABLE"),
+            ("a - b / c", "a - b / c"),
+            ("a /* open", "a  "),
+            ("x--", "x "),
+        ] {
+            assert_eq!(blank_comments(text), want, "{text:?}");
+        }
+        assert!(matches!(blank_comments("SELECT 1"), Cow::Borrowed(_)));
     }
 }

@@ -11,6 +11,7 @@ use super::{unit, unreported, Flow, Session};
 use crate::pg::codec::{decode, Frame};
 use crate::pg::error::PgError;
 use crate::pg::msg::{self, Severity};
+use crate::pg::sqltext;
 use crate::stats::PoolStats;
 
 impl Session {
@@ -176,12 +177,14 @@ impl Session {
     /// connection marks it to be cleared before another client gets it (`leftovers`). The text is read only
     /// when the first word is one of theirs (or another statement follows a `;`).
     fn follow_statement(&mut self, body: &[u8]) {
-        let word = msg::first_word(body);
-        let is = |keyword: &[u8]| word.eq_ignore_ascii_case(keyword);
+        // Past leading comments, as PostgreSQL reads it (a comment also ends a keyword: `DISCARD/**/ALL`).
+        let keyword = sqltext::leading_keyword(body);
+        let is = |word: &[u8]| keyword.eq_ignore_ascii_case(word);
         if (is(b"set") || is(b"reset")) && self.follow_unreported(body) {
             return; // the session follows it: nothing left behind
         }
-        if (is(b"discard") || is(b"deallocate")) && msg::query_text(body).is_some_and(drops_all_statements) {
+        let drops_all = |sql: &str| drops_all_statements(&sqltext::blank_comments(sql));
+        if (is(b"discard") || is(b"deallocate")) && msg::query_text(body).is_some_and(drops_all) {
             self.statements.clear();
             self.server_conn().prepared.clear();
             if is(b"discard") {
@@ -190,7 +193,7 @@ impl Session {
                 self.server_conn().unreported = Some(Default::default());
             }
         }
-        self.note_leftovers(leftovers::query_leftovers_after(word, body));
+        self.note_leftovers(leftovers::query_leftovers(body));
     }
 
     /// The server connection now holds `kinds` of session state of this client's that the proxy does not follow.

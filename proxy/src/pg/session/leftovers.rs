@@ -67,20 +67,16 @@ pub struct Owned {
 }
 
 /// `leftovers` of a Query body, or of the text part of a Parse (text, NUL, parameter types). Every query passes
-/// here: the text is read as statements only when its first word is one of the statements concerned or a
-/// comment, or another statement follows a `;`; otherwise only scanned for the names `named_state` looks for.
+/// here: the text is read as statements only when its keyword (past leading comments: routing hints, tracing
+/// tags) is one of the statements concerned, or another statement follows a `;`; otherwise only scanned for the
+/// names `named_state` looks for. One statement has one keyword, so a query of one statement behind comments
+/// costs what it costs without them.
 pub fn query_leftovers(body: &[u8]) -> Leftovers {
-    query_leftovers_after(msg::first_word(body), body)
-}
-
-/// `query_leftovers` when the caller has the body's first word already.
-pub fn query_leftovers_after(word: &[u8], body: &[u8]) -> Leftovers {
     let text = &body[..memchr::memchr(0, body).unwrap_or(body.len())];
+    let keyword = sqltext::leading_keyword(text);
     let maybe = [&b"set"[..], b"reset", b"listen", b"create", b"prepare", b"declare"]
         .iter()
-        .any(|w| word.eq_ignore_ascii_case(w))
-        || word.starts_with(b"/*")
-        || word.starts_with(b"--")
+        .any(|w| keyword.eq_ignore_ascii_case(w))
         || holds_another_statement(text);
     if !maybe {
         // Most queries end here, their text not even checked as UTF-8. No NUL: not a message body.
@@ -200,7 +196,8 @@ fn after_word<'a>(text: &'a [u8], word: &[u8]) -> Option<&'a [u8]> {
 /// One statement. A plain autocommit SET the session follows (`unreported`) is not noted by the session, but
 /// counts here: the same text inside a transaction, or in a Parse, is not followed.
 fn statement_leftovers(statement: &str) -> Leftovers {
-    // The verb ends where `msg::first_word` ends it (at whitespace only), so both see the same statement.
+    // Words are separated by comments too (`CREATE /* x */ TEMP TABLE`, `SET/**/name`).
+    let statement = &*sqltext::blank_comments(statement);
     let (verb, rest) = statement.split_once(sql_space).unwrap_or((statement, ""));
     let mut words = rest.split(|c: char| sql_space(c) || c == '=').filter(|w| !w.is_empty());
     let is = |word: &str, expected: &str| word.eq_ignore_ascii_case(expected);
@@ -215,6 +212,11 @@ fn statement_leftovers(statement: &str) -> Leftovers {
         creates_temp(words).then_some(Leftovers::TEMP)
     } else if is(verb, "declare") {
         contains_words(statement, "with", "hold").then_some(Leftovers::CURSORS)
+    } else if is(verb, "discard") || is(verb, "deallocate") {
+        // Among other statements (alone, the session follows it): it may have dropped prepared statements the
+        // proxy shares between clients. Another client gets the connection cleared of them, and the proxy
+        // prepares its statements there again.
+        Some(Leftovers::PREPARED)
     } else {
         None
     };
@@ -372,6 +374,22 @@ mod tests {
         assert_eq!(query_leftovers(b"SELECT pg_advisory_lock(7)\0"), Leftovers::ADVISORY);
         assert_eq!(query_leftovers(b"SELECT 1 INTO TEMP t\0"), Leftovers::TEMP);
         assert_eq!(query_leftovers(b"/*x*/SET work_mem = 1\0"), Leftovers::SETTINGS);
+        // A keyword ends where a comment begins: PostgreSQL reads `SET/**/x` as `SET x`.
+        assert_eq!(query_leftovers(b"SET/**/work_mem = 1\0"), Leftovers::SETTINGS);
+        assert_eq!(query_leftovers(b"listen/*a*/chan\0"), Leftovers::LISTEN);
+        assert_eq!(query_leftovers(b"/* a /* nested */ b */ create/**/temp table t (i int)\0"), Leftovers::TEMP);
+        assert_eq!(query_leftovers(b"-- note\r\n  PREPARE p AS SELECT 1\0"), Leftovers::PREPARED);
+        // Behind a comment, a plain statement is scanned as one without: nothing, or what its names leave.
+        assert!(query_leftovers(b"/* app:checkout */ SELECT abalance FROM t WHERE aid = 7;\0").is_empty());
+        assert_eq!(query_leftovers(b"-- x\nSELECT pg_advisory_lock(7)\0"), Leftovers::ADVISORY);
+        // A comment that a statement's keyword seems to follow, inside a comment that nests: still read.
+        assert_eq!(query_leftovers(b"/* a /* b */ SELECT */ SET work_mem = 1\0"), Leftovers::SETTINGS);
+        // Comments between a statement's words.
+        assert_eq!(query_leftovers(b"CREATE /* x */ TEMP TABLE t (i int)\0"), Leftovers::TEMP);
+        assert_eq!(query_leftovers(b"DECLARE c CURSOR with/**/hold FOR SELECT 1\0"), Leftovers::CURSORS);
+        assert!(query_leftovers(b"SET LOCAL/**/work_mem = 1\0").is_empty());
+        assert_eq!(query_leftovers(b"SELECT 1; DEALLOCATE ALL\0"), Leftovers::PREPARED);
+        assert!(query_leftovers(b"/* alone: followed by the session */ DISCARD ALL\0").is_empty());
         let history = b"INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (1, 2, 3, 4, now());\0";
         assert!(query_leftovers(history).is_empty());
         // A single statement's closing ';' does not make its text be read; a second statement does.
