@@ -108,11 +108,12 @@ fn leading_comments_end(b: &[u8]) -> usize {
     }
 }
 
-/// The keyword a statement begins with: its leading ASCII letters past whitespace and comments. PostgreSQL
-/// ends a keyword at a comment too (`SET/**/x` is `SET x`). Empty when no letter comes first.
+/// The word a statement begins with, past whitespace and comments: its identifier characters, up to whatever
+/// else comes, a comment included (PostgreSQL reads `SET/**/x` as `SET x`, and `set_x` as one word). Empty when
+/// none comes first.
 pub fn leading_keyword(b: &[u8]) -> &[u8] {
     let rest = &b[leading_comments_end(b)..];
-    &rest[..rest.iter().position(|c| !c.is_ascii_alphabetic()).unwrap_or(rest.len())]
+    &rest[..rest.iter().position(|&c| !is_ident(c)).unwrap_or(rest.len())]
 }
 
 /// `text` with each comment replaced by a space, for reading its words: a comment separates words as
@@ -195,6 +196,7 @@ mod tests {
             (" /* x /* y */ */ listen/*z*/c", "listen"),
             ("--\r\nreset all", "reset"),
             ("(SELECT 1)", ""),
+            ("set_config", "set_config"),
             ("/* open", ""),
             ("", ""),
         ] {
