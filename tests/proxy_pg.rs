@@ -768,6 +768,37 @@ fn statements_dropped_behind_a_comment_or_another_statement_are_prepared_again()
     assert_eq!(proxy.servers_opened(), 1);
 }
 
+/// A DISCARD ALL that fails (inside a transaction block) drops nothing: the proxy must not forget the prepared
+/// statements it shares on that connection, or the next client's statement is prepared there a second time
+/// (42P05).
+#[test]
+fn a_failed_discard_all_leaves_the_shared_statements_usable() {
+    let pg = cluster();
+    let proxy = TestProxy::start(&pg, "pool_size = 1", "");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let a = connect(&proxy.app()).await;
+        let mine = a.prepare("SELECT $1::int * 3").await.unwrap();
+        assert_eq!(a.query_one(&mine, &[&2i32]).await.unwrap().get::<_, i32>(0), 6);
+        // Inside a transaction block, begun before or in the same query; among other statements.
+        for failing in [&["BEGIN", "DISCARD ALL"][..], &["BEGIN; DISCARD ALL"], &["DISCARD ALL; SELECT 1"]] {
+            let (last, before) = failing.split_last().unwrap();
+            for step in before {
+                a.batch_execute(step).await.unwrap();
+            }
+            let err = a.batch_execute(last).await.unwrap_err();
+            assert_eq!(err.code(), Some(&tokio_postgres::error::SqlState::ACTIVE_SQL_TRANSACTION), "{err}");
+            a.batch_execute("ROLLBACK").await.unwrap();
+            let b = connect(&proxy.app()).await;
+            let theirs = b.prepare("SELECT $1::int * 3").await.unwrap();
+            let row = b.query_one(&theirs, &[&3i32]).await;
+            assert_eq!(row.map(|r| r.get::<_, i32>(0)).map_err(|e| e.to_string()), Ok(9), "after {failing:?}");
+            // And a's own statement still exists, as it would on the server alone.
+            assert_eq!(a.query_one(&mine, &[&4i32]).await.unwrap().get::<_, i32>(0), 12, "after {failing:?}");
+        }
+    });
+}
+
 /// 300,000 Bind/Execute pairs sent in one write while the answers stream back. The proxy reads the server between
 /// client chunks and, while a write to the server is blocked, reads the server too (session/flush.rs); a proxy
 /// that did neither would deadlock here against a server blocked on its own output.

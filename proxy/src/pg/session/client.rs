@@ -185,15 +185,26 @@ impl Session {
         }
         let drops_all = |sql: &str| drops_all_statements(&sqltext::blank_comments(sql));
         if (is(b"discard") || is(b"deallocate")) && msg::query_text(body).is_some_and(drops_all) {
-            self.statements.clear();
-            self.server_conn().prepared.clear();
-            if is(b"discard") {
-                // DISCARD ALL resets every setting too (DEALLOCATE ALL only drops statements).
-                self.unreported = None;
-                self.server_conn().unreported = Some(Default::default());
+            match drop_outcome(is(b"discard"), self.outstanding.is_empty(), self.tx_status, body) {
+                Outcome::Fails => {}
+                // What the server will have is unknown: the connection is replaced once the client is done.
+                Outcome::Unknown => self.server_conn().broken = true,
+                Outcome::Drops => self.forget_statements(is(b"discard")),
             }
         }
         self.note_leftovers(leftovers::query_leftovers(body));
+    }
+
+    /// The server drops every prepared statement (and with `discard`, resets the session): the client's names
+    /// and what the proxy knows of the connection go too.
+    fn forget_statements(&mut self, discard: bool) {
+        self.statements.clear();
+        self.server_conn().prepared.clear();
+        if discard {
+            // DISCARD ALL resets every setting too (DEALLOCATE ALL only drops statements).
+            self.unreported = None;
+            self.server_conn().unreported = Some(Default::default());
+        }
     }
 
     /// The server connection now holds `kinds` of session state of this client's that the proxy does not follow.
@@ -311,6 +322,27 @@ impl Session {
 
 /// `DISCARD ALL` and `DEALLOCATE ALL` remove every prepared statement of the server connection. Runs on every
 /// simple query: no allocation.
+/// Whether a query that would drop every prepared statement will. Known when nothing is in flight before it
+/// (the transaction status is then the server's): `DISCARD ALL` fails inside a transaction block and among other
+/// statements of one query; `DEALLOCATE ALL` fails in a failed transaction. Pure.
+fn drop_outcome(discard: bool, nothing_before: bool, tx_status: u8, body: &[u8]) -> Outcome {
+    let alone = || !leftovers::holds_another_statement(&body[..memchr::memchr(0, body).unwrap_or(body.len())]);
+    if !nothing_before {
+        Outcome::Unknown
+    } else if if discard { tx_status == b'I' && alone() } else { tx_status != b'E' } {
+        Outcome::Drops
+    } else {
+        Outcome::Fails
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    Drops,
+    Fails,
+    Unknown,
+}
+
 fn drops_all_statements(sql: &str) -> bool {
     let mut words = sql.split_whitespace().map(|w| w.trim_end_matches(';'));
     let is = |w: Option<&str>, want: &str| w.is_some_and(|w| w.eq_ignore_ascii_case(want));
@@ -322,6 +354,24 @@ fn drops_all_statements(sql: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::drops_all_statements;
+
+    #[test]
+    fn whether_a_drop_of_every_statement_runs() {
+        use super::{drop_outcome, Outcome::*};
+        // (discard, nothing in flight before it, transaction status, query) → outcome
+        let cases: [(bool, bool, u8, &[u8], _); 7] = [
+            (true, true, b'I', b"DISCARD ALL\0", Drops),
+            (true, true, b'T', b"DISCARD ALL\0", Fails),
+            (true, true, b'I', b"DISCARD ALL; SELECT 1\0", Fails),
+            (true, false, b'I', b"DISCARD ALL\0", Unknown),
+            (false, true, b'T', b"DEALLOCATE ALL\0", Drops),
+            (false, true, b'E', b"DEALLOCATE ALL\0", Fails),
+            (false, true, b'I', b"DEALLOCATE ALL; SELECT 1\0", Drops),
+        ];
+        for (discard, nothing_before, status, body, want) in cases {
+            assert_eq!(drop_outcome(discard, nothing_before, status, body), want, "{body:?} {}", status as char);
+        }
+    }
 
     #[test]
     fn recognises_statements_that_drop_every_prepared_statement() {

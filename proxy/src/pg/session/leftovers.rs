@@ -87,7 +87,7 @@ pub fn query_leftovers(body: &[u8]) -> Leftovers {
 
 /// Whether something other than whitespace follows a `;` in the text. pgbench and many drivers end a single
 /// statement with `;`: that alone must not make every query's text be read.
-fn holds_another_statement(text: &[u8]) -> bool {
+pub(super) fn holds_another_statement(text: &[u8]) -> bool {
     let Some(at) = memchr::memchr(b';', text) else { return false };
     text[at + 1..].iter().any(|&b| b != b';' && !is_space(b))
 }
