@@ -750,15 +750,18 @@ fn statements_dropped_behind_a_comment_or_another_statement_are_prepared_again()
     let proxy = TestProxy::start(&pg, "pool_size = 1", "");
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        for (i, drop_all) in ["/* app */ DISCARD ALL", "SELECT 1; DEALLOCATE ALL", "-- x\ndeallocate/**/prepare all"]
-            .into_iter()
-            .enumerate()
-        {
+        // The last: a client that found the proxy's own name of the statement (pg_prepared_statements) drops it.
+        let forms =
+            ["/* app */ DISCARD ALL", "SELECT 1; DEALLOCATE ALL", "-- x\ndeallocate/**/prepare all", "DEALLOCATE {}"];
+        for (i, drop_all) in forms.into_iter().enumerate() {
             let a = connect(&proxy.app()).await;
             let sql = format!("SELECT $1::int + {i}");
             let statement = a.prepare(&sql).await.unwrap();
             assert_eq!(a.query_one(&statement, &[&1i32]).await.unwrap().get::<_, i32>(0), 1 + i as i32);
-            a.batch_execute(drop_all).await.unwrap();
+            let find = format!("SELECT name FROM pg_prepared_statements WHERE statement = '{sql}'");
+            let name: String = a.query_one(&find, &[]).await.unwrap().get(0);
+            let drop_all = drop_all.replace("{}", &name);
+            a.batch_execute(&drop_all).await.unwrap();
             let b = connect(&proxy.app()).await;
             let statement = b.prepare(&sql).await.unwrap();
             let row = b.query_one(&statement, &[&2i32]).await;

@@ -74,7 +74,7 @@ pub struct Owned {
 pub fn query_leftovers(body: &[u8]) -> Leftovers {
     let text = &body[..memchr::memchr(0, body).unwrap_or(body.len())];
     let keyword = sqltext::leading_keyword(text);
-    let maybe = [&b"set"[..], b"reset", b"listen", b"create", b"prepare", b"declare"]
+    let maybe = [&b"set"[..], b"reset", b"listen", b"create", b"prepare", b"declare", b"deallocate"]
         .iter()
         .any(|w| keyword.eq_ignore_ascii_case(w))
         || holds_another_statement(text);
@@ -213,9 +213,9 @@ fn statement_leftovers(statement: &str) -> Leftovers {
     } else if is(verb, "declare") {
         contains_words(statement, "with", "hold").then_some(Leftovers::CURSORS)
     } else if is(verb, "discard") || is(verb, "deallocate") {
-        // Among other statements (alone, the session follows it): it may have dropped prepared statements the
-        // proxy shares between clients. Another client gets the connection cleared of them, and the proxy
-        // prepares its statements there again.
+        // It may drop prepared statements the proxy shares between clients: DISCARD or DEALLOCATE ALL among other
+        // statements (alone, the session follows them), or DEALLOCATE of one by name. Another client gets the
+        // connection cleared of them, and the proxy prepares its statements there again.
         Some(Leftovers::PREPARED)
     } else {
         None
@@ -389,6 +389,8 @@ mod tests {
         assert_eq!(query_leftovers(b"DECLARE c CURSOR with/**/hold FOR SELECT 1\0"), Leftovers::CURSORS);
         assert!(query_leftovers(b"SET LOCAL/**/work_mem = 1\0").is_empty());
         assert_eq!(query_leftovers(b"SELECT 1; DEALLOCATE ALL\0"), Leftovers::PREPARED);
+        // One statement by name may be one the proxy shares (pg_prepared_statements shows their names).
+        assert_eq!(query_leftovers(b"DEALLOCATE hapool_3\0"), Leftovers::PREPARED);
         assert!(query_leftovers(b"/* alone: followed by the session */ DISCARD ALL\0").is_empty());
         let history = b"INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (1, 2, 3, 4, now());\0";
         assert!(query_leftovers(history).is_empty());
