@@ -642,6 +642,28 @@ fn search_path_follows_the_client_that_set_it() {
     assert_eq!(proxy.servers_opened(), 1);
 }
 
+/// A DISCARD ALL sent through the extended protocol (a driver's pool reset) resets the server's settings behind
+/// the proxy's back: another client that set the same search_path must not be handed the connection as if it
+/// still had it.
+#[test]
+fn an_extended_discard_all_does_not_leave_another_client_on_the_default_search_path() {
+    let pg = cluster();
+    let proxy = TestProxy::start(&pg, "pool_size = 1", "");
+    psql_conninfo(&proxy.app(), "CREATE SCHEMA s1; CREATE TABLE s1.t (x int); INSERT INTO s1.t VALUES (42)").unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let a = connect(&proxy.app()).await;
+        let b = connect(&proxy.app()).await;
+        b.simple_query("SET search_path = s1, public").await.unwrap();
+        a.simple_query("SET search_path = s1, public").await.unwrap();
+        a.execute("DISCARD ALL", &[]).await.unwrap();
+        let path: String = b.query_one("SHOW search_path", &[]).await.unwrap().get(0);
+        assert_eq!(path, "s1, public", "b keeps the search_path it set");
+        let x: i32 = b.query_one("SELECT x FROM t", &[]).await.unwrap().get(0);
+        assert_eq!(x, 42);
+    });
+}
+
 /// Session state the proxy does not follow (a SET of a parameter the server does not report, a role, LISTEN, a
 /// temporary table, an SQL PREPARE, a cursor WITH HOLD) stays with the client that made it: the connection is
 /// cleared before another client gets it, whether the statement came as a simple query, in a multi-statement
@@ -751,8 +773,15 @@ fn statements_dropped_behind_a_comment_or_another_statement_are_prepared_again()
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         // The last: a client that found the proxy's own name of the statement (pg_prepared_statements) drops it.
-        let forms =
-            ["/* app */ DISCARD ALL", "SELECT 1; DEALLOCATE ALL", "-- x\ndeallocate/**/prepare all", "DEALLOCATE {}"];
+        // "extended:": sent through the extended protocol (as drivers send a pool's reset).
+        let forms = [
+            "/* app */ DISCARD ALL",
+            "SELECT 1; DEALLOCATE ALL",
+            "-- x\ndeallocate/**/prepare all",
+            "DEALLOCATE {}",
+            "extended:DISCARD ALL",
+            "extended:DEALLOCATE ALL",
+        ];
         for (i, drop_all) in forms.into_iter().enumerate() {
             let a = connect(&proxy.app()).await;
             let sql = format!("SELECT $1::int + {i}");
@@ -761,7 +790,10 @@ fn statements_dropped_behind_a_comment_or_another_statement_are_prepared_again()
             let find = format!("SELECT name FROM pg_prepared_statements WHERE statement = '{sql}'");
             let name: String = a.query_one(&find, &[]).await.unwrap().get(0);
             let drop_all = drop_all.replace("{}", &name);
-            a.batch_execute(&drop_all).await.unwrap();
+            match drop_all.strip_prefix("extended:") {
+                Some(sql) => drop(a.execute(sql, &[]).await.unwrap()),
+                None => a.batch_execute(&drop_all).await.unwrap(),
+            }
             let b = connect(&proxy.app()).await;
             let statement = b.prepare(&sql).await.unwrap();
             let row = b.query_one(&statement, &[&2i32]).await;

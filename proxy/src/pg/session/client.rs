@@ -183,16 +183,23 @@ impl Session {
         if (is(b"set") || is(b"reset")) && self.follow_unreported(body) {
             return; // the session follows it: nothing left behind
         }
+        let mut left = leftovers::query_leftovers(body);
         let drops_all = |sql: &str| drops_all_statements(&sqltext::blank_comments(sql));
         if (is(b"discard") || is(b"deallocate")) && msg::query_text(body).is_some_and(drops_all) {
-            match drop_outcome(is(b"discard"), self.outstanding.is_empty(), self.tx_status, body) {
+            let alone = !leftovers::holds_another_statement(&body[..memchr::memchr(0, body).unwrap_or(body.len())]);
+            let outcome = drop_outcome(is(b"discard"), self.outstanding.is_empty(), self.tx_status, alone);
+            match outcome {
                 Outcome::Fails => {}
                 // What the server will have is unknown: the connection is replaced once the client is done.
                 Outcome::Unknown => self.server_conn().broken = true,
                 Outcome::Drops => self.forget_statements(is(b"discard")),
             }
+            if alone && outcome != Outcome::Unknown {
+                // Followed exactly: nothing is left that another client's checkout would need to clear.
+                left = Leftovers::NONE;
+            }
         }
-        self.note_leftovers(leftovers::query_leftovers(body));
+        self.note_leftovers(left);
     }
 
     /// The server drops every prepared statement (and with `discard`, resets the session): the client's names
@@ -324,12 +331,12 @@ impl Session {
 /// simple query: no allocation.
 /// Whether a query that would drop every prepared statement will. Known when nothing is in flight before it
 /// (the transaction status is then the server's): `DISCARD ALL` fails inside a transaction block and among other
-/// statements of one query; `DEALLOCATE ALL` fails in a failed transaction. Pure.
-fn drop_outcome(discard: bool, nothing_before: bool, tx_status: u8, body: &[u8]) -> Outcome {
-    let alone = || !leftovers::holds_another_statement(&body[..memchr::memchr(0, body).unwrap_or(body.len())]);
+/// statements of one query (`alone`: it is the query's only statement); `DEALLOCATE ALL` fails in a failed
+/// transaction. Pure.
+fn drop_outcome(discard: bool, nothing_before: bool, tx_status: u8, alone: bool) -> Outcome {
     if !nothing_before {
         Outcome::Unknown
-    } else if if discard { tx_status == b'I' && alone() } else { tx_status != b'E' } {
+    } else if if discard { tx_status == b'I' && alone } else { tx_status != b'E' } {
         Outcome::Drops
     } else {
         Outcome::Fails
@@ -358,18 +365,19 @@ mod tests {
     #[test]
     fn whether_a_drop_of_every_statement_runs() {
         use super::{drop_outcome, Outcome::*};
-        // (discard, nothing in flight before it, transaction status, query) → outcome
-        let cases: [(bool, bool, u8, &[u8], _); 7] = [
-            (true, true, b'I', b"DISCARD ALL\0", Drops),
-            (true, true, b'T', b"DISCARD ALL\0", Fails),
-            (true, true, b'I', b"DISCARD ALL; SELECT 1\0", Fails),
-            (true, false, b'I', b"DISCARD ALL\0", Unknown),
-            (false, true, b'T', b"DEALLOCATE ALL\0", Drops),
-            (false, true, b'E', b"DEALLOCATE ALL\0", Fails),
-            (false, true, b'I', b"DEALLOCATE ALL; SELECT 1\0", Drops),
+        // (discard, nothing in flight before it, transaction status, alone in its query) → outcome
+        let cases = [
+            (true, true, b'I', true, Drops),
+            (true, true, b'T', true, Fails),
+            (true, true, b'I', false, Fails),
+            (true, false, b'I', true, Unknown),
+            (false, true, b'T', true, Drops),
+            (false, true, b'E', true, Fails),
+            (false, true, b'I', false, Drops),
         ];
-        for (discard, nothing_before, status, body, want) in cases {
-            assert_eq!(drop_outcome(discard, nothing_before, status, body), want, "{body:?} {}", status as char);
+        for (discard, nothing_before, status, alone, want) in cases {
+            let got = drop_outcome(discard, nothing_before, status, alone);
+            assert_eq!(got, want, "{discard} {nothing_before} {} {alone}", status as char);
         }
     }
 

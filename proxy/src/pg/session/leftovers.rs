@@ -74,7 +74,7 @@ pub struct Owned {
 pub fn query_leftovers(body: &[u8]) -> Leftovers {
     let text = &body[..memchr::memchr(0, body).unwrap_or(body.len())];
     let keyword = sqltext::leading_keyword(text);
-    let maybe = [&b"set"[..], b"reset", b"listen", b"create", b"prepare", b"declare", b"deallocate"]
+    let maybe = [&b"set"[..], b"reset", b"listen", b"create", b"prepare", b"declare", b"deallocate", b"discard"]
         .iter()
         .any(|w| keyword.eq_ignore_ascii_case(w))
         || holds_another_statement(text);
@@ -213,10 +213,14 @@ fn statement_leftovers(statement: &str) -> Leftovers {
     } else if is(verb, "declare") {
         contains_words(statement, "with", "hold").then_some(Leftovers::CURSORS)
     } else if is(verb, "discard") || is(verb, "deallocate") {
-        // It may drop prepared statements the proxy shares between clients: DISCARD or DEALLOCATE ALL among other
-        // statements (alone, the session follows them), or DEALLOCATE of one by name. Another client gets the
-        // connection cleared of them, and the proxy prepares its statements there again.
-        Some(Leftovers::PREPARED)
+        // What the proxy knows of the connection may be wrong after it (a simple query of DISCARD or DEALLOCATE
+        // ALL alone is followed by the session instead, which drops this mark): DEALLOCATE, of all or of one by
+        // name, may drop statements the proxy shares between clients; DISCARD ALL does that and resets every
+        // setting. Another client gets the connection cleared, its statements prepared again and its settings
+        // set again.
+        let all = is(verb, "deallocate") || words.next().is_some_and(|w| is(w, "all"));
+        let settings = if is(verb, "discard") { Leftovers::SETTINGS } else { Leftovers::NONE };
+        all.then_some(Leftovers::PREPARED.with(settings))
     } else {
         None
     };
@@ -391,7 +395,9 @@ mod tests {
         assert_eq!(query_leftovers(b"SELECT 1; DEALLOCATE ALL\0"), Leftovers::PREPARED);
         // One statement by name may be one the proxy shares (pg_prepared_statements shows their names).
         assert_eq!(query_leftovers(b"DEALLOCATE hapool_3\0"), Leftovers::PREPARED);
-        assert!(query_leftovers(b"/* alone: followed by the session */ DISCARD ALL\0").is_empty());
+        let discard_all = Leftovers::PREPARED.with(Leftovers::SETTINGS);
+        assert_eq!(query_leftovers(b"/* a Parse's text, or followed by the session */ DISCARD ALL\0"), discard_all);
+        assert!(query_leftovers(b"DISCARD PLANS\0").is_empty());
         let history = b"INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (1, 2, 3, 4, now());\0";
         assert!(query_leftovers(history).is_empty());
         // A single statement's closing ';' does not make its text be read; a second statement does.
