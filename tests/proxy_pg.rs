@@ -642,6 +642,43 @@ fn search_path_follows_the_client_that_set_it() {
     assert_eq!(proxy.servers_opened(), 1);
 }
 
+/// A library loaded into a server process (`LOAD`) cannot be unloaded: the connection is replaced once its
+/// client is done with it, so that no other client runs with it (auto_explain would log their plans).
+#[test]
+fn a_loaded_library_never_reaches_another_client() {
+    let pg = cluster();
+    pg.primary().psql("ALTER ROLE app SUPERUSER").unwrap();
+    let loaded = "SELECT count(*)::text FROM pg_settings WHERE name LIKE 'auto_explain.%'";
+    // Session pooling: the connection goes to the next client once the first leaves.
+    let session = TestProxy::start(&pg, "pool_size = 1\npool_mode = \"session\"", "");
+    for load in ["LOAD 'auto_explain'", "SELECT 1; LOAD 'auto_explain'"] {
+        let first = psql_conninfo(&session.app(), &format!("{load}; {loaded}")).unwrap();
+        assert_ne!(first, "0", "{load}: loaded for the client that ran it");
+        assert_eq!(
+            psql_conninfo(&session.app(), loaded).unwrap(),
+            "0",
+            "{load}: the next client's connection is fresh"
+        );
+    }
+    let proxy = TestProxy::start(&pg, "pool_size = 1", "");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let a = connect(&proxy.app()).await;
+        let b = connect(&proxy.app()).await;
+        for load in ["LOAD 'auto_explain'", "/* c */ load 'auto_explain'"] {
+            // Inside a transaction, to look at it on the same connection (the next one would not have it).
+            a.batch_execute("BEGIN").await.unwrap();
+            a.batch_execute(load).await.unwrap();
+            let a_sees: String = a.query_one(loaded, &[]).await.unwrap().get(0);
+            assert_ne!(a_sees, "0", "{load}: loaded where a ran it");
+            a.batch_execute("COMMIT").await.unwrap();
+            let b_sees: String = b.query_one(loaded, &[]).await.unwrap().get(0);
+            assert_eq!(b_sees, "0", "{load}: b is on a fresh server connection");
+        }
+    });
+    assert_eq!(proxy.servers_opened(), 3, "each connection that loaded it was replaced");
+}
+
 /// A DISCARD ALL sent through the extended protocol (a driver's pool reset) resets the server's settings behind
 /// the proxy's back: another client that set the same search_path must not be handed the connection as if it
 /// still had it.

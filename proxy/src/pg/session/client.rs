@@ -143,12 +143,19 @@ impl Session {
                 PoolStats::add(&self.serving.stats.queries, 1);
                 if renaming {
                     self.follow_statement(frame.body());
+                } else {
+                    self.replace_if_loading(frame.body());
                 }
                 self.forward(frame, Expect::Query);
             }
             b'F' => self.forward(frame, Expect::Query),
             b'P' if renaming => self.parse(frame),
-            b'P' => self.forward(frame, Expect::Parse { created: None }),
+            b'P' => {
+                if let Some((_, text)) = msg::parse_fields(frame.body()) {
+                    self.replace_if_loading(text);
+                }
+                self.forward(frame, Expect::Parse { created: None })
+            }
             b'B' if renaming => self.bind(frame),
             b'B' => self.forward(frame, Expect::Bind),
             b'D' if renaming => self.describe(frame),
@@ -214,6 +221,14 @@ impl Session {
         }
     }
 
+    /// Session pooling: what a client leaves is cleared by `DISCARD ALL` when it leaves, but a library it loaded
+    /// stays in the server process: that connection is closed instead.
+    fn replace_if_loading(&mut self, text: &[u8]) {
+        if leftovers::query_leftovers(text).contains(Leftovers::LIBRARY) {
+            self.server_conn().broken = true;
+        }
+    }
+
     /// The server connection now holds `kinds` of session state of this client's that the proxy does not follow.
     fn note_leftovers(&mut self, kinds: Leftovers) {
         if kinds.is_empty() {
@@ -221,6 +236,10 @@ impl Session {
         }
         let owner = self.key;
         let conn = self.server_conn();
+        if kinds.contains(Leftovers::LIBRARY) {
+            // No reset unloads it: closed, not pooled, once this client is done with it.
+            conn.broken = true;
+        }
         let before = conn.leftovers.filter(|l| l.owner == owner).map_or(Leftovers::NONE, |l| l.kinds);
         conn.leftovers = Some(Owned { owner, kinds: before.with(kinds) });
     }

@@ -25,8 +25,10 @@ impl Leftovers {
     pub const CURSORS: Self = Self(16);
     /// Session-level advisory locks (`pg_advisory_lock`, `pg_try_advisory_lock`, their `_shared` forms).
     pub const ADVISORY: Self = Self(32);
-    /// Every kind (what `DISCARD ALL` would clear, short of plans and sequences).
+    /// Every kind a reset clears (what `DISCARD ALL` would clear, short of plans and sequences).
     pub const ALL: Self = Self(63);
+    /// A library loaded into the server process (`LOAD`): nothing unloads it, so the connection is replaced.
+    pub const LIBRARY: Self = Self(64);
 
     pub fn is_empty(self) -> bool {
         self.0 == 0
@@ -74,10 +76,11 @@ pub struct Owned {
 pub fn query_leftovers(body: &[u8]) -> Leftovers {
     let text = &body[..memchr::memchr(0, body).unwrap_or(body.len())];
     let keyword = sqltext::leading_keyword(text);
-    let maybe = [&b"set"[..], b"reset", b"listen", b"create", b"prepare", b"declare", b"deallocate", b"discard"]
-        .iter()
-        .any(|w| keyword.eq_ignore_ascii_case(w))
-        || holds_another_statement(text);
+    let maybe =
+        [&b"set"[..], b"reset", b"listen", b"create", b"prepare", b"declare", b"deallocate", b"discard", b"load"]
+            .iter()
+            .any(|w| keyword.eq_ignore_ascii_case(w))
+            || holds_another_statement(text);
     if !maybe {
         // Most queries end here, their text not even checked as UTF-8. No NUL: not a message body.
         return if text.len() < body.len() { named_state(text) } else { Leftovers::NONE };
@@ -212,6 +215,8 @@ fn statement_leftovers(statement: &str) -> Leftovers {
         creates_temp(words).then_some(Leftovers::TEMP)
     } else if is(verb, "declare") {
         contains_words(statement, "with", "hold").then_some(Leftovers::CURSORS)
+    } else if is(verb, "load") {
+        Some(Leftovers::LIBRARY)
     } else if is(verb, "discard") || is(verb, "deallocate") {
         // What the proxy knows of the connection may be wrong after it (a simple query of DISCARD or DEALLOCATE
         // ALL alone is followed by the session instead, which drops this mark): DEALLOCATE, of all or of one by
@@ -398,6 +403,7 @@ mod tests {
         let discard_all = Leftovers::PREPARED.with(Leftovers::SETTINGS);
         assert_eq!(query_leftovers(b"/* a Parse's text, or followed by the session */ DISCARD ALL\0"), discard_all);
         assert!(query_leftovers(b"DISCARD PLANS\0").is_empty());
+        assert_eq!(query_leftovers(b"LOAD 'auto_explain'\0"), Leftovers::LIBRARY);
         let history = b"INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (1, 2, 3, 4, now());\0";
         assert!(query_leftovers(history).is_empty());
         // A single statement's closing ';' does not make its text be read; a second statement does.
