@@ -346,8 +346,6 @@ impl Session {
     }
 }
 
-/// `DISCARD ALL` and `DEALLOCATE ALL` remove every prepared statement of the server connection. Runs on every
-/// simple query: no allocation.
 /// Whether a query that would drop every prepared statement will. Known when nothing is in flight before it
 /// (the transaction status is then the server's): `DISCARD ALL` fails inside a transaction block and among other
 /// statements of one query (`alone`: it is the query's only statement); `DEALLOCATE ALL` fails in a failed
@@ -369,6 +367,8 @@ enum Outcome {
     Unknown,
 }
 
+/// `DISCARD ALL` and `DEALLOCATE [PREPARE] ALL` remove every prepared statement of the server connection. Asked
+/// only of a query that begins with one of those words (`sql` with its comments read as spaces).
 fn drops_all_statements(sql: &str) -> bool {
     let mut words = sql.split_whitespace().map(|w| w.trim_end_matches(';'));
     let is = |w: Option<&str>, want: &str| w.is_some_and(|w| w.eq_ignore_ascii_case(want));
