@@ -766,6 +766,8 @@ fn each_form_of_unfollowed_session_state_is_cleared_for_the_next_client() {
         ("LISTEN jobs", false, "(SELECT count(*) FROM pg_listening_channels())::text", "0"),
         ("CREATE TEMP TABLE tt (x int)", false, "(to_regclass('pg_temp.tt') IS NOT NULL)::text", "false"),
         ("SELECT 1 AS x INTO TEMP tt", false, "(to_regclass('pg_temp.tt') IS NOT NULL)::text", "false"),
+        ("CREATE TABLE pg_temp.tt (x int)", false, "(to_regclass('pg_temp.tt') IS NOT NULL)::text", "false"),
+        ("CREATE TABLE Pg_Temp.tt AS SELECT 1", true, "(to_regclass('pg_temp.tt') IS NOT NULL)::text", "false"),
         ("PREPARE q AS SELECT 1", false, "(SELECT count(*) FROM pg_prepared_statements WHERE from_sql)::text", "0"),
         (
             "BEGIN; DECLARE c CURSOR WITH HOLD FOR SELECT 1; COMMIT",

@@ -119,7 +119,8 @@ pub fn leftovers(sql: &str) -> Leftovers {
 }
 
 /// What a query leaves through a call or a clause anywhere in it: `set_config(…)` unless plainly
-/// transaction-local, a session-level advisory lock, `INTO [LOCAL | GLOBAL] TEMP[ORARY]`. It runs on every
+/// transaction-local, a session-level advisory lock, `INTO [LOCAL | GLOBAL] TEMP[ORARY]`, an object named in the
+/// session's temporary schema (`pg_temp.…`). It runs on every
 /// query: a scan of the bytes that looks further only at a `_` or an `i` (found by `memchr`). Names in a string
 /// or a comment count too (a needless reset, never a missed one).
 fn named_state(text: &[u8]) -> Leftovers {
@@ -138,10 +139,29 @@ fn named_state(text: &[u8]) -> Leftovers {
             b'i' | b'I' if (i == 0 || !(is_ident(text[i - 1]) || text[i - 1] == b'.')) && into_temp(rest) => {
                 Leftovers::TEMP
             }
+            // The session's temporary schema named outright (`CREATE TABLE pg_temp.t`, `pg_temp.f()`): whatever is
+            // created there is temporary without the word TEMP.
+            b'_' if starts_with_ci(rest, b"_temp")
+                && i >= 2
+                && text[i - 2..i].eq_ignore_ascii_case(b"pg")
+                && (i == 2 || !is_ident(text[i - 3]))
+                && temp_schema_ends(&rest[b"_temp".len()..]) =>
+            {
+                Leftovers::TEMP
+            }
             _ => Leftovers::NONE,
         });
     }
     left
+}
+
+/// Whether the text after `pg_temp` ends the schema's name: `pg_temp` itself, or `pg_temp_<n>`.
+fn temp_schema_ends(after: &[u8]) -> bool {
+    match after {
+        [b'_', digit, ..] => digit.is_ascii_digit(),
+        [c, ..] => !is_ident(*c),
+        [] => true,
+    }
 }
 
 /// Whether the call whose text follows `set_config` is plainly transaction-local: three arguments, the last
@@ -404,6 +424,14 @@ mod tests {
         assert_eq!(query_leftovers(b"/* a Parse's text, or followed by the session */ DISCARD ALL\0"), discard_all);
         assert!(query_leftovers(b"DISCARD PLANS\0").is_empty());
         assert_eq!(query_leftovers(b"LOAD 'auto_explain'\0"), Leftovers::LIBRARY);
+        // Created in the temporary schema by name.
+        assert_eq!(query_leftovers(b"CREATE TABLE pg_temp.t (x int)\0"), Leftovers::TEMP);
+        assert_eq!(
+            query_leftovers(b"CREATE FUNCTION \"PG_TEMP\".f() RETURNS int AS 'SELECT 1' LANGUAGE sql\0"),
+            Leftovers::TEMP
+        );
+        assert!(query_leftovers(b"SELECT mypg_temperature, pg_temperature, pg_temp_x FROM t\0").is_empty());
+        assert_eq!(query_leftovers(b"INSERT INTO pg_temp_3.t VALUES (1)\0"), Leftovers::TEMP);
         let history = b"INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (1, 2, 3, 4, now());\0";
         assert!(query_leftovers(history).is_empty());
         // A single statement's closing ';' does not make its text be read; a second statement does.
