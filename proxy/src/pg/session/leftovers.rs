@@ -76,11 +76,21 @@ pub struct Owned {
 pub fn query_leftovers(body: &[u8]) -> Leftovers {
     let text = &body[..memchr::memchr(0, body).unwrap_or(body.len())];
     let keyword = sqltext::leading_keyword(text);
-    let maybe =
-        [&b"set"[..], b"reset", b"listen", b"create", b"prepare", b"declare", b"deallocate", b"discard", b"load"]
-            .iter()
-            .any(|w| keyword.eq_ignore_ascii_case(w))
-            || holds_another_statement(text);
+    let maybe = [
+        &b"set"[..],
+        b"reset",
+        b"listen",
+        b"create",
+        b"prepare",
+        b"declare",
+        b"deallocate",
+        b"discard",
+        b"load",
+        b"do",
+    ]
+    .iter()
+    .any(|w| keyword.eq_ignore_ascii_case(w))
+        || holds_another_statement(text);
     if !maybe {
         // Most queries end here, their text not even checked as UTF-8. No NUL: not a message body.
         return if text.len() < body.len() { named_state(text) } else { Leftovers::NONE };
@@ -237,6 +247,9 @@ fn statement_leftovers(statement: &str) -> Leftovers {
         contains_words(statement, "with", "hold").then_some(Leftovers::CURSORS)
     } else if is(verb, "load") {
         Some(Leftovers::LIBRARY)
+    } else if is(verb, "do") {
+        // An anonymous code block can leave anything (a temporary table, LISTEN, a SET…): all of it is cleared.
+        Some(Leftovers::ALL)
     } else if is(verb, "discard") || is(verb, "deallocate") {
         // What the proxy knows of the connection may be wrong after it (a simple query of DISCARD or DEALLOCATE
         // ALL alone is followed by the session instead, which drops this mark): DEALLOCATE, of all or of one by
@@ -424,6 +437,7 @@ mod tests {
         assert_eq!(query_leftovers(b"/* a Parse's text, or followed by the session */ DISCARD ALL\0"), discard_all);
         assert!(query_leftovers(b"DISCARD PLANS\0").is_empty());
         assert_eq!(query_leftovers(b"LOAD 'auto_explain'\0"), Leftovers::LIBRARY);
+        assert_eq!(query_leftovers(b"DO $$ BEGIN CREATE TEMP TABLE t (x int); END $$\0"), Leftovers::ALL);
         // Created in the temporary schema by name.
         assert_eq!(query_leftovers(b"CREATE TABLE pg_temp.t (x int)\0"), Leftovers::TEMP);
         assert_eq!(
