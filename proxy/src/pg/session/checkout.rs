@@ -84,9 +84,9 @@ impl Session {
                 conn.synced = None;
             }
         }
-        let (no_params, no_values) = (Default::default(), Values::new());
+        let no_values = Values::new();
         if conn.synced != Some(self.desired_hash) {
-            let known = if left.contains(Leftovers::SETTINGS) { &no_params } else { &conn.params };
+            let known = (!left.contains(Leftovers::SETTINGS)).then_some(&conn.params);
             sql.extend(params::sync_sql(&self.desired, known));
             conn.synced = Some(self.desired_hash);
         }

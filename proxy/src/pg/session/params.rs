@@ -62,11 +62,15 @@ pub fn fingerprint(desired: &[(String, String)]) -> u64 {
     h.finish()
 }
 
-/// The SETs that bring a server to the client's values, or `None` when it already has them.
-pub fn sync_sql(desired: &[(String, String)], server: &std::collections::HashMap<String, String>) -> Option<String> {
+/// The SETs that bring a server to the client's values, or `None` when it already has them. `server`: the values
+/// the server reported, `None` when they are unknown (after a reset: every value is set).
+pub fn sync_sql(
+    desired: &[(String, String)],
+    server: Option<&std::collections::HashMap<String, String>>,
+) -> Option<String> {
     let mut sql = String::new();
     for (name, value) in desired {
-        if server.get(name) != Some(value) {
+        if server.and_then(|s| s.get(name)) != Some(value) {
             sql.push_str(&format!("SET {} = '{}';", quote_ident(name), value.replace('\'', "''")));
         }
     }
@@ -99,9 +103,11 @@ mod tests {
     fn only_differences_are_set_and_quoted() {
         let d = pairs(&[("TimeZone", "Europe/Paris"), ("application_name", "it's")]);
         let server: HashMap<String, String> = [("TimeZone".to_string(), "Europe/Paris".to_string())].into();
-        assert_eq!(sync_sql(&d, &server).unwrap(), "SET \"application_name\" = 'it''s';");
+        assert_eq!(sync_sql(&d, Some(&server)).unwrap(), "SET \"application_name\" = 'it''s';");
         let same: HashMap<String, String> = d.iter().cloned().collect();
-        assert_eq!(sync_sql(&d, &same), None);
+        assert_eq!(sync_sql(&d, Some(&same)), None);
+        let every = "SET \"TimeZone\" = 'Europe/Paris';SET \"application_name\" = 'it''s';";
+        assert_eq!(sync_sql(&d, None).unwrap(), every, "unknown: every value is set");
     }
 
     #[test]
