@@ -397,6 +397,52 @@ fn tls_between_clients_and_the_proxy() {
     }
 }
 
+/// Certificates rotated the usual way: the files are replaced in place, then hapool reloads (SIGHUP) with a
+/// configuration that did not change. New clients get the new certificate; a reload whose files are broken is
+/// refused and the certificate before it stays.
+#[test]
+fn a_reload_reads_rotated_certificate_files_for_new_clients() {
+    let pg = PgCluster::start(PgClusterOptions { replicas: 0, tls: true, ..Default::default() }).unwrap();
+    let (cert, key) = pg.tls_cert_and_key().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (live_cert, live_key) = (dir.path().join("live.crt"), dir.path().join("live.key"));
+    std::fs::copy(&cert, &live_cert).unwrap();
+    std::fs::copy(&key, &live_key).unwrap();
+    let keys = format!(
+        "\n  [cluster.tls]\n  client_mode = \"require\"\n  cert = \"{}\"\n  key = \"{}\"\n",
+        live_cert.display(),
+        live_key.display()
+    );
+    let proxy = TestProxy::start(&pg, &keys, "");
+    let verified_by = |root: &std::path::Path| {
+        let conninfo = format!("{} sslmode=verify-full sslrootcert={}", proxy.app(), root.display());
+        psql_conninfo(&conninfo, "SELECT 1")
+    };
+    let sandbox_ca = pg.tls_ca().unwrap();
+    assert_eq!(verified_by(&sandbox_ca).unwrap(), "1");
+
+    // The new certificate: self-signed, for 127.0.0.1.
+    let status = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=rotated", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+        .arg(&live_key)
+        .arg("-out")
+        .arg(&live_cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    proxy.reload(&pg, &keys, "").unwrap();
+    let err = verified_by(&sandbox_ca).unwrap_err();
+    assert!(err.contains("certificate verify failed"), "{err}");
+    assert_eq!(verified_by(&live_cert).unwrap(), "1", "new clients get the rotated certificate");
+
+    std::fs::write(&live_key, "not a key").unwrap();
+    let err = proxy.reload(&pg, &keys, "").unwrap_err();
+    assert!(err.contains("TLS"), "{err}");
+    assert_eq!(verified_by(&live_cert).unwrap(), "1", "a refused reload keeps the certificate before it");
+}
+
 #[test]
 fn tls_from_the_proxy_to_the_server_with_verification() {
     let pg = PgCluster::start(PgClusterOptions { replicas: 0, tls: true, ..Default::default() }).unwrap();

@@ -258,16 +258,20 @@ impl PgListener {
     }
 
     /// Swaps in a new configuration of this cluster for new connections. What cannot change live (listen,
-    /// engine, pool_mode, max_client_connections) is refused and nothing changes. Pools start over when the
-    /// configuration changed: running sessions finish on the pools they have, whose connections then close.
+    /// engine, pool_mode, max_client_connections) is refused and nothing changes. The files it names
+    /// (certificates, keys) are read again even when the configuration did not change: that is how certificates
+    /// are rotated (replaced in place, then a reload). Pools start over when the configuration changed: running
+    /// sessions finish on the pools they have, whose connections then close.
     pub fn reload(&self, cluster: Cluster) -> Result<(), SettingsError> {
         let old = self.shared.settings();
         check_live_change(&old.cluster, &cluster)?;
-        if old.cluster == cluster {
-            return Ok(());
-        }
+        let unchanged = old.cluster == cluster;
         let settings = Arc::new(Settings::build(cluster)?);
         *self.shared.settings.write().unwrap_or_else(|e| e.into_inner()) = settings;
+        if unchanged {
+            info!(cluster = %old.cluster.name, "configuration unchanged; certificate files read again");
+            return Ok(());
+        }
         let old_pools: Vec<_> = self.shared.pools.lock().unwrap_or_else(|e| e.into_inner()).drain().collect();
         {
             let mut replaced = self.shared.replaced.lock().unwrap_or_else(|e| e.into_inner());
