@@ -107,13 +107,18 @@ impl CancelRegistry {
     /// Forwards a cancel if the key matches a client that is being served; silently ignores it otherwise,
     /// as PostgreSQL does.
     pub async fn cancel(&self, pid: i32, secret: i32) {
-        let target = match self.lock().get(&pid) {
-            Some(e) if super::auth::constant_time_eq(&e.secret.to_be_bytes(), &secret.to_be_bytes()) => e.slot.get(),
-            _ => None,
+        let slot = match self.lock().get(&pid) {
+            Some(e) if super::auth::constant_time_eq(&e.secret.to_be_bytes(), &secret.to_be_bytes()) => e.slot.clone(),
+            _ => return,
         };
+        let target = slot.get();
         if let Some((addr, server_pid, server_secret)) = target {
             if let Ok(mut s) = TcpStream::connect(addr).await {
-                let _ = s.write_all(&cancel_request(server_pid, server_secret)).await;
+                // The query may have ended while connecting, and the server connection gone to another client:
+                // sent only while the client still holds the same one (the window left is the write itself).
+                if slot.get() == target {
+                    let _ = s.write_all(&cancel_request(server_pid, server_secret)).await;
+                }
             }
         }
     }
@@ -127,6 +132,8 @@ impl CancelRegistry {
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::task::Wake;
+
+    use tokio::io::AsyncReadExt;
 
     use super::*;
 
@@ -145,6 +152,36 @@ mod tests {
         registry.set_ticks(pid, ticks);
         slot.watch(&Waker::from(count.clone()));
         (slot, count)
+    }
+
+    /// The query a cancel was aimed at ended, and its server connection went to another client (or back to the
+    /// pool), while the proxy was connecting to forward the cancel: nothing is sent.
+    #[test]
+    fn a_cancel_whose_client_lost_its_server_while_connecting_is_not_sent() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let registry = CancelRegistry::default();
+            let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let target = Some((server.local_addr().unwrap(), 77, 88));
+            let mut sent = Vec::new();
+            for (moved, want) in [(false, 16), (true, 0)] {
+                let ((pid, secret), slot) = registry.register();
+                slot.set(target);
+                let cancel = registry.cancel(pid, secret);
+                tokio::pin!(cancel);
+                // The first poll starts the connect; it cannot be done before the I/O driver has run.
+                assert!(futures_util::poll!(&mut cancel).is_pending());
+                if moved {
+                    slot.set(None);
+                }
+                cancel.await;
+                let (mut stream, _) = server.accept().await.unwrap();
+                let mut got = Vec::new();
+                stream.read_to_end(&mut got).await.unwrap();
+                sent.push((got.len(), want));
+            }
+            assert_eq!(sent, [(16, 16), (0, 0)], "(bytes sent, expected)");
+        });
     }
 
     #[test]
