@@ -193,7 +193,7 @@ impl Session {
         let mut left = leftovers::query_leftovers(body);
         let drops_all = |sql: &str| drops_all_statements(&sqltext::blank_comments(sql));
         if (is(b"discard") || is(b"deallocate")) && msg::query_text(body).is_some_and(drops_all) {
-            let alone = !leftovers::holds_another_statement(&body[..memchr::memchr(0, body).unwrap_or(body.len())]);
+            let alone = leftovers::one_statement(body);
             let outcome = drop_outcome(is(b"discard"), self.outstanding.is_empty(), self.tx_status, alone);
             match outcome {
                 Outcome::Fails => {}
@@ -224,7 +224,7 @@ impl Session {
     /// Session pooling: what a client leaves is cleared by `DISCARD ALL` when it leaves, but a library it loaded
     /// stays in the server process: that connection is closed instead.
     fn replace_if_loading(&mut self, text: &[u8]) {
-        if leftovers::query_leftovers(text).contains(Leftovers::LIBRARY) {
+        if leftovers::loads_library(text) {
             self.server_conn().broken = true;
         }
     }
@@ -351,12 +351,11 @@ impl Session {
 /// statements of one query (`alone`: it is the query's only statement); `DEALLOCATE ALL` fails in a failed
 /// transaction. Pure.
 fn drop_outcome(discard: bool, nothing_before: bool, tx_status: u8, alone: bool) -> Outcome {
-    if !nothing_before {
-        Outcome::Unknown
-    } else if if discard { tx_status == b'I' && alone } else { tx_status != b'E' } {
-        Outcome::Drops
-    } else {
-        Outcome::Fails
+    let runs = if discard { tx_status == b'I' && alone } else { tx_status != b'E' };
+    match (nothing_before, runs) {
+        (false, _) => Outcome::Unknown,
+        (true, true) => Outcome::Drops,
+        (true, false) => Outcome::Fails,
     }
 }
 

@@ -74,7 +74,7 @@ pub struct Owned {
 /// names `named_state` looks for. One statement has one keyword, so a query of one statement behind comments
 /// costs what it costs without them.
 pub fn query_leftovers(body: &[u8]) -> Leftovers {
-    let text = &body[..memchr::memchr(0, body).unwrap_or(body.len())];
+    let text = text_of(body);
     let keyword = sqltext::leading_keyword(text);
     let maybe = [
         &b"set"[..],
@@ -98,9 +98,27 @@ pub fn query_leftovers(body: &[u8]) -> Leftovers {
     msg::query_text(body).map_or(Leftovers::NONE, leftovers)
 }
 
+/// Whether a query loads a library (`LOAD`), read as `query_leftovers` reads it, without its scan for names: asked
+/// of every query in session pooling, where nothing else a client leaves outlasts its `DISCARD ALL`.
+pub fn loads_library(body: &[u8]) -> bool {
+    let text = text_of(body);
+    (sqltext::leading_keyword(text).eq_ignore_ascii_case(b"load") || holds_another_statement(text))
+        && msg::query_text(body).is_some_and(|sql| leftovers(sql).contains(Leftovers::LIBRARY))
+}
+
+/// Whether a query body (or a Parse's text part) holds one statement only.
+pub fn one_statement(body: &[u8]) -> bool {
+    !holds_another_statement(text_of(body))
+}
+
+/// The text of a query body: up to its NUL (a Parse's parameter types follow it).
+fn text_of(body: &[u8]) -> &[u8] {
+    &body[..memchr::memchr(0, body).unwrap_or(body.len())]
+}
+
 /// Whether something other than whitespace follows a `;` in the text. pgbench and many drivers end a single
 /// statement with `;`: that alone must not make every query's text be read.
-pub(super) fn holds_another_statement(text: &[u8]) -> bool {
+fn holds_another_statement(text: &[u8]) -> bool {
     let Some(at) = memchr::memchr(b';', text) else { return false };
     text[at + 1..].iter().any(|&b| b != b';' && !is_space(b))
 }
@@ -437,6 +455,15 @@ mod tests {
         assert_eq!(query_leftovers(b"/* a Parse's text, or followed by the session */ DISCARD ALL\0"), discard_all);
         assert!(query_leftovers(b"DISCARD PLANS\0").is_empty());
         assert_eq!(query_leftovers(b"LOAD 'auto_explain'\0"), Leftovers::LIBRARY);
+        for (body, loads) in [
+            (&b"LOAD 'auto_explain'\0"[..], true),
+            (b"/* c */ load 'x'\0", true),
+            (b"SELECT 1; LOAD 'x'\0", true),
+            (b"SELECT 'LOAD'\0", false),
+            (b"CREATE TEMP TABLE t (x int)\0", false),
+        ] {
+            assert_eq!(loads_library(body), loads, "{body:?}");
+        }
         assert_eq!(query_leftovers(b"DO $$ BEGIN CREATE TEMP TABLE t (x int); END $$\0"), Leftovers::ALL);
         // Created in the temporary schema by name.
         assert_eq!(query_leftovers(b"CREATE TABLE pg_temp.t (x int)\0"), Leftovers::TEMP);
