@@ -986,10 +986,12 @@ fn a_client_killed_mid_copy_leaves_no_busy_server_connection() {
         use futures_util::SinkExt;
         let (client, conn) = tokio_postgres::connect(&proxy.app(), tokio_postgres::NoTls).await.unwrap();
         let driver = tokio::spawn(conn);
-        let sink = client.copy_in::<_, bytes::Bytes>("COPY t FROM STDIN").await.unwrap();
-        futures_util::pin_mut!(sink);
+        let mut sink = Box::pin(client.copy_in::<_, bytes::Bytes>("COPY t FROM STDIN").await.unwrap());
         sink.send(bytes::Bytes::from_static(b"1\n2\n")).await.unwrap();
-        // The client vanishes: its connection task is gone, the socket closes, no CopyFail is sent.
+        // The client vanishes: its connection task is gone, the socket closes, no CopyFail is sent. The sink
+        // is never dropped: dropping it makes the driver send CopyFail + Sync if a worker thread still polls the
+        // driver, and a COPY ended that way leaves a clean connection that may rightly be reused.
+        std::mem::forget(sink);
         driver.abort();
     });
     drop(rt);
