@@ -38,16 +38,21 @@ impl TestManager {
 
     /// A manager for a sandbox PostgreSQL cluster (nodes in sandbox order); `extra` goes into `[[cluster]]`.
     pub fn postgres(pg: &PgCluster, extra: &str) -> TestManager {
+        Self::postgres_monitored(pg, extra, MONITOR)
+    }
+
+    /// As `postgres`, with `monitor` as the probe settings instead of `MONITOR`.
+    pub fn postgres_monitored(pg: &PgCluster, extra: &str, monitor: &str) -> TestManager {
         let c = pg.credentials();
         let nodes = pg.nodes().iter().map(|n| (n.name().to_string(), n.port()));
-        Self::start(&cluster_toml("postgres", &c.monitor_user, &c.monitor_password, nodes, extra))
+        Self::start(&cluster_toml("postgres", &c.monitor_user, &c.monitor_password, nodes, extra, monitor))
     }
 
     /// A manager for a sandbox MariaDB cluster.
     pub fn mariadb(my: &MyCluster, extra: &str) -> TestManager {
         let c = my.credentials();
         let nodes = my.nodes().iter().map(|n| (n.name().to_string(), n.port()));
-        Self::start(&cluster_toml("mysql", &c.monitor_user, &c.monitor_password, nodes, extra))
+        Self::start(&cluster_toml("mysql", &c.monitor_user, &c.monitor_password, nodes, extra, MONITOR))
     }
 
     pub fn status(&self) -> Arc<Status> {
@@ -118,10 +123,11 @@ fn cluster_toml(
     password: &str,
     nodes: impl Iterator<Item = (String, u16)>,
     extra: &str,
+    monitor: &str,
 ) -> String {
     let mut toml = format!(
         "[[cluster]]\nname = \"test\"\nengine = \"{engine}\"\nlisten = \"127.0.0.1:0\"\n{extra}\n\n\
-         [cluster.monitor]\nuser = \"{user}\"\npassword = \"{password}\"\n{MONITOR}\n\
+         [cluster.monitor]\nuser = \"{user}\"\npassword = \"{password}\"\n{monitor}\n\
          [[cluster.user]]\nname = \"app\"\npassword = \"app\"\n"
     );
     for (name, port) in nodes {
