@@ -912,6 +912,38 @@ fn a_failed_discard_all_leaves_the_shared_statements_usable() {
     });
 }
 
+/// `DISCARD ALL` and `DEALLOCATE ALL` sent in the extended protocol (as drivers send every statement), or among
+/// other statements: the connection lost every prepared statement, so what the proxy knows of it must say so,
+/// or the next statement the client prepares is taken for present and fails with 26000.
+#[test]
+fn statements_dropped_in_the_extended_protocol_are_prepared_again() {
+    let pg = cluster();
+    let proxy = TestProxy::start(&pg, "pool_size = 1", "");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let a = connect(&proxy.app()).await;
+        for drop_all in ["DEALLOCATE ALL", "DISCARD ALL", "SELECT 1; DEALLOCATE ALL"] {
+            let before = a.prepare("SELECT $1::int + 1").await.unwrap();
+            assert_eq!(a.query_one(&before, &[&1i32]).await.unwrap().get::<_, i32>(0), 2);
+            if drop_all.contains(';') {
+                a.batch_execute(drop_all).await.unwrap();
+            } else {
+                a.execute(drop_all, &[]).await.unwrap();
+            }
+            let again = a.prepare("SELECT $1::int + 1").await;
+            let row = match again {
+                Ok(s) => a.query_one(&s, &[&2i32]).await.map(|r| r.get::<_, i32>(0)),
+                Err(e) => Err(e),
+            };
+            assert_eq!(row.map_err(|e| format!("{e:?}")), Ok(3), "after {drop_all}");
+            // Another client on the same (only) connection too.
+            let b = connect(&proxy.app()).await;
+            let theirs = b.prepare("SELECT $1::int + 1").await.unwrap();
+            assert_eq!(b.query_one(&theirs, &[&5i32]).await.unwrap().get::<_, i32>(0), 6, "after {drop_all}");
+        }
+    });
+}
+
 /// 300,000 Bind/Execute pairs sent in one write while the answers stream back. The proxy reads the server between
 /// client chunks and, while a write to the server is blocked, reads the server too (session/flush.rs); a proxy
 /// that did neither would deadlock here against a server blocked on its own output.

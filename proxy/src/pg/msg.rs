@@ -197,6 +197,16 @@ pub fn query_text(body: &[u8]) -> Option<&str> {
     cstr(body).map(|(s, _)| s)
 }
 
+/// Whether a CommandComplete body is the tag of `DISCARD ALL` (`Some(true)`) or `DEALLOCATE ALL`
+/// (`Some(false)`): the statements that drop every prepared statement of the connection.
+pub fn drops_every_statement(command_complete: &[u8]) -> Option<bool> {
+    match command_complete {
+        b"DISCARD ALL\0" => Some(true),
+        b"DEALLOCATE ALL\0" => Some(false),
+        _ => None,
+    }
+}
+
 /// The first word of a simple Query body, as bytes. The few statements the proxy follows each start with a
 /// keyword of their own: looking at this first saves reading (and UTF-8 checking) every query's whole text.
 pub fn first_word(body: &[u8]) -> &[u8] {
@@ -247,6 +257,15 @@ pub fn error_code(body: &[u8]) -> Option<&str> {
 mod tests {
     use super::*;
     use crate::pg::codec::decode;
+
+    #[test]
+    fn command_tags_that_drop_every_statement() {
+        assert_eq!(drops_every_statement(b"DISCARD ALL\0"), Some(true));
+        assert_eq!(drops_every_statement(b"DEALLOCATE ALL\0"), Some(false));
+        for other in [&b"DEALLOCATE\0"[..], b"DISCARD PLANS\0", b"DELETE 1\0", b"DISCARD ALL", b""] {
+            assert_eq!(drops_every_statement(other), None, "{other:?}");
+        }
+    }
 
     #[test]
     fn built_messages_frame_correctly() {

@@ -124,6 +124,19 @@ impl Outstanding {
         skipped
     }
 
+    /// Statements whose Parse is still on its way to being answered: sent after every request before them.
+    pub fn pending_creations(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.queue.iter().filter_map(|e| match e {
+            Expect::Parse { created: Some(n) } | Expect::InjectedParse(n) => Some(n),
+            _ => None,
+        })
+    }
+
+    /// Whether nothing but Syncs follows the head: the client sent nothing more after the request now answered.
+    pub fn only_syncs_after_head(&self) -> bool {
+        self.queue.iter().skip(1).all(|e| *e == Expect::Sync)
+    }
+
     /// Removes the Sync requests queued right behind the head (see COPY FROM STDIN).
     pub fn drop_syncs_after_head(&mut self) {
         while self.queue.len() > 1 && self.queue[1] == Expect::Sync {
@@ -176,6 +189,20 @@ mod tests {
         assert!(skipped.close_skipped);
         assert_eq!(q.pop(), Some(Expect::Sync));
         assert_eq!(q.pop(), Some(Expect::Execute));
+    }
+
+    #[test]
+    fn what_follows_the_head() {
+        let mut q = Outstanding::default();
+        q.push(Expect::Execute);
+        q.push(Expect::Sync);
+        assert!(q.only_syncs_after_head());
+        q.push(Expect::InjectedParse("hp_1".into()));
+        q.push(Expect::Parse { created: None });
+        q.push(Expect::Parse { created: Some("hp_2".into()) });
+        assert!(!q.only_syncs_after_head());
+        let names: Vec<&str> = q.pending_creations().map(|n| &**n).collect();
+        assert_eq!(names, ["hp_1", "hp_2"]);
     }
 
     #[test]

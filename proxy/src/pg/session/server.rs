@@ -115,6 +115,11 @@ impl Session {
                     }
                 }
             }
+            b'C' if head_forwarded => {
+                if let Some(discard) = msg::drops_every_statement(frame.body()) {
+                    self.statements_dropped(discard);
+                }
+            }
             _ => {}
         }
         // Decided on a borrow: most messages (DataRow…) neither complete nor fail a request.
@@ -152,6 +157,28 @@ impl Session {
             statement.validated.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         self.emit_synthetic();
+    }
+
+    /// The server ran `DISCARD ALL` or `DEALLOCATE ALL`, in whatever form the client sent it (a simple query
+    /// alone is also followed when sent; the extended protocol, or among other statements, only here): the
+    /// connection now holds no prepared statement but those whose Parse is still on its way, and with `discard`
+    /// no setting of the client's. The client's own names go too when it sent nothing after the statement
+    /// (otherwise they stay, and a name it bound is prepared again where PostgreSQL would say it is gone).
+    fn statements_dropped(&mut self, discard: bool) {
+        let conn = self.server.as_mut().expect("a server is checked out").conn();
+        conn.prepared.clear();
+        for name in self.outstanding.pending_creations() {
+            conn.prepared.insert(name.clone());
+        }
+        if discard {
+            conn.unreported = Some(Default::default());
+        }
+        if self.outstanding.only_syncs_after_head() {
+            self.statements.clear();
+            if discard {
+                self.unreported = None;
+            }
+        }
     }
 
     pub(super) fn emit_synthetic(&mut self) {
