@@ -7,6 +7,13 @@ build_and_start_cluster() {
   (cd "$repo" && cargo build --release --locked -q)
   "$peer/setup.sh" >/dev/null
   "$peer/cluster-pg.sh" start >/dev/null
+  # The pgbench tables at scale 10, as the harness's run-pg.sh makes them, when a fresh cluster lacks them.
+  local primary=(psql -X -h 127.0.0.1 -p 15432 -U bench -d bench -Atc) branches=0
+  export PGPASSWORD=${PGPASSWORD:-bench}
+  if [ "$("${primary[@]}" "SELECT to_regclass('pgbench_branches') IS NOT NULL")" = t ]; then
+    branches=$("${primary[@]}" "SELECT count(*) FROM pgbench_branches")
+  fi
+  [ "$branches" = 10 ] || "$peer/pgbench.sh" --init --scale 10 >/dev/null
 }
 
 # Starts hapool with $here/$1, logging to /tmp/hapool-bench/$3 (its pid in the same name with .pid, which
