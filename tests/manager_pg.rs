@@ -113,8 +113,9 @@ fn killed_paused_and_cut_off_replicas_go_down_and_come_back() {
     eprintln!("cut-off replica Down after {took:?}");
     assert!(m.wait_node(a.name(), WAIT, |n| n.health.health == Health::Up).is_some(), "reconnected: {}", m.line());
 
-    // Every transition was logged once, in order, through Suspect.
-    let a_changes: Vec<String> = m
+    // Every transition was logged once, in order, through Suspect. A probe slower than the timeout under the
+    // suite's load makes a node Suspect and then Up again: such a blip is not one of the transitions caused here.
+    let mut a_changes: Vec<String> = m
         .manager
         .events
         .recent()
@@ -122,11 +123,20 @@ fn killed_paused_and_cut_off_replicas_go_down_and_come_back() {
         .filter(|e| matches!(&e.change, Change::Health { node, .. } if node.0 == a.name()))
         .map(|e| e.change.to_string())
         .collect();
+    let all = a_changes.clone();
+    let mut i = 0;
+    while i + 1 < a_changes.len() {
+        if a_changes[i].contains(" up → suspect") && a_changes[i + 1].contains(" suspect → up") {
+            a_changes.drain(i..i + 2);
+        } else {
+            i += 1;
+        }
+    }
     let a_name = a.name();
     assert!(a_changes[1].starts_with(&format!("node {a_name} up → suspect")), "{a_changes:?}");
     assert!(a_changes[2].starts_with(&format!("node {a_name} suspect → down")), "{a_changes:?}");
     assert_eq!(a_changes[3], format!("node {a_name} down → up"), "{a_changes:?}");
-    assert_eq!(a_changes.len(), 7, "{a_changes:?}");
+    assert_eq!(a_changes.len(), 7, "{all:?}");
     // The primary and the other replica were never touched by a's troubles.
     assert_eq!(m.node(pg.primary().name()).health.health, Health::Up);
 }
