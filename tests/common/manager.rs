@@ -8,8 +8,11 @@ use std::time::Duration;
 use hapool_manager::state::{ClusterState, NodeState};
 use hapool_manager::{Manager, Status};
 use hapool_sandbox::{MyCluster, PgCluster};
-use hapool_topology::Topology;
+use hapool_topology::{Health, Topology};
 use tokio_util::sync::CancellationToken;
+
+/// How long a healthy sandbox cluster's nodes may take to be seen Up.
+const ALL_UP_WITHIN: Duration = Duration::from_secs(20);
 
 pub struct TestManager {
     pub manager: Manager,
@@ -37,22 +40,37 @@ impl TestManager {
     }
 
     /// A manager for a sandbox PostgreSQL cluster (nodes in sandbox order); `extra` goes into `[[cluster]]`.
+    /// Returns once every node is Up (see `all_up`).
     pub fn postgres(pg: &PgCluster, extra: &str) -> TestManager {
         Self::postgres_monitored(pg, extra, MONITOR)
     }
 
     /// As `postgres`, with `monitor` as the probe settings instead of `MONITOR`.
     pub fn postgres_monitored(pg: &PgCluster, extra: &str, monitor: &str) -> TestManager {
+        Self::postgres_as_is(pg, extra, monitor).all_up()
+    }
+
+    /// As `postgres_monitored`, returning after the first probe round whatever the nodes' health.
+    pub fn postgres_as_is(pg: &PgCluster, extra: &str, monitor: &str) -> TestManager {
         let c = pg.credentials();
         let nodes = pg.nodes().iter().map(|n| (n.name().to_string(), n.port()));
         Self::start(&cluster_toml("postgres", &c.monitor_user, &c.monitor_password, nodes, extra, monitor))
     }
 
-    /// A manager for a sandbox MariaDB cluster.
+    /// A manager for a sandbox MariaDB cluster, once every node is Up.
     pub fn mariadb(my: &MyCluster, extra: &str) -> TestManager {
         let c = my.credentials();
         let nodes = my.nodes().iter().map(|n| (n.name().to_string(), n.port()));
-        Self::start(&cluster_toml("mysql", &c.monitor_user, &c.monitor_password, nodes, extra, MONITOR))
+        Self::start(&cluster_toml("mysql", &c.monitor_user, &c.monitor_password, nodes, extra, MONITOR)).all_up()
+    }
+
+    /// Waits until every node of the first cluster is Up. A node whose first probe missed (a slow answer under
+    /// the suite's load) is still Down after the first round: a test that then kills it and waits for Down
+    /// would see the Down it started with, and a test that counts published generations would count its Up.
+    fn all_up(self) -> TestManager {
+        let up = self.wait(ALL_UP_WITHIN, |s| s.clusters[0].nodes.iter().all(|n| n.health.health == Health::Up));
+        assert!(up.is_some(), "every node Up: {}", self.line());
+        self
     }
 
     pub fn status(&self) -> Arc<Status> {
