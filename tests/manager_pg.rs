@@ -205,7 +205,7 @@ fn probes_reach_the_servers_over_tls_as_server_mode_says() {
     let dir = tempfile::tempdir().unwrap();
     let other = common::unrelated_ca(dir.path());
     let wrong = format!("[cluster.tls]\nserver_mode = \"verify-ca\"\nserver_ca = \"{}\"\n", other.display());
-    let m = TestManager::postgres_as_is(&pg, &wrong, common::manager::MONITOR);
+    let m = TestManager::postgres_as_is(&pg, &wrong);
     let node = m.node(pg.primary().name());
     assert_ne!(node.health.health, Health::Up, "{}", m.line());
 }

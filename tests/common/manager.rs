@@ -47,11 +47,15 @@ impl TestManager {
 
     /// As `postgres`, with `monitor` as the probe settings instead of `MONITOR`.
     pub fn postgres_monitored(pg: &PgCluster, extra: &str, monitor: &str) -> TestManager {
-        Self::postgres_as_is(pg, extra, monitor).all_up()
+        Self::postgres_started(pg, extra, monitor).all_up()
     }
 
-    /// As `postgres_monitored`, returning after the first probe round whatever the nodes' health.
-    pub fn postgres_as_is(pg: &PgCluster, extra: &str, monitor: &str) -> TestManager {
+    /// As `postgres`, returning after the first probe round whatever the nodes' health.
+    pub fn postgres_as_is(pg: &PgCluster, extra: &str) -> TestManager {
+        Self::postgres_started(pg, extra, MONITOR)
+    }
+
+    fn postgres_started(pg: &PgCluster, extra: &str, monitor: &str) -> TestManager {
         let c = pg.credentials();
         let nodes = pg.nodes().iter().map(|n| (n.name().to_string(), n.port()));
         Self::start(&cluster_toml("postgres", &c.monitor_user, &c.monitor_password, nodes, extra, monitor))

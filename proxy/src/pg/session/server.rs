@@ -165,6 +165,7 @@ impl Session {
     /// no setting of the client's. The client's own names go too when it sent nothing after the statement
     /// (otherwise they stay, and a name it bound is prepared again where PostgreSQL would say it is gone).
     fn statements_dropped(&mut self, discard: bool) {
+        // The field, not `server_conn()`: the queue of what is owed is read while the connection is borrowed.
         let conn = self.server.as_mut().expect("a server is checked out").conn();
         conn.prepared.clear();
         for name in self.outstanding.pending_creations() {
