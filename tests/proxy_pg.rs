@@ -467,6 +467,28 @@ fn tls_from_the_proxy_to_the_server_with_verification() {
     assert!(err.contains("TLS handshake failed"), "{err}");
 }
 
+/// A server CA rotated the usual way (its file replaced in place, then a reload of an unchanged configuration)
+/// reaches the pools that already exist: the server connections they open after the reload are verified
+/// against the new CA.
+#[test]
+fn a_reload_gives_existing_pools_the_rotated_server_ca() {
+    let pg = PgCluster::start(PgClusterOptions { replicas: 0, tls: true, ..Default::default() }).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let live_ca = dir.path().join("live-ca.crt");
+    std::fs::copy(common::unrelated_ca(dir.path()), &live_ca).unwrap();
+    let tls = format!("\n  [cluster.tls]\n  server_mode = \"verify-ca\"\n  server_ca = \"{}\"\n", live_ca.display());
+    let proxy = TestProxy::start(&pg, &tls, "");
+    let err = psql_conninfo(&proxy.app(), "SELECT 1").unwrap_err();
+    assert!(err.contains("TLS handshake failed"), "{err}");
+    assert_eq!(proxy.listener.stats().len(), 1, "the failed client made the pool");
+
+    std::fs::copy(pg.tls_ca().unwrap(), &live_ca).unwrap();
+    proxy.reload(&pg, &tls, "").unwrap();
+    assert_eq!(proxy.listener.stats().len(), 1, "an unchanged configuration keeps the pool");
+    let ssl_used = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
+    assert_eq!(psql_conninfo(&proxy.app(), ssl_used).unwrap(), "t", "verified against the rotated CA");
+}
+
 #[test]
 fn shutdown_lets_open_transactions_finish_then_ends_sessions_with_57p01() {
     let pg = cluster();

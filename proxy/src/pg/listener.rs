@@ -150,7 +150,7 @@ impl Shared {
                     database: database.to_string(),
                     password: user.password.as_ref().map(|p| p.expose().to_string()),
                     connect_timeout: c.connect_timeout,
-                    tls: settings.server_tls.get(&node.node.0).cloned().flatten(),
+                    tls: RwLock::new(settings.server_tls_of(&node.node)),
                 };
                 let pool_settings = PoolSettings {
                     size: user.pool_size.unwrap_or(c.pool_size) as usize,
@@ -260,15 +260,20 @@ impl PgListener {
     /// Swaps in a new configuration of this cluster for new connections. What cannot change live (listen,
     /// engine, pool_mode, max_client_connections) is refused and nothing changes. The files it names
     /// (certificates, keys) are read again even when the configuration did not change: that is how certificates
-    /// are rotated (replaced in place, then a reload). Pools start over when the configuration changed: running
-    /// sessions finish on the pools they have, whose connections then close.
+    /// are rotated (replaced in place, then a reload); the pools then stay, and open their next server connections
+    /// with the server CA just read. Pools start over when the configuration changed: running sessions finish on
+    /// the pools they have, whose connections then close.
     pub fn reload(&self, cluster: Cluster) -> Result<(), SettingsError> {
         let old = self.shared.settings();
         check_live_change(&old.cluster, &cluster)?;
         let unchanged = old.cluster == cluster;
         let settings = Arc::new(Settings::build(cluster)?);
-        *self.shared.settings.write().unwrap_or_else(|e| e.into_inner()) = settings;
+        *self.shared.settings.write().unwrap_or_else(|e| e.into_inner()) = settings.clone();
         if unchanged {
+            // The pools stay; the connections they open from now on use the server CA read just now.
+            for pool in self.shared.pools.lock().unwrap_or_else(|e| e.into_inner()).values() {
+                pool.target.set_tls(settings.server_tls_of(&pool.node));
+            }
             info!(cluster = %old.cluster.name, "configuration unchanged; certificate files read again");
             return Ok(());
         }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -22,15 +22,27 @@ use hapool_tls::ServerTls;
 pub const SERVER_READ: usize = 16 * 1024;
 
 /// Where and as whom to open server connections.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ServerTarget {
     pub addr: SocketAddr,
     pub user: String,
     pub database: String,
     pub password: Option<String>,
     pub connect_timeout: Duration,
-    /// TLS to the server (`server_mode`), `None` for plain text.
-    pub tls: Option<ServerTls>,
+    /// TLS to the server (`server_mode`), `None` for plain text. Replaced when a reload reads rotated
+    /// certificate files (`server_ca`): connections opened after it use the new one.
+    pub tls: RwLock<Option<ServerTls>>,
+}
+
+impl ServerTarget {
+    /// The TLS that connections opened from now on use.
+    pub fn set_tls(&self, tls: Option<ServerTls>) {
+        *self.tls.write().unwrap_or_else(|e| e.into_inner()) = tls;
+    }
+
+    fn current_tls(&self) -> Option<ServerTls> {
+        self.tls.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 /// A logged-in server connection, idle at ReadyForQuery.
@@ -72,8 +84,9 @@ impl ServerConn {
         let mut rbuf = BytesMut::with_capacity(SERVER_READ);
         let params =
             [("user", target.user.as_str()), ("database", target.database.as_str()), ("application_name", "hapool")];
+        let tls = target.current_tls();
         let greet = async {
-            if let Some(tls) = &target.tls {
+            if let Some(tls) = &tls {
                 negotiate_tls(&mut stream, tls, addr).await?;
             }
             login(&mut stream, &mut rbuf, addr, &params, &target.user, target.password.as_deref()).await?;

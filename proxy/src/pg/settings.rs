@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use hapool_config::{Cluster, PoolMode};
+use hapool_topology::NodeId;
 
 use super::auth::scram::ScramVerifier;
 use super::auth::UserAuth;
@@ -75,6 +76,11 @@ impl Settings {
             server_tls,
             cluster,
         })
+    }
+
+    /// The TLS for connections to `node` (`None`: plain text, or a node this configuration does not name).
+    pub fn server_tls_of(&self, node: &NodeId) -> Option<ServerTls> {
+        self.server_tls.get(&node.0).cloned().flatten()
     }
 
     pub fn transaction_pooling(&self) -> bool {
