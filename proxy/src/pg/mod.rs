@@ -4,6 +4,7 @@ pub mod auth;
 pub mod buffers;
 pub mod cancel;
 pub mod classify;
+pub mod clock;
 pub mod codec;
 pub mod error;
 pub mod listener;

@@ -6,9 +6,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hapool_topology::NodeId;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_util::sync::CancellationToken;
 
+use super::clock::coarse_now;
 use super::error::PgError;
 use super::server::{ServerConn, ServerTarget};
 use crate::stats::PoolStats;
@@ -44,23 +45,26 @@ pub struct Pool {
     pub load: Arc<AtomicUsize>,
     pub settings: PoolSettings,
     pub stats: PoolStats,
-    slots: Arc<Semaphore>,
-    /// Boxed, as in `Pooled`: moving a connection in and out of the pool moves a pointer.
-    idle: Mutex<Vec<(Box<ServerConn>, Instant)>>,
+    /// One permit per connection not checked out: a `Pooled` holds one (forgotten when it was taken, added back
+    /// when it drops).
+    slots: Semaphore,
+    /// Boxed, as in `Pooled`: moving a connection in and out of the pool moves a pointer. With the time it came
+    /// back (`coarse_now`).
+    idle: Mutex<Vec<(Box<ServerConn>, Duration)>>,
     /// What the first server reported at login (sent to clients in their greeting).
     server_params: Mutex<Option<ServerParams>>,
     /// The session parameters clients asked for last, shared by the clients that want the same (most do).
     client_params: Mutex<Option<(u64, ServerParams)>>,
 }
 
-/// A server connection checked out of its pool. Dropping it closes the connection; `release` returns it.
+/// A server connection checked out of its pool, holding one of its slots. Dropping it closes the connection;
+/// `release` returns it.
 /// The connection is boxed: a session holds a `Pooled` inline, and every idle client's session would otherwise
 /// carry the connection's ≈ 290 bytes of room.
 #[derive(Debug)]
 pub struct Pooled {
     conn: Option<Box<ServerConn>>,
     pool: Arc<Pool>,
-    _slot: OwnedSemaphorePermit,
 }
 
 impl Pool {
@@ -77,7 +81,7 @@ impl Pool {
             load,
             target,
             is_retired: AtomicBool::new(false),
-            slots: Arc::new(Semaphore::new(settings.size)),
+            slots: Semaphore::new(settings.size),
             settings,
             stats: PoolStats::default(),
             idle: Mutex::new(Vec::new()),
@@ -89,7 +93,7 @@ impl Pool {
     /// Waits (at most `query_wait_timeout`) for a free slot, then reuses an idle connection or opens one.
     pub async fn acquire(self: &Arc<Self>) -> Result<Pooled, PgError> {
         // Fast path: a free slot, no waiting to account for.
-        let permit = match self.slots.clone().try_acquire_owned() {
+        let permit = match self.slots.try_acquire() {
             Ok(p) => p,
             // Boxed: waiting is the slow path, and its state would enlarge every session's future.
             Err(_) => Box::pin(self.wait_for_slot()).await?,
@@ -104,22 +108,28 @@ impl Pool {
                 conn
             }
         };
-        self.load.fetch_add(1, Ordering::Relaxed);
-        Ok(Pooled { conn: Some(conn), pool: self.clone(), _slot: permit })
+        Ok(self.checked_out(permit, conn))
     }
 
     /// A free slot and an idle connection right now, or `None` (then `acquire` waits or connects).
     pub fn try_acquire(self: &Arc<Self>) -> Option<Pooled> {
-        let permit = self.slots.clone().try_acquire_owned().ok()?;
+        let permit = self.slots.try_acquire().ok()?;
         let conn = self.take_idle()?;
-        self.load.fetch_add(1, Ordering::Relaxed);
-        Some(Pooled { conn: Some(conn), pool: self.clone(), _slot: permit })
+        Some(self.checked_out(permit, conn))
     }
 
-    async fn wait_for_slot(self: &Arc<Self>) -> Result<OwnedSemaphorePermit, PgError> {
+    /// `conn` checked out in the slot `permit`, which the `Pooled` now holds (the permit is added back when it
+    /// drops: not an owned permit, whose reference count two atomic operations per checkout would keep).
+    fn checked_out(self: &Arc<Self>, permit: SemaphorePermit<'_>, conn: Box<ServerConn>) -> Pooled {
+        permit.forget();
+        self.load.fetch_add(1, Ordering::Relaxed);
+        Pooled { conn: Some(conn), pool: self.clone() }
+    }
+
+    async fn wait_for_slot(&self) -> Result<SemaphorePermit<'_>, PgError> {
         let started = Instant::now();
         PoolStats::add(&self.stats.clients_waiting, 1);
-        let permit = tokio::time::timeout(self.settings.query_wait_timeout, self.slots.clone().acquire_owned()).await;
+        let permit = tokio::time::timeout(self.settings.query_wait_timeout, self.slots.acquire()).await;
         PoolStats::sub(&self.stats.clients_waiting, 1);
         PoolStats::add(&self.stats.wait_time_us, started.elapsed().as_micros() as u64);
         match permit {
@@ -140,13 +150,13 @@ impl Pool {
     }
 
     fn take_idle(&self) -> Option<Box<ServerConn>> {
-        // One clock read per checkout (each `elapsed` is one; they showed in profiles).
-        let now = Instant::now();
+        // One clock read per checkout, of the coarse clock (see `clock`).
+        let now = coarse_now();
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         while let Some((mut conn, since)) = idle.pop() {
-            let idle_for = now.saturating_duration_since(since);
-            let fresh = idle_for < self.settings.idle_timeout
-                && now.saturating_duration_since(conn.created) < self.settings.max_lifetime;
+            let idle_for = now.saturating_sub(since);
+            let fresh =
+                idle_for < self.settings.idle_timeout && now.saturating_sub(conn.created) < self.settings.max_lifetime;
             // A connection the server ended while it sat idle (restart, pg_terminate_backend) is dropped here,
             // not handed to a client whose first statement would fail with it. Checked after a short idle time
             // only (one syscall), so a busy pool pays nothing; as PgBouncer's server_check_delay.
@@ -190,13 +200,12 @@ impl Pool {
         loop {
             let Some(pool) = pool.upgrade().filter(|p| !p.is_retired()) else { return };
             while pool.idle_count() < pool.settings.min_idle {
-                let Ok(slot) = pool.slots.clone().try_acquire_owned() else { break };
+                let Ok(slot) = pool.slots.try_acquire() else { break };
                 match Box::pin(ServerConn::connect(&pool.target, pool.settings.max_prepared)).await {
                     Ok(conn) => {
                         PoolStats::add(&pool.stats.servers_opened, 1);
                         pool.remember_params(&conn);
-                        pool.load.fetch_add(1, Ordering::Relaxed);
-                        Pooled { conn: Some(Box::new(conn)), pool: pool.clone(), _slot: slot }.release();
+                        pool.checked_out(slot, Box::new(conn)).release();
                     }
                     Err(e) => {
                         tracing::warn!(pool = %pool.name, error = %e, "cannot open a min_idle connection");
@@ -241,9 +250,8 @@ impl Pooled {
     pub fn release(mut self) {
         let Some(conn) = self.conn.take() else { return };
         let pool = &self.pool;
-        let now = Instant::now();
-        if conn.broken || now.saturating_duration_since(conn.created) >= pool.settings.max_lifetime || pool.is_retired()
-        {
+        let now = coarse_now();
+        if conn.broken || now.saturating_sub(conn.created) >= pool.settings.max_lifetime || pool.is_retired() {
             return;
         }
         pool.idle.lock().unwrap_or_else(|e| e.into_inner()).push((conn, now));
@@ -260,5 +268,6 @@ impl Drop for Pooled {
     fn drop(&mut self) {
         self.conn.take();
         self.pool.load.fetch_sub(1, Ordering::Relaxed);
+        self.pool.slots.add_permits(1);
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use postgres_protocol::message::backend::Message;
@@ -12,6 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::auth::backend::{login, next};
+use super::clock::coarse_now;
 use super::error::PgError;
 use super::session::leftovers::Owned;
 use super::session::unreported::Values;
@@ -56,7 +57,8 @@ pub struct ServerConn {
     /// The server's BackendKeyData, for cancel requests.
     pub key: (i32, i32),
     pub prepared: PreparedSet,
-    pub created: Instant,
+    /// When it was opened (`coarse_now`).
+    pub created: Duration,
     /// Set when the connection must not be reused (protocol state unknown).
     pub broken: bool,
     /// The fingerprint of the client parameters this connection was last brought to (see `params`); `None`
@@ -119,7 +121,7 @@ impl ServerConn {
             params,
             key,
             prepared: PreparedSet::new(max_prepared),
-            created: Instant::now(),
+            created: coarse_now(),
             broken: false,
             synced: None,
             unreported: Some(Values::new()),
