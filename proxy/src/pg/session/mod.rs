@@ -115,6 +115,8 @@ pub struct Session {
     parked_at: Epoch,
     /// Cleared when parking refused this session once (it then keeps its task).
     may_park: bool,
+    /// The cancel slot holds this task's waker (see `wait`).
+    watching: bool,
 }
 
 /// How serving a client stopped (short of an error).
@@ -265,6 +267,7 @@ impl Session {
             back_from_park: false,
             parked_at: 0,
             may_park: true,
+            watching: false,
             shared,
             settings,
         });

@@ -74,6 +74,7 @@ impl Session {
         };
         // The waker of the task about to end: a parked client keeps nothing of it, nor buffers.
         self.cancel.forget_waker();
+        self.watching = false;
         self.reclaim_buffers();
         self.park_soon = false;
         let now = self.shared.parking.epoch();

@@ -22,8 +22,11 @@ pub(super) enum Event {
 
 impl Session {
     pub(super) fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Event> {
-        // Registered before the flags are read: a signal raised after the check wakes this task.
-        self.cancel.watch(cx.waker());
+        // Registered (once per task) before the flags are read: a signal raised after the check wakes this task.
+        if !self.watching {
+            self.cancel.watch(cx.waker());
+            self.watching = true;
+        }
         if self.at_boundary() && self.shared.stopping() {
             return Poll::Ready(Event::Shutdown);
         }
