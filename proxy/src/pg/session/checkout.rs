@@ -84,16 +84,22 @@ impl Session {
                 conn.synced = None;
             }
         }
-        let no_values = Values::new();
         if conn.synced != Some(self.desired_hash) {
             let known = (!left.contains(Leftovers::SETTINGS)).then_some(&conn.params);
             sql.extend(params::sync_sql(&self.desired, known));
             conn.synced = Some(self.desired_hash);
         }
-        let want = self.unreported.as_deref().map_or(&no_values, |u| &u.current);
-        if conn.unreported.as_ref() != Some(want) {
-            unreported::sync_sql(want, conn.unreported.as_ref(), &mut sql);
-            conn.unreported = Some(want.clone());
+        // Compared without building an empty map for a client that set nothing (one per checkout, measured).
+        let want = self.unreported.as_deref().map(|u| &u.current);
+        let in_sync = match (&conn.unreported, want) {
+            (Some(have), Some(want)) => have == want,
+            (Some(have), None) => have.is_empty(),
+            (None, _) => false,
+        };
+        if !in_sync {
+            let want = want.cloned().unwrap_or_default();
+            unreported::sync_sql(&want, conn.unreported.as_ref(), &mut sql);
+            conn.unreported = Some(want);
         }
         if !sql.is_empty() {
             msg::query(&mut self.to_server, &sql);

@@ -8,6 +8,7 @@ use super::leftovers::{self, Leftovers, Owned};
 use super::routing::Place;
 use super::statements::Statement;
 use super::{unit, unreported, Flow, Session};
+use crate::pg::buffers::rewind;
 use crate::pg::codec::{decode, Frame};
 use crate::pg::error::PgError;
 use crate::pg::msg::{self, Severity};
@@ -81,6 +82,8 @@ impl Session {
             // after a Flush, or with no Sync at all.
             self.emit_synthetic();
         }
+        // Every message read: the next read goes to the buffer's start (a warm line) and needs no reserve.
+        rewind(&mut self.cbuf);
         Ok(Flow::Continue)
     }
 

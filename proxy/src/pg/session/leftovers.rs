@@ -155,25 +155,29 @@ fn named_state(text: &[u8]) -> Leftovers {
     let mut left = Leftovers::NONE;
     for i in memchr::memchr3_iter(b'_', b'i', b'I', text) {
         let rest = &text[i..];
-        left = left.with(match rest[0] {
-            b'_' if starts_with_ci(rest, b"_advisory_lock") => Leftovers::ADVISORY,
-            b'_' if starts_with_ci(rest, b"_config")
-                && i >= 3
-                && text[i - 3..i].eq_ignore_ascii_case(b"set")
-                && !local_set_config(&rest[b"_config".len()..]) =>
+        // A `_` is compared with the one name its next letter could begin (most `_` are in table and column names).
+        let next = rest.get(1).map_or(0, u8::to_ascii_lowercase);
+        left = left.with(match (rest[0], next) {
+            (b'_', b'a') if starts_with_ci(rest, b"_advisory_lock") => Leftovers::ADVISORY,
+            (b'_', b'c')
+                if starts_with_ci(rest, b"_config")
+                    && i >= 3
+                    && text[i - 3..i].eq_ignore_ascii_case(b"set")
+                    && !local_set_config(&rest[b"_config".len()..]) =>
             {
                 Leftovers::SETTINGS
             }
-            b'i' | b'I' if (i == 0 || !(is_ident(text[i - 1]) || text[i - 1] == b'.')) && into_temp(rest) => {
+            (b'i' | b'I', _) if (i == 0 || !(is_ident(text[i - 1]) || text[i - 1] == b'.')) && into_temp(rest) => {
                 Leftovers::TEMP
             }
             // The session's temporary schema named outright (`CREATE TABLE pg_temp.t`, `pg_temp.f()`): whatever is
             // created there is temporary without the word TEMP.
-            b'_' if starts_with_ci(rest, b"_temp")
-                && i >= 2
-                && text[i - 2..i].eq_ignore_ascii_case(b"pg")
-                && (i == 2 || !is_ident(text[i - 3]))
-                && temp_schema_ends(&rest[b"_temp".len()..]) =>
+            (b'_', b't')
+                if starts_with_ci(rest, b"_temp")
+                    && i >= 2
+                    && text[i - 2..i].eq_ignore_ascii_case(b"pg")
+                    && (i == 2 || !is_ident(text[i - 3]))
+                    && temp_schema_ends(&rest[b"_temp".len()..]) =>
             {
                 Leftovers::TEMP
             }
