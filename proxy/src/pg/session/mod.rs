@@ -84,6 +84,9 @@ pub struct Session {
     /// Shared with the other clients of the pool that want the same values, copied on a client's first SET.
     desired: Arc<Vec<(String, String)>>,
     desired_hash: u64,
+    /// What routing reads of `desired` (see `unit::routing_context`), kept with it rather than looked up in it
+    /// for every unit.
+    desired_flags: unit::DesiredFlags,
     /// The client's values of unreported parameters once it set one (boxed: few clients do).
     unreported: Option<Box<unreported::Unreported>>,
     /// Whether the statement now running has failed (its ReadyForQuery follows).
@@ -249,6 +252,7 @@ impl Session {
             statements: Statements::default(),
             desired: Arc::default(),
             desired_hash: 0,
+            desired_flags: unit::DesiredFlags::default(),
             unreported: None,
             statement_failed: false,
             key,
@@ -293,8 +297,9 @@ impl Session {
             }
         };
         let desired = params::desired(&server_params, startup_params);
-        self.desired_hash = params::fingerprint(&desired);
-        self.desired = self.pool.shared_params(desired, self.desired_hash);
+        let hash = params::fingerprint(&desired);
+        self.desired = self.pool.shared_params(desired, hash);
+        self.desired_changed();
         if let Some(s) = self.server.as_mut() {
             // Checked out before the client's parameters were known: sync at the next checkout instead.
             s.conn().synced = None;

@@ -62,8 +62,7 @@ impl Session {
                         && !self.desired.iter().any(|(n, v)| n == name && v == value);
                     if changes && params::record(std::sync::Arc::make_mut(&mut self.desired), name, value) {
                         // The client changed it on this server: both now agree on the new values.
-                        self.desired_hash = params::fingerprint(&self.desired);
-                        let hash = self.desired_hash;
+                        let hash = self.desired_changed();
                         self.server_conn().synced = Some(hash);
                     }
                 }

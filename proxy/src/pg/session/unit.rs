@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use hapool_config::{LoadBalance, ReadYourWrites};
 
+use super::params;
 use super::routing::{place, Context, Place, Why};
 use super::Session;
 use crate::pg::classify::Verdict;
@@ -14,19 +15,42 @@ use crate::pg::error::PgError;
 use crate::pg::msg;
 use crate::pg::pool::Pool;
 
+/// What routing needs to know of the parameters a client expects.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct DesiredFlags {
+    /// standard_conforming_strings is off: backslashes escape quotes, and the grammar the classifier uses
+    /// (always "on") could take part of a string for code or the reverse. Such a client stays on the primary.
+    escaped_strings: bool,
+    /// default_transaction_read_only is on.
+    default_read_only: bool,
+}
+
+impl DesiredFlags {
+    fn of(desired: &[(String, String)]) -> DesiredFlags {
+        let is = |name: &str, value: &str| desired.iter().any(|(k, v)| k == name && v == value);
+        DesiredFlags {
+            escaped_strings: is("standard_conforming_strings", "off"),
+            default_read_only: is("default_transaction_read_only", "on"),
+        }
+    }
+}
+
 impl Session {
+    /// After `desired` changed: its fingerprint (returned) and what routing reads of it.
+    pub(super) fn desired_changed(&mut self) -> u64 {
+        self.desired_flags = DesiredFlags::of(&self.desired);
+        self.desired_hash = params::fingerprint(&self.desired);
+        self.desired_hash
+    }
+
     fn routing_context(&self) -> Context {
         let r = &self.settings.cluster.routing;
-        // With standard_conforming_strings off, backslashes escape quotes: the grammar the classifier uses
-        // (always "on") could then take part of a string for code or the reverse. Such a client stays on the
-        // primary.
-        let plain_strings = !self.desired.iter().any(|(k, v)| k == "standard_conforming_strings" && v == "off");
         Context {
-            split: self.settings.splits_reads() && plain_strings,
+            split: self.settings.splits_reads() && !self.desired_flags.escaped_strings,
             read_your_writes: r.read_your_writes,
             wrote: self.wrote,
             unknown_functions: r.unknown_functions,
-            default_read_only: self.desired.iter().any(|(k, v)| k == "default_transaction_read_only" && v == "on"),
+            default_read_only: self.desired_flags.default_read_only,
         }
     }
 
