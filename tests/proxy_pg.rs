@@ -966,6 +966,72 @@ fn statements_dropped_in_the_extended_protocol_are_prepared_again() {
     });
 }
 
+/// The messages a raw connection reads up to and including its next ReadyForQuery, as (tag, body).
+fn read_to_ready(s: &mut TcpStream) -> Vec<(u8, Vec<u8>)> {
+    let (mut got, mut messages, mut buf) = (Vec::new(), Vec::new(), [0u8; 4096]);
+    loop {
+        while got.len() >= 5 {
+            let len = u32::from_be_bytes(got[1..5].try_into().unwrap()) as usize;
+            if got.len() < len + 1 {
+                break;
+            }
+            let frame: Vec<u8> = got.drain(..len + 1).collect();
+            messages.push((frame[0], frame[5..].to_vec()));
+            if frame[0] == b'Z' {
+                return messages;
+            }
+        }
+        let n = s.read(&mut buf).expect("answers within the read timeout");
+        assert!(n > 0, "the proxy closed the connection");
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// `DEALLOCATE ALL` in the extended protocol with more of the same pipeline behind it, sent before its answer:
+/// a statement used behind it (prepared before, or prepared again under a new name) is created again on the
+/// server, not taken for present there (which failed with 26000).
+#[test]
+fn statements_used_behind_a_pipelined_drop_of_every_statement_are_prepared_again() {
+    let pg = cluster();
+    let proxy = trusted_proxy(&pg, "pool_size = 1");
+    let mut s = raw_login(&proxy, Duration::from_secs(10));
+    let execute = message(b'E', b"\0\0\0\0\0");
+    let sync = message(b'S', b"");
+    let bind = |name: &str| message(b'B', &[b"\0", name.as_bytes(), b"\0\0\0\0\0\0\0"].concat());
+    let parse = |name: &str| message(b'P', &[name.as_bytes(), b"\0SELECT 41 + 1\0\0\0"].concat());
+    s.write_all(&[parse("s1"), bind("s1"), execute.clone(), sync.clone()].concat()).unwrap();
+    let first = read_to_ready(&mut s);
+    assert!(first.iter().all(|(tag, _)| *tag != b'E'), "{first:?}");
+
+    let drop_all = [message(b'P', b"\0DEALLOCATE ALL\0\0\0"), bind(""), execute.clone()].concat();
+    let behind = [bind("s1"), execute.clone(), parse("s2"), bind("s2"), execute.clone(), sync.clone()].concat();
+    s.write_all(&[drop_all, behind].concat()).unwrap();
+    let answers = read_to_ready(&mut s);
+    let errors: Vec<String> =
+        answers.iter().filter(|(tag, _)| *tag == b'E').map(|(_, b)| String::from_utf8_lossy(b).into()).collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    let rows = answers.iter().filter(|(tag, body)| *tag == b'D' && body.ends_with(b"42")).count();
+    assert_eq!(rows, 2, "both statements ran: {answers:?}");
+
+    // The same pipeline in a failed transaction: nothing in it runs (the drop neither), and afterwards the
+    // statements still work.
+    for sql in [&b"BEGIN\0"[..], b"SELECT 1/0\0"] {
+        s.write_all(&message(b'Q', sql)).unwrap();
+        read_to_ready(&mut s);
+    }
+    let drop_all = [message(b'P', b"\0DEALLOCATE ALL\0\0\0"), bind(""), execute.clone()].concat();
+    let behind = [bind("s1"), execute.clone(), parse("s2"), bind("s2"), execute.clone(), sync.clone()].concat();
+    s.write_all(&[drop_all, behind].concat()).unwrap();
+    let aborted = read_to_ready(&mut s);
+    assert!(aborted.iter().any(|(tag, body)| *tag == b'E' && String::from_utf8_lossy(body).contains("25P02")));
+    s.write_all(&message(b'Q', b"ROLLBACK\0")).unwrap();
+    read_to_ready(&mut s);
+    s.write_all(&[bind("s1"), execute.clone(), bind("s2"), execute, sync].concat()).unwrap();
+    let after = read_to_ready(&mut s);
+    assert!(after.iter().all(|(tag, _)| *tag != b'E'), "{after:?}");
+    assert_eq!(after.iter().filter(|(tag, _)| *tag == b'D').count(), 2, "{after:?}");
+}
+
 /// 300,000 Bind/Execute pairs sent in one write while the answers stream back. The proxy reads the server between
 /// client chunks and, while a write to the server is blocked, reads the server too (session/flush.rs); a proxy
 /// that did neither would deadlock here against a server blocked on its own output.

@@ -194,8 +194,7 @@ impl Session {
             return; // the session follows it: nothing left behind
         }
         let mut left = leftovers::query_leftovers(body);
-        let drops_all = |sql: &str| drops_all_statements(&sqltext::blank_comments(sql));
-        if (is(b"discard") || is(b"deallocate")) && msg::query_text(body).is_some_and(drops_all) {
+        if text_drops_all(body) {
             let alone = leftovers::one_statement(body);
             let outcome = drop_outcome(is(b"discard"), self.outstanding.is_empty(), self.tx_status, alone);
             match outcome {
@@ -275,17 +274,20 @@ impl Session {
         if name.is_empty() {
             // Bound and executed on this connection, in this unit.
             self.note_leftovers(leftovers::query_leftovers(rest));
+            self.drop_in_flight |= text_drops_all(rest);
             return self.forward(frame, Expect::Parse { created: None });
         }
         let statement = self.shared.statements.intern(rest);
         self.statements.insert(name.to_string(), statement.clone());
-        if self.server_conn().prepared.touch(&statement.name) {
+        let present = self.server_conn().prepared.touch(&statement.name);
+        if present && !self.drop_in_flight {
             self.outstanding.push(Expect::Synthetic(msg::empty(b'1')));
             return;
         }
-        self.evict_for(&statement);
+        self.make_room_for(&statement, present);
         self.to_server.extend_from_slice(&statement.parse);
         self.outstanding.push(Expect::Parse { created: Some(statement.name.clone()) });
+        self.drop_in_flight |= statement.drops_all;
     }
 
     /// Bind to a named statement: renamed, and the statement created first if this server lacks it.
@@ -298,6 +300,7 @@ impl Session {
         self.ensure_prepared(&statement);
         msg::bind_renamed(&mut self.to_server, portal, &statement.name, rest);
         self.outstanding.push(Expect::Bind);
+        self.drop_in_flight |= statement.drops_all;
     }
 
     fn describe(&mut self, frame: Frame) {
@@ -332,12 +335,26 @@ impl Session {
     }
 
     fn ensure_prepared(&mut self, statement: &Arc<Statement>) {
-        if self.server_conn().prepared.touch(&statement.name) {
+        let present = self.server_conn().prepared.touch(&statement.name);
+        if present && !self.drop_in_flight {
             return;
         }
-        self.evict_for(statement);
+        self.make_room_for(statement, present);
         self.to_server.extend_from_slice(&statement.parse);
         self.outstanding.push(Expect::InjectedParse(statement.name.clone()));
+    }
+
+    /// Before a Parse of `statement` goes to the server: room in its set when the server lacks it. When it is
+    /// `present` there as far as the proxy knows, a statement that drops every prepared statement is on its way
+    /// ahead of this Parse (`drop_in_flight`) and may or may not run first: the statement is closed first, which
+    /// is no error when it is gone, so the Parse works either way.
+    fn make_room_for(&mut self, statement: &Arc<Statement>, present: bool) {
+        if present {
+            msg::close_statement(&mut self.to_server, &statement.name);
+            self.outstanding.push(Expect::InjectedClose(statement.name.clone()));
+        } else {
+            self.evict_for(statement);
+        }
     }
 
     /// Makes room on the server: closes its least recently used statement when the set is full.
@@ -369,6 +386,14 @@ enum Outcome {
     Unknown,
 }
 
+/// Whether a statement's text (a Query body, or the text part of a Parse) is `DISCARD ALL` or `DEALLOCATE
+/// [PREPARE] ALL`, which remove every prepared statement of the server connection.
+pub(super) fn text_drops_all(body: &[u8]) -> bool {
+    let keyword = sqltext::leading_keyword(body);
+    (keyword.eq_ignore_ascii_case(b"discard") || keyword.eq_ignore_ascii_case(b"deallocate"))
+        && msg::query_text(body).is_some_and(|sql| drops_all_statements(&sqltext::blank_comments(sql)))
+}
+
 /// `DISCARD ALL` and `DEALLOCATE [PREPARE] ALL` remove every prepared statement of the server connection. Asked
 /// only of a query that begins with one of those words (`sql` with its comments read as spaces).
 fn drops_all_statements(sql: &str) -> bool {
@@ -381,7 +406,18 @@ fn drops_all_statements(sql: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::drops_all_statements;
+    use super::{drops_all_statements, text_drops_all};
+
+    #[test]
+    fn statement_texts_that_drop_every_statement() {
+        // Query bodies and the text part of Parse messages (text, NUL, parameter types).
+        for body in [&b"DEALLOCATE ALL\0"[..], b"/* pool reset */ discard all\0", b"DEALLOCATE PREPARE ALL\0\0\0"] {
+            assert!(text_drops_all(body), "{}", String::from_utf8_lossy(body));
+        }
+        for body in [&b"DEALLOCATE s1\0"[..], b"SELECT 'DISCARD ALL'\0", b"DISCARD TEMP\0\0\0", b""] {
+            assert!(!text_drops_all(body), "{}", String::from_utf8_lossy(body));
+        }
+    }
 
     #[test]
     fn whether_a_drop_of_every_statement_runs() {

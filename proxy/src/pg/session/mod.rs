@@ -120,6 +120,10 @@ pub struct Session {
     may_park: bool,
     /// The cancel slot holds this task's waker (see `wait`).
     watching: bool,
+    /// A statement that drops every prepared statement (`DISCARD ALL`, `DEALLOCATE ALL`) went to the server in
+    /// the extended protocol and its answer is not in: what the proxy knows of the connection's statements may
+    /// be gone by the time what follows runs (`client::make_room_for`).
+    drop_in_flight: bool,
 }
 
 /// How serving a client stopped (short of an error).
@@ -272,6 +276,7 @@ impl Session {
             parked_at: 0,
             may_park: true,
             watching: false,
+            drop_in_flight: false,
             shared,
             settings,
         });

@@ -100,6 +100,8 @@ impl Session {
             }
             b'Z' => {
                 self.tx_status = frame.body().first().copied().unwrap_or(b'I');
+                // A drop of every statement ran or failed by now.
+                self.drop_in_flight = false;
                 // The client's own statement ended (not a query we injected before it).
                 let pending = self.unreported.as_mut().and_then(|u| u.pending.take_if(|_| head_forwarded));
                 if let Some(change) = pending {
@@ -165,6 +167,7 @@ impl Session {
     /// (otherwise they stay, and a name it bound is prepared again where PostgreSQL would say it is gone).
     fn statements_dropped(&mut self, discard: bool) {
         // The field, not `server_conn()`: the queue of what is owed is read while the connection is borrowed.
+        self.drop_in_flight = false;
         let conn = self.server.as_mut().expect("a server is checked out").conn();
         conn.prepared.clear();
         for name in self.outstanding.pending_creations() {

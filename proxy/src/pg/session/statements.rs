@@ -19,6 +19,8 @@ pub struct Statement {
     pub validated: AtomicBool,
     /// What executing it leaves on the server that the proxy does not follow (`session::leftovers`).
     pub leftovers: Leftovers,
+    /// It is `DISCARD ALL` or `DEALLOCATE ALL`: executing it drops every prepared statement of the connection.
+    pub drops_all: bool,
 }
 
 impl Statement {
@@ -85,6 +87,7 @@ impl StatementRegistry {
             name,
             validated: AtomicBool::new(false),
             leftovers: super::leftovers::query_leftovers(rest),
+            drops_all: super::client::text_drops_all(rest),
         });
         map.insert(Bytes::copy_from_slice(rest), statement.clone());
         statement
