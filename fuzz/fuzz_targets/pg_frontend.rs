@@ -17,6 +17,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = msg::query_text(body);
         let _ = msg::first_word(body);
         let _ = session::leftovers::query_leftovers(body);
+        let _ = session::text_drops_all(body);
         let _ = msg::query_text(body).map(session::unreported::change);
         let _ = msg::parameter_fields(body);
         let _ = msg::error_code(body);

@@ -388,7 +388,7 @@ enum Outcome {
 
 /// Whether a statement's text (a Query body, or the text part of a Parse) is `DISCARD ALL` or `DEALLOCATE
 /// [PREPARE] ALL`, which remove every prepared statement of the server connection.
-pub(super) fn text_drops_all(body: &[u8]) -> bool {
+pub fn text_drops_all(body: &[u8]) -> bool {
     let keyword = sqltext::leading_keyword(body);
     (keyword.eq_ignore_ascii_case(b"discard") || keyword.eq_ignore_ascii_case(b"deallocate"))
         && msg::query_text(body).is_some_and(|sql| drops_all_statements(&sqltext::blank_comments(sql)))

@@ -16,6 +16,8 @@ pub mod startup;
 pub mod statements;
 mod unit;
 pub mod unreported;
+
+pub use client::text_drops_all;
 mod wait;
 
 use std::future::{poll_fn, Future};
