@@ -16,9 +16,9 @@ pub mod startup;
 pub mod statements;
 mod unit;
 pub mod unreported;
+mod wait;
 
 pub use client::text_drops_all;
-mod wait;
 
 use std::future::{poll_fn, Future};
 use std::sync::Arc;
