@@ -150,7 +150,8 @@ impl Shared {
                     database: database.to_string(),
                     password: user.password.as_ref().map(|p| p.expose().to_string()),
                     connect_timeout: c.connect_timeout,
-                    tls: RwLock::new(settings.server_tls_of(&node.node)),
+                    // From the settings in force now, not the session's (a reload may have rotated the CA since).
+                    tls: RwLock::new(self.settings().server_tls_of(&node.node)),
                 };
                 let pool_settings = PoolSettings {
                     size: user.pool_size.unwrap_or(c.pool_size) as usize,
@@ -268,12 +269,24 @@ impl PgListener {
         check_live_change(&old.cluster, &cluster)?;
         let unchanged = old.cluster == cluster;
         let settings = Arc::new(Settings::build(cluster)?);
-        *self.shared.settings.write().unwrap_or_else(|e| e.into_inner()) = settings.clone();
-        if unchanged {
-            // The pools stay; the connections they open from now on use the server CA read just now.
-            for pool in self.shared.pools.lock().unwrap_or_else(|e| e.into_inner()).values() {
-                pool.target.set_tls(settings.server_tls_of(&pool.node));
+        {
+            // Swapped under the pools' lock: a pool made from now on (`pool`) takes the TLS of these settings, one
+            // made before is given it below.
+            let pools = self.shared.pools.lock().unwrap_or_else(|e| e.into_inner());
+            *self.shared.settings.write().unwrap_or_else(|e| e.into_inner()) = settings.clone();
+            if unchanged {
+                // The pools stay; the connections they open from now on use the server CA read just now. So do
+                // those of pools an earlier reload replaced, which sessions begun before it still use.
+                let replaced = self.shared.replaced.lock().unwrap_or_else(|e| e.into_inner());
+                let older = replaced.iter().filter_map(std::sync::Weak::upgrade);
+                for pool in pools.values().cloned().chain(older) {
+                    if let Some(tls) = settings.server_tls.get(&pool.node.0) {
+                        pool.target.set_tls(tls.clone());
+                    }
+                }
             }
+        }
+        if unchanged {
             info!(cluster = %old.cluster.name, "configuration unchanged; certificate files read again");
             return Ok(());
         }
