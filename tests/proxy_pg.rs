@@ -1013,6 +1013,22 @@ fn statements_used_behind_a_pipelined_drop_of_every_statement_are_prepared_again
     let rows = answers.iter().filter(|(tag, body)| *tag == b'D' && body.ends_with(b"42")).count();
     assert_eq!(rows, 2, "both statements ran: {answers:?}");
 
+    // A named portal bound to the drop in one batch and executed in the next, the statement used right behind
+    // it; and a Sync between the drop and the statement sent before the drop's answer is read.
+    s.write_all(&message(b'Q', b"BEGIN\0")).unwrap();
+    read_to_ready(&mut s);
+    let bind_p = message(b'B', b"p\0\0\0\0\0\0\0\0");
+    s.write_all(&[message(b'P', b"\0DEALLOCATE ALL\0\0\0"), bind_p, sync.clone()].concat()).unwrap();
+    read_to_ready(&mut s);
+    let execute_p = message(b'E', b"p\0\0\0\0\0");
+    s.write_all(&[execute_p, sync.clone(), bind("s1"), execute.clone(), sync.clone()].concat()).unwrap();
+    let mut later = read_to_ready(&mut s);
+    later.extend(read_to_ready(&mut s));
+    s.write_all(&message(b'Q', b"COMMIT\0")).unwrap();
+    read_to_ready(&mut s);
+    assert!(later.iter().all(|(tag, _)| *tag != b'E'), "{later:?}");
+    assert_eq!(later.iter().filter(|(tag, _)| *tag == b'D').count(), 1, "{later:?}");
+
     // The same pipeline in a failed transaction: nothing in it runs (the drop neither), and afterwards the
     // statements still work.
     for sql in [&b"BEGIN\0"[..], b"SELECT 1/0\0"] {

@@ -68,6 +68,10 @@ pub struct ServerConn {
     /// empty for the server's defaults, `None` unknown (a statement that may have set one failed, or one was set
     /// inside a transaction).
     pub unreported: Option<Values>,
+    /// Which prepared statements the server has is not known for sure (a Close sent because a drop of every
+    /// statement may have run first was skipped after an error): every Parse is preceded by a Close until the
+    /// connection, marked broken too, is closed.
+    pub statements_uncertain: bool,
     /// Session state of one client's that the proxy does not follow (see `session::leftovers`): another
     /// client gets the connection cleared of it first. `None`: nothing beyond what the proxy follows.
     pub leftovers: Option<Owned>,
@@ -126,6 +130,7 @@ impl ServerConn {
             synced: None,
             unreported: Some(Values::new()),
             leftovers: None,
+            statements_uncertain: false,
         })
     }
 }

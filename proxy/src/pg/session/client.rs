@@ -9,7 +9,7 @@ use super::routing::Place;
 use super::statements::Statement;
 use super::{unit, unreported, Flow, Session};
 use crate::pg::buffers::rewind;
-use crate::pg::codec::{decode, Frame};
+use crate::pg::codec::{cstr, decode, Frame};
 use crate::pg::error::PgError;
 use crate::pg::msg::{self, Severity};
 use crate::pg::sqltext;
@@ -167,7 +167,9 @@ impl Session {
             b'C' => self.forward(frame, Expect::Close),
             b'E' => {
                 PoolStats::add(&self.serving.stats.queries, 1);
-                self.forward(frame, Expect::Execute);
+                let drops =
+                    self.drop_portals.is_some() && cstr(frame.body()).is_some_and(|(p, _)| self.drops_all_at(p));
+                self.forward(frame, if drops { Expect::ExecuteDropAll } else { Expect::Execute });
             }
             // During COPY FROM STDIN the server ignores Sync: nothing will answer it.
             b'S' if self.copy_in => self.to_server.extend_from_slice(frame.bytes()),
@@ -274,20 +276,19 @@ impl Session {
         if name.is_empty() {
             // Bound and executed on this connection, in this unit.
             self.note_leftovers(leftovers::query_leftovers(rest));
-            self.drop_in_flight |= text_drops_all(rest);
+            self.unnamed_drops_all = text_drops_all(rest);
             return self.forward(frame, Expect::Parse { created: None });
         }
         let statement = self.shared.statements.intern(rest);
         self.statements.insert(name.to_string(), statement.clone());
         let present = self.server_conn().prepared.touch(&statement.name);
-        if present && !self.drop_in_flight {
+        if present && !self.may_be_dropped() {
             self.outstanding.push(Expect::Synthetic(msg::empty(b'1')));
             return;
         }
         self.make_room_for(&statement, present);
         self.to_server.extend_from_slice(&statement.parse);
         self.outstanding.push(Expect::Parse { created: Some(statement.name.clone()) });
-        self.drop_in_flight |= statement.drops_all;
     }
 
     /// Bind to a named statement: renamed, and the statement created first if this server lacks it.
@@ -295,12 +296,42 @@ impl Session {
         let Some((portal, name, rest)) = msg::bind_fields(frame.body()) else {
             return self.forward(frame, Expect::Bind);
         };
-        let Some(statement) = self.known(name) else { return self.forward(frame, Expect::Bind) };
+        let statement = self.known(name);
+        let drops = statement.as_ref().map_or(name.is_empty() && self.unnamed_drops_all, |s| s.drops_all);
+        self.note_drop_portal(portal, drops);
+        let Some(statement) = statement else { return self.forward(frame, Expect::Bind) };
         self.note_leftovers(statement.leftovers);
         self.ensure_prepared(&statement);
         msg::bind_renamed(&mut self.to_server, portal, &statement.name, rest);
         self.outstanding.push(Expect::Bind);
-        self.drop_in_flight |= statement.drops_all;
+    }
+
+    /// Keeps track of the portals whose Execute drops every prepared statement (a portal bound again is
+    /// whatever it is bound to now; one closed or ended with its transaction may stay listed: its name then
+    /// only makes the proxy more careful).
+    fn note_drop_portal(&mut self, portal: &str, drops: bool) {
+        match (&mut self.drop_portals, drops) {
+            (Some(portals), _) => {
+                portals.retain(|p| &**p != portal);
+                if drops {
+                    portals.push(portal.into());
+                } else if portals.is_empty() {
+                    self.drop_portals = None;
+                }
+            }
+            (None, true) => self.drop_portals = Some(Box::new(vec![portal.into()])),
+            (None, false) => {}
+        }
+    }
+
+    fn drops_all_at(&self, portal: &str) -> bool {
+        self.drop_portals.as_ref().is_some_and(|portals| portals.iter().any(|p| &**p == portal))
+    }
+
+    /// Whether statements the proxy takes for present on the server may be gone by the time what is sent now
+    /// runs: a drop of every statement is on its way ahead of it, or an error left that unknown.
+    fn may_be_dropped(&mut self) -> bool {
+        self.outstanding.drop_in_flight() || self.server_conn().statements_uncertain
     }
 
     fn describe(&mut self, frame: Frame) {
@@ -336,7 +367,7 @@ impl Session {
 
     fn ensure_prepared(&mut self, statement: &Arc<Statement>) {
         let present = self.server_conn().prepared.touch(&statement.name);
-        if present && !self.drop_in_flight {
+        if present && !self.may_be_dropped() {
             return;
         }
         self.make_room_for(statement, present);
@@ -345,15 +376,17 @@ impl Session {
     }
 
     /// Before a Parse of `statement` goes to the server: room in its set when the server lacks it. When it is
-    /// `present` there as far as the proxy knows, a statement that drops every prepared statement is on its way
-    /// ahead of this Parse (`drop_in_flight`) and may or may not run first: the statement is closed first, which
-    /// is no error when it is gone, so the Parse works either way.
+    /// `present` there as far as the proxy knows, it may be gone by the time the Parse runs (`may_be_dropped`):
+    /// it is closed first, which is no error when it is gone, so the Parse works either way.
+    /// After an error left the server's statements unknown (`statements_uncertain`), one the proxy takes for
+    /// absent is closed first too.
     fn make_room_for(&mut self, statement: &Arc<Statement>, present: bool) {
-        if present {
-            msg::close_statement(&mut self.to_server, &statement.name);
-            self.outstanding.push(Expect::InjectedClose(statement.name.clone()));
-        } else {
+        if !present {
             self.evict_for(statement);
+        }
+        if present || self.server_conn().statements_uncertain {
+            msg::close_statement(&mut self.to_server, &statement.name);
+            self.outstanding.push(Expect::Reclose(statement.name.clone()));
         }
     }
 

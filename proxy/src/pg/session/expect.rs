@@ -18,6 +18,9 @@ pub enum Expect {
     Bind,
     Describe,
     Execute,
+    /// An Execute of a portal bound to `DISCARD ALL` or `DEALLOCATE ALL`: every prepared statement of the
+    /// connection may be gone once it has run.
+    ExecuteDropAll,
     Close,
     Sync,
     /// A simple Query or FunctionCall: everything up to ReadyForQuery.
@@ -26,6 +29,10 @@ pub enum Expect {
     InjectedParse(Arc<str>),
     /// A Close of an evicted statement: its CloseComplete is dropped.
     InjectedClose(Arc<str>),
+    /// A Close of a statement the proxy takes for present, sent right before its Parse because a drop of every
+    /// statement may have run first (a Close of a statement that is gone is no error): its CloseComplete is
+    /// dropped.
+    Reclose(Arc<str>),
     /// A query the proxy sent (parameter sync, reset): everything up to ReadyForQuery is dropped.
     InjectedQuery,
     /// An answer the proxy gives itself, sent to the client when it reaches the head of the queue.
@@ -38,9 +45,9 @@ impl Expect {
         match self {
             Expect::Parse { .. } | Expect::InjectedParse(_) => tag == b'1',
             Expect::Bind => tag == b'2',
-            Expect::Close | Expect::InjectedClose(_) => tag == b'3',
+            Expect::Close | Expect::InjectedClose(_) | Expect::Reclose(_) => tag == b'3',
             Expect::Describe => tag == b'T' || tag == b'n',
-            Expect::Execute => matches!(tag, b'C' | b'I' | b's'),
+            Expect::Execute | Expect::ExecuteDropAll => matches!(tag, b'C' | b'I' | b's'),
             Expect::Sync | Expect::Query | Expect::InjectedQuery => tag == b'Z',
             Expect::Synthetic(_) => false,
         }
@@ -48,7 +55,10 @@ impl Expect {
 
     /// Whether the server's answers to this request reach the client.
     pub fn forwarded(&self) -> bool {
-        !matches!(self, Expect::InjectedParse(_) | Expect::InjectedClose(_) | Expect::InjectedQuery)
+        !matches!(
+            self,
+            Expect::InjectedParse(_) | Expect::InjectedClose(_) | Expect::Reclose(_) | Expect::InjectedQuery
+        )
     }
 
     /// Requests that end an extended-protocol error (the server skips everything up to Sync).
@@ -64,6 +74,8 @@ pub struct Skipped {
     pub not_prepared: Vec<Arc<str>>,
     /// A Close the server skipped: the statement still exists, unknown to us.
     pub close_skipped: bool,
+    /// A `Reclose` the server skipped: whether its statement exists depends on whether a drop ran before.
+    pub reclose_skipped: bool,
 }
 
 /// The queue of outstanding requests of one server connection.
@@ -118,10 +130,16 @@ impl Outstanding {
                     skipped.not_prepared.push(n)
                 }
                 Some(Expect::InjectedClose(_)) => skipped.close_skipped = true,
+                Some(Expect::Reclose(_)) => skipped.reclose_skipped = true,
                 _ => {}
             }
         }
         skipped
+    }
+
+    /// Whether an Execute that drops every prepared statement is still on its way.
+    pub fn drop_in_flight(&self) -> bool {
+        self.queue.iter().any(|e| *e == Expect::ExecuteDropAll)
     }
 
     /// Statements whose Parse is still on its way to being answered: sent after every request before them.
@@ -189,6 +207,23 @@ mod tests {
         assert!(skipped.close_skipped);
         assert_eq!(q.pop(), Some(Expect::Sync));
         assert_eq!(q.pop(), Some(Expect::Execute));
+    }
+
+    #[test]
+    fn a_drop_of_every_statement_is_in_flight_until_its_execute_is_answered_or_skipped() {
+        let mut q = Outstanding::default();
+        q.push(Expect::Bind);
+        q.push(Expect::ExecuteDropAll);
+        q.push(Expect::Reclose("hp_1".into()));
+        q.push(Expect::InjectedParse("hp_1".into()));
+        q.push(Expect::Sync);
+        assert!(q.drop_in_flight());
+        assert!(Expect::ExecuteDropAll.completed_by(b'C') && !Expect::Reclose("x".into()).forwarded());
+        q.pop();
+        let skipped = q.skip_to_sync();
+        assert!(!q.drop_in_flight());
+        assert!(skipped.reclose_skipped && !skipped.close_skipped);
+        assert_eq!(skipped.not_prepared, vec![Arc::from("hp_1")]);
     }
 
     #[test]

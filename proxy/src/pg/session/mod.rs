@@ -122,10 +122,12 @@ pub struct Session {
     may_park: bool,
     /// The cancel slot holds this task's waker (see `wait`).
     watching: bool,
-    /// A statement that drops every prepared statement (`DISCARD ALL`, `DEALLOCATE ALL`) went to the server in
-    /// the extended protocol and its answer is not in: what the proxy knows of the connection's statements may
-    /// be gone by the time what follows runs (`client::make_room_for`).
-    drop_in_flight: bool,
+    /// The unnamed statement is `DISCARD ALL` or `DEALLOCATE ALL` (the last unnamed Parse said so).
+    unnamed_drops_all: bool,
+    /// Portals bound to `DISCARD ALL` or `DEALLOCATE ALL`: their Execute drops every prepared statement
+    /// (`Expect::ExecuteDropAll`). Boxed: almost no client has one.
+    #[allow(clippy::box_collection)]
+    drop_portals: Option<Box<Vec<Box<str>>>>,
 }
 
 /// How serving a client stopped (short of an error).
@@ -278,7 +280,8 @@ impl Session {
             parked_at: 0,
             may_park: true,
             watching: false,
-            drop_in_flight: false,
+            unnamed_drops_all: false,
+            drop_portals: None,
             shared,
             settings,
         });

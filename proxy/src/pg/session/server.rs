@@ -100,8 +100,6 @@ impl Session {
             }
             b'Z' => {
                 self.tx_status = frame.body().first().copied().unwrap_or(b'I');
-                // A drop of every statement ran or failed by now.
-                self.drop_in_flight = false;
                 // The client's own statement ended (not a query we injected before it).
                 let pending = self.unreported.as_mut().and_then(|u| u.pending.take_if(|_| head_forwarded));
                 if let Some(change) = pending {
@@ -154,6 +152,12 @@ impl Session {
                 // A statement we think closed still exists there: do not reuse this connection.
                 conn.broken = true;
             }
+            if skipped.reclose_skipped {
+                // Whether the statements it was to close exist is unknown: closed before every Parse from now
+                // on, and the connection is not reused.
+                conn.broken = true;
+                conn.statements_uncertain = true;
+            }
         } else if let Some(statement) = created.and_then(|name| self.statements.by_proxy_name(name)) {
             statement.validated.store(true, std::sync::atomic::Ordering::Relaxed);
         }
@@ -167,7 +171,6 @@ impl Session {
     /// (otherwise they stay, and a name it bound is prepared again where PostgreSQL would say it is gone).
     fn statements_dropped(&mut self, discard: bool) {
         // The field, not `server_conn()`: the queue of what is owed is read while the connection is borrowed.
-        self.drop_in_flight = false;
         let conn = self.server.as_mut().expect("a server is checked out").conn();
         conn.prepared.clear();
         for name in self.outstanding.pending_creations() {
