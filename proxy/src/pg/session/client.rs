@@ -196,7 +196,8 @@ impl Session {
             return; // the session follows it: nothing left behind
         }
         let mut left = leftovers::query_leftovers(body);
-        if text_drops_all(body) {
+        // The keyword first: every query passes here, and reading its text costs more (≈ 150 instructions).
+        if (is(b"discard") || is(b"deallocate")) && text_drops_all(body) {
             let alone = leftovers::one_statement(body);
             let outcome = drop_outcome(is(b"discard"), self.outstanding.is_empty(), self.tx_status, alone);
             match outcome {
