@@ -106,6 +106,12 @@ impl Outstanding {
         self.queue.pop_front()
     }
 
+    /// Whether an answer the proxy gives itself is at the head.
+    #[inline]
+    pub fn synthetic_at_head(&self) -> bool {
+        matches!(self.queue.front(), Some(Expect::Synthetic(_)))
+    }
+
     /// Pops synthetic answers at the head, in order.
     pub fn pop_synthetic(&mut self) -> Option<Bytes> {
         match self.queue.front() {

@@ -187,7 +187,17 @@ impl Session {
         }
     }
 
+    /// Sends the answers the proxy gives itself that are now at the head of the queue. Called for every server
+    /// message, where there is almost never one: that check is inline, the rest is not (out of line whole, it
+    /// cost about 250 instructions per transaction, callgrind).
+    #[inline]
     pub(super) fn emit_synthetic(&mut self) {
+        if self.outstanding.synthetic_at_head() {
+            self.emit_synthetic_now();
+        }
+    }
+
+    fn emit_synthetic_now(&mut self) {
         while let Some(bytes) = self.outstanding.pop_synthetic() {
             self.to_client.extend_from_slice(&bytes);
         }
