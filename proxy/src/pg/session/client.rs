@@ -196,8 +196,7 @@ impl Session {
             return; // the session follows it: nothing left behind
         }
         let mut left = leftovers::query_leftovers(body);
-        // The keyword first: every query passes here, and reading its text costs more (≈ 150 instructions).
-        if (is(b"discard") || is(b"deallocate")) && text_drops_all(body) {
+        if drops_all_after(keyword, body) {
             let alone = leftovers::one_statement(body);
             let outcome = drop_outcome(is(b"discard"), self.outstanding.is_empty(), self.tx_status, alone);
             match outcome {
@@ -423,7 +422,12 @@ enum Outcome {
 /// Whether a statement's text (a Query body, or the text part of a Parse) is `DISCARD ALL` or `DEALLOCATE
 /// [PREPARE] ALL`, which remove every prepared statement of the server connection.
 pub fn text_drops_all(body: &[u8]) -> bool {
-    let keyword = sqltext::leading_keyword(body);
+    drops_all_after(sqltext::leading_keyword(body), body)
+}
+
+/// `text_drops_all` for a text whose leading keyword is known. The keyword first: every query passes here, and
+/// reading its text costs more.
+fn drops_all_after(keyword: &[u8], body: &[u8]) -> bool {
     (keyword.eq_ignore_ascii_case(b"discard") || keyword.eq_ignore_ascii_case(b"deallocate"))
         && msg::query_text(body).is_some_and(|sql| drops_all_statements(&sqltext::blank_comments(sql)))
 }
