@@ -998,8 +998,8 @@ fn read_to_readies(s: &mut TcpStream, mut n: usize) -> Vec<(u8, Vec<u8>)> {
 }
 
 /// `DEALLOCATE ALL` in the extended protocol with more of the same pipeline behind it, sent before its answer:
-/// a statement used behind it (prepared before, or prepared again under a new name) is created again on the
-/// server, not taken for present there (which failed with 26000).
+/// a statement prepared again behind it is created again on the server, not taken for present there (which
+/// failed with 26000), and a name given before it is gone, as on PostgreSQL.
 #[test]
 fn statements_used_behind_a_pipelined_drop_of_every_statement_are_prepared_again() {
     let pg = cluster();
@@ -1009,52 +1009,86 @@ fn statements_used_behind_a_pipelined_drop_of_every_statement_are_prepared_again
     let sync = message(b'S', b"");
     let bind = |name: &str| message(b'B', &[b"\0", name.as_bytes(), b"\0\0\0\0\0\0\0"].concat());
     let parse = |name: &str| message(b'P', &[name.as_bytes(), b"\0SELECT 41 + 1\0\0\0"].concat());
+    let errors = |answers: &[(u8, Vec<u8>)]| -> Vec<String> {
+        answers.iter().filter(|(tag, _)| *tag == b'E').map(|(_, b)| String::from_utf8_lossy(b).into()).collect()
+    };
+    let rows =
+        |answers: &[(u8, Vec<u8>)]| answers.iter().filter(|(tag, body)| *tag == b'D' && body.ends_with(b"42")).count();
     s.write_all(&[parse("s1"), bind("s1"), execute.clone(), sync.clone()].concat()).unwrap();
     let first = read_to_ready(&mut s);
-    assert!(first.iter().all(|(tag, _)| *tag != b'E'), "{first:?}");
+    assert!(errors(&first).is_empty(), "{first:?}");
 
+    // Prepared again behind the drop: s1's text is the one the server had (and the proxy takes for present).
     let drop_all = [message(b'P', b"\0DEALLOCATE ALL\0\0\0"), bind(""), execute.clone()].concat();
-    let behind = [bind("s1"), execute.clone(), parse("s2"), bind("s2"), execute.clone(), sync.clone()].concat();
-    s.write_all(&[drop_all, behind].concat()).unwrap();
+    let behind = [parse("s1"), bind("s1"), execute.clone(), parse("s2"), bind("s2"), execute.clone(), sync.clone()];
+    s.write_all(&[drop_all.clone(), behind.concat()].concat()).unwrap();
     let answers = read_to_ready(&mut s);
-    let errors: Vec<String> =
-        answers.iter().filter(|(tag, _)| *tag == b'E').map(|(_, b)| String::from_utf8_lossy(b).into()).collect();
-    assert!(errors.is_empty(), "{errors:?}");
-    let rows = answers.iter().filter(|(tag, body)| *tag == b'D' && body.ends_with(b"42")).count();
-    assert_eq!(rows, 2, "both statements ran: {answers:?}");
+    assert!(errors(&answers).is_empty(), "{:?}", errors(&answers));
+    assert_eq!(rows(&answers), 2, "both statements ran: {answers:?}");
 
-    // A named portal bound to the drop in one batch and executed in the next, the statement used right behind
-    // it; and a Sync between the drop and the statement sent before the drop's answer is read.
+    // Used behind the drop without being prepared again: gone, as PostgreSQL says; s1 given after the drop
+    // was sent stays.
+    s.write_all(&[drop_all, parse("s1"), bind("s2"), execute.clone(), sync.clone()].concat()).unwrap();
+    let gone = read_to_ready(&mut s);
+    let gone = errors(&gone);
+    assert!(gone.len() == 1 && gone[0].contains("26000") && gone[0].contains("\"s2\""), "{gone:?}");
+    s.write_all(&[bind("s1"), execute.clone(), sync.clone()].concat()).unwrap();
+    let kept = read_to_ready(&mut s);
+    assert!(errors(&kept).is_empty() && rows(&kept) == 1, "{kept:?}");
+
+    // A named portal bound to the drop in one batch and executed in the next, the statement prepared again
+    // right behind it; and a Sync between the drop and the statement sent before the drop's answer is read.
     s.write_all(&message(b'Q', b"BEGIN\0")).unwrap();
     read_to_ready(&mut s);
     let bind_p = message(b'B', b"p\0\0\0\0\0\0\0\0");
     s.write_all(&[message(b'P', b"\0DEALLOCATE ALL\0\0\0"), bind_p, sync.clone()].concat()).unwrap();
     read_to_ready(&mut s);
     let execute_p = message(b'E', b"p\0\0\0\0\0");
-    s.write_all(&[execute_p, sync.clone(), bind("s1"), execute.clone(), sync.clone()].concat()).unwrap();
+    let again = [execute_p, sync.clone(), parse("s1"), bind("s1"), execute.clone(), sync.clone()];
+    s.write_all(&again.concat()).unwrap();
     let later = read_to_readies(&mut s, 2);
     s.write_all(&message(b'Q', b"COMMIT\0")).unwrap();
     read_to_ready(&mut s);
-    assert!(later.iter().all(|(tag, _)| *tag != b'E'), "{later:?}");
-    assert_eq!(later.iter().filter(|(tag, _)| *tag == b'D').count(), 1, "{later:?}");
+    assert!(errors(&later).is_empty() && rows(&later) == 1, "{later:?}");
 
     // The same pipeline in a failed transaction: nothing in it runs (the drop neither), and afterwards the
-    // statements still work.
+    // statement named before it still works.
     for sql in [&b"BEGIN\0"[..], b"SELECT 1/0\0"] {
         s.write_all(&message(b'Q', sql)).unwrap();
         read_to_ready(&mut s);
     }
     let drop_all = [message(b'P', b"\0DEALLOCATE ALL\0\0\0"), bind(""), execute.clone()].concat();
-    let behind = [bind("s1"), execute.clone(), parse("s2"), bind("s2"), execute.clone(), sync.clone()].concat();
-    s.write_all(&[drop_all, behind].concat()).unwrap();
+    s.write_all(&[drop_all, bind("s1"), execute.clone(), sync.clone()].concat()).unwrap();
     let aborted = read_to_ready(&mut s);
-    assert!(aborted.iter().any(|(tag, body)| *tag == b'E' && String::from_utf8_lossy(body).contains("25P02")));
+    assert!(errors(&aborted).iter().any(|e| e.contains("25P02")), "{aborted:?}");
     s.write_all(&message(b'Q', b"ROLLBACK\0")).unwrap();
     read_to_ready(&mut s);
-    s.write_all(&[bind("s1"), execute.clone(), bind("s2"), execute, sync].concat()).unwrap();
+    s.write_all(&[bind("s1"), execute, sync].concat()).unwrap();
     let after = read_to_ready(&mut s);
-    assert!(after.iter().all(|(tag, _)| *tag != b'E'), "{after:?}");
-    assert_eq!(after.iter().filter(|(tag, _)| *tag == b'D').count(), 2, "{after:?}");
+    assert!(errors(&after).is_empty() && rows(&after) == 1, "{after:?}");
+}
+
+/// A simple-query `DEALLOCATE ALL` pipelined behind an extended-protocol batch, a statement the server had
+/// prepared again behind it: the Parse goes to the server (it was answered by the proxy, and the Bind failed
+/// with 26000).
+#[test]
+fn a_simple_query_drop_pipelined_behind_other_requests_is_followed() {
+    let pg = cluster();
+    let proxy = trusted_proxy(&pg, "pool_size = 1");
+    let mut s = raw_login(&proxy, Duration::from_secs(10));
+    let (execute, sync) = (message(b'E', b"\0\0\0\0\0"), message(b'S', b""));
+    let s1 = [message(b'P', b"s1\0SELECT 41 + 1\0\0\0"), message(b'B', b"\0s1\0\0\0\0\0\0\0")].concat();
+    s.write_all(&[s1.clone(), execute.clone(), sync.clone()].concat()).unwrap();
+    read_to_ready(&mut s);
+    let unnamed = [message(b'P', b"\0SELECT 1\0\0\0"), message(b'B', b"\0\0\0\0\0\0\0\0")].concat();
+    let pipeline =
+        [unnamed, execute.clone(), sync.clone(), message(b'Q', b"DEALLOCATE ALL\0"), s1, execute, sync].concat();
+    s.write_all(&pipeline).unwrap();
+    let answers = read_to_readies(&mut s, 3);
+    let errors: Vec<String> =
+        answers.iter().filter(|(tag, _)| *tag == b'E').map(|(_, b)| String::from_utf8_lossy(b).into()).collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(answers.iter().filter(|(tag, _)| *tag == b'D').count(), 2, "{answers:?}");
 }
 
 /// 300,000 Bind/Execute pairs sent in one write while the answers stream back. The proxy reads the server between

@@ -144,12 +144,13 @@ impl Session {
         match frame.tag() {
             b'Q' => {
                 PoolStats::add(&self.serving.stats.queries, 1);
-                if renaming {
-                    self.follow_statement(frame.body());
+                let expect = if renaming {
+                    self.follow_statement(frame.body())
                 } else {
                     self.replace_if_loading(frame.body());
-                }
-                self.forward(frame, Expect::Query);
+                    Expect::Query
+                };
+                self.forward(frame, expect);
             }
             b'F' => self.forward(frame, Expect::Query),
             b'P' if renaming => self.parse(frame),
@@ -169,7 +170,8 @@ impl Session {
                 PoolStats::add(&self.serving.stats.queries, 1);
                 let drops =
                     self.drop_portals.is_some() && cstr(frame.body()).is_some_and(|(p, _)| self.drops_all_at(p));
-                self.forward(frame, if drops { Expect::ExecuteDropAll } else { Expect::Execute });
+                let expect = if drops { Expect::ExecuteDropAll(self.statements.mark_drop()) } else { Expect::Execute };
+                self.forward(frame, expect);
             }
             // During COPY FROM STDIN the server ignores Sync: nothing will answer it.
             b'S' if self.copy_in => self.to_server.extend_from_slice(frame.bytes()),
@@ -187,15 +189,17 @@ impl Session {
     /// `DISCARD ALL` and `DEALLOCATE ALL` drop its prepared statements; plain autocommit SETs and RESETs of
     /// parameters the server does not report are followed (`unreported`); anything else a client leaves on the
     /// connection marks it to be cleared before another client gets it (`leftovers`). The text is read only
-    /// when the first word is one of theirs (or another statement follows a `;`).
-    fn follow_statement(&mut self, body: &[u8]) {
+    /// when the first word is one of theirs (or another statement follows a `;`). What the server owes for it:
+    /// a drop that may run is marked (`Expect::QueryDropAll`).
+    fn follow_statement(&mut self, body: &[u8]) -> Expect {
         // Past leading comments, as PostgreSQL reads it (a comment also ends a keyword: `DISCARD/**/ALL`).
         let keyword = sqltext::leading_keyword(body);
         let is = |word: &[u8]| keyword.eq_ignore_ascii_case(word);
         if (is(b"set") || is(b"reset")) && self.follow_unreported(body) {
-            return; // the session follows it: nothing left behind
+            return Expect::Query; // the session follows it: nothing left behind
         }
         let mut left = leftovers::query_leftovers(body);
+        let mut expect = Expect::Query;
         if drops_all_after(keyword, body) {
             let alone = leftovers::one_statement(body);
             let outcome = drop_outcome(is(b"discard"), self.outstanding.is_empty(), self.tx_status, alone);
@@ -205,12 +209,16 @@ impl Session {
                 Outcome::Unknown => self.server_conn().broken = true,
                 Outcome::Drops => self.forget_statements(is(b"discard")),
             }
+            if outcome != Outcome::Fails {
+                expect = Expect::QueryDropAll(self.statements.mark_drop());
+            }
             if alone && outcome != Outcome::Unknown {
                 // Followed exactly: nothing is left that another client's checkout would need to clear.
                 left = Leftovers::NONE;
             }
         }
         self.note_leftovers(left);
+        expect
     }
 
     /// The server drops every prepared statement (and with `discard`, resets the session): the client's names
@@ -357,12 +365,14 @@ impl Session {
     }
 
     /// The client's statement by its own name; `None` for unnamed or unknown ones (forwarded unchanged, so
-    /// the server gives its own error for an unknown name).
+    /// the server gives its own error for an unknown name). A name given before a drop of every statement sent
+    /// in the same batch is unknown: what comes behind the drop runs only if the drop ran, and then the name is
+    /// gone, as PostgreSQL says.
     fn known(&self, name: &str) -> Option<Arc<Statement>> {
         if name.is_empty() {
             return None;
         }
-        self.statements.get(name).cloned()
+        self.statements.get_unless_before(name, self.outstanding.drop_in_batch()).cloned()
     }
 
     fn ensure_prepared(&mut self, statement: &Arc<Statement>) {

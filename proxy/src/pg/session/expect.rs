@@ -19,12 +19,15 @@ pub enum Expect {
     Describe,
     Execute,
     /// An Execute of a portal bound to `DISCARD ALL` or `DEALLOCATE ALL`: every prepared statement of the
-    /// connection may be gone once it has run.
-    ExecuteDropAll,
+    /// connection may be gone once it has run. With the client's drop count when it was sent
+    /// (`Statements::mark_drop`).
+    ExecuteDropAll(u32),
     Close,
     Sync,
     /// A simple Query or FunctionCall: everything up to ReadyForQuery.
     Query,
+    /// A simple Query that is `DISCARD ALL` or `DEALLOCATE ALL`, with the client's drop count when it was sent.
+    QueryDropAll(u32),
     /// A Parse the proxy sent so that a Bind/Describe finds its statement: its ParseComplete is dropped.
     InjectedParse(Arc<str>),
     /// A Close of an evicted statement: its CloseComplete is dropped.
@@ -47,8 +50,8 @@ impl Expect {
             Expect::Bind => tag == b'2',
             Expect::Close | Expect::InjectedClose(_) | Expect::Reclose(_) => tag == b'3',
             Expect::Describe => tag == b'T' || tag == b'n',
-            Expect::Execute | Expect::ExecuteDropAll => matches!(tag, b'C' | b'I' | b's'),
-            Expect::Sync | Expect::Query | Expect::InjectedQuery => tag == b'Z',
+            Expect::Execute | Expect::ExecuteDropAll(_) => matches!(tag, b'C' | b'I' | b's'),
+            Expect::Sync | Expect::Query | Expect::QueryDropAll(_) | Expect::InjectedQuery => tag == b'Z',
             Expect::Synthetic(_) => false,
         }
     }
@@ -63,7 +66,15 @@ impl Expect {
 
     /// Requests that end an extended-protocol error (the server skips everything up to Sync).
     pub fn ends_error(&self) -> bool {
-        matches!(self, Expect::Sync | Expect::Query | Expect::InjectedQuery)
+        matches!(self, Expect::Sync | Expect::Query | Expect::QueryDropAll(_) | Expect::InjectedQuery)
+    }
+
+    /// For a request that drops every prepared statement: the client's drop count when it was sent.
+    pub fn drop_mark(&self) -> Option<u32> {
+        match self {
+            Expect::ExecuteDropAll(mark) | Expect::QueryDropAll(mark) => Some(*mark),
+            _ => None,
+        }
     }
 }
 
@@ -91,7 +102,7 @@ impl Outstanding {
 
     /// Whether a ReadyForQuery is owed (a Sync or a simple query is in flight): the unit will end by itself.
     pub fn awaits_ready(&self) -> bool {
-        self.queue.iter().any(|e| matches!(e, Expect::Sync | Expect::Query | Expect::InjectedQuery))
+        self.queue.iter().any(|e| e.ends_error())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -143,9 +154,15 @@ impl Outstanding {
         skipped
     }
 
-    /// Whether an Execute that drops every prepared statement is still on its way.
+    /// Whether a request that drops every prepared statement is still on its way.
     pub fn drop_in_flight(&self) -> bool {
-        self.queue.iter().any(|e| *e == Expect::ExecuteDropAll)
+        self.queue.iter().any(|e| e.drop_mark().is_some())
+    }
+
+    /// The mark of a drop of every statement sent in the batch being sent now (no Sync or simple query since):
+    /// what comes behind it runs only if the drop ran.
+    pub fn drop_in_batch(&self) -> Option<u32> {
+        self.queue.iter().rev().take_while(|e| !e.ends_error()).find_map(Expect::drop_mark)
     }
 
     /// Statements whose Parse is still on its way to being answered: sent after every request before them.
@@ -219,12 +236,12 @@ mod tests {
     fn a_drop_of_every_statement_is_in_flight_until_its_execute_is_answered_or_skipped() {
         let mut q = Outstanding::default();
         q.push(Expect::Bind);
-        q.push(Expect::ExecuteDropAll);
+        q.push(Expect::ExecuteDropAll(1));
         q.push(Expect::Reclose("hp_1".into()));
         q.push(Expect::InjectedParse("hp_1".into()));
         q.push(Expect::Sync);
         assert!(q.drop_in_flight());
-        assert!(Expect::ExecuteDropAll.completed_by(b'C') && !Expect::Reclose("x".into()).forwarded());
+        assert!(Expect::ExecuteDropAll(1).completed_by(b'C') && !Expect::Reclose("x".into()).forwarded());
         q.pop();
         let skipped = q.skip_to_sync();
         assert!(!q.drop_in_flight());

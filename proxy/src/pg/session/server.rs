@@ -167,8 +167,9 @@ impl Session {
     /// The server ran `DISCARD ALL` or `DEALLOCATE ALL`, in whatever form the client sent it (a simple query
     /// alone is also followed when sent; the extended protocol, or among other statements, only here): the
     /// connection now holds no prepared statement but those whose Parse is still on its way, and with `discard`
-    /// no setting of the client's. The client's own names go too when it sent nothing after the statement
-    /// (otherwise they stay, and a name it bound is prepared again where PostgreSQL would say it is gone).
+    /// no setting of the client's. The client's own names given before the drop was sent go too, as on
+    /// PostgreSQL; for a drop the proxy did not see coming (a later statement of a multi-statement query) all
+    /// of them when it sent nothing after it, none otherwise.
     fn statements_dropped(&mut self, discard: bool) {
         // The field, not `server_conn()`: the queue of what is owed is read while the connection is borrowed.
         let conn = self.server.as_mut().expect("a server is checked out").conn();
@@ -179,11 +180,15 @@ impl Session {
         if discard {
             conn.unreported = Some(Default::default());
         }
-        if self.outstanding.only_syncs_after_head() {
-            self.statements.clear();
-            if discard {
-                self.unreported = None;
-            }
+        let mark = self.outstanding.front().and_then(Expect::drop_mark);
+        let nothing_after = self.outstanding.only_syncs_after_head();
+        match mark {
+            Some(mark) => self.statements.dropped(mark),
+            None if nothing_after => self.statements.clear(),
+            None => {}
+        }
+        if discard && nothing_after {
+            self.unreported = None;
         }
     }
 

@@ -32,32 +32,74 @@ impl Statement {
 /// One client's prepared statement names → proxy-wide statements. Boxed and made on first use: most clients
 /// of a transaction pool never name a statement, and each idle client would otherwise carry an empty map.
 #[derive(Debug, Default)]
-#[allow(clippy::box_collection)] // deliberate: 8 bytes in every session instead of an empty map's 48
-pub struct Statements(Option<Box<HashMap<String, Arc<Statement>>>>);
+pub struct Statements(Option<Box<Named>>);
+
+/// Each name with the count of drops of every statement (`DISCARD ALL`, `DEALLOCATE ALL`) the client had sent
+/// when it named it: a drop pipelined behind other requests removes, once it has run, the names given before
+/// it and not those given after (the client may have sent more before its answer came).
+#[derive(Debug, Default)]
+struct Named {
+    names: HashMap<String, (Arc<Statement>, u32)>,
+    drops_sent: u32,
+}
 
 impl Statements {
     pub fn get(&self, name: &str) -> Option<&Arc<Statement>> {
-        self.0.as_ref()?.get(name)
+        self.0.as_ref()?.names.get(name).map(|(s, _)| s)
+    }
+
+    /// The statement by this name unless it was given before the drop marked `drop` (`None`: no drop).
+    pub fn get_unless_before(&self, name: &str, drop: Option<u32>) -> Option<&Arc<Statement>> {
+        match self.0.as_ref()?.names.get(name)? {
+            (_, given) if drop.is_some_and(|mark| before(*given, mark)) => None,
+            (statement, _) => Some(statement),
+        }
     }
 
     pub fn insert(&mut self, name: String, statement: Arc<Statement>) {
-        self.0.get_or_insert_default().insert(name, statement);
+        let named = self.0.get_or_insert_default();
+        named.names.insert(name, (statement, named.drops_sent));
     }
 
     pub fn remove(&mut self, name: &str) {
-        if let Some(map) = self.0.as_mut() {
-            map.remove(name);
+        if let Some(named) = self.0.as_mut() {
+            named.names.remove(name);
         }
     }
 
     /// The client's statement with this proxy-wide name.
     pub fn by_proxy_name(&self, name: &str) -> Option<&Arc<Statement>> {
-        self.0.as_ref()?.values().find(|s| &*s.name == name)
+        self.0.as_ref()?.names.values().map(|(s, _)| s).find(|s| &*s.name == name)
     }
 
+    /// Every name goes (the drop count stays, for drops still on their way).
     pub fn clear(&mut self) {
-        self.0 = None;
+        if let Some(named) = self.0.as_mut() {
+            named.names.clear();
+        }
     }
+
+    /// A drop of every statement is being sent: its mark, for `dropped` when it has run. A client without names
+    /// gets 0: it had none to lose, and names it gives later are counted from 0 too.
+    pub fn mark_drop(&mut self) -> u32 {
+        self.0.as_mut().map_or(0, |named| {
+            named.drops_sent = named.drops_sent.wrapping_add(1);
+            named.drops_sent
+        })
+    }
+
+    /// The drop marked `mark` has run: the names given before it was sent are gone.
+    pub fn dropped(&mut self, mark: u32) {
+        if let Some(named) = self.0.as_mut() {
+            named.names.retain(|_, (_, given)| !before(*given, mark));
+        }
+    }
+}
+
+/// Whether a name given at drop count `given` was given before the drop marked `mark` was sent (in wrapping
+/// order: a count wraps after 2³² drops).
+fn before(given: u32, mark: u32) -> bool {
+    (given.wrapping_sub(mark) as i32) < 0
 }
 
 /// Interns statements by the Parse body after the name (query text and parameter types).
@@ -110,5 +152,28 @@ mod tests {
         assert!(a.leftovers.is_empty());
         let set = r.intern(b"SET work_mem = '1GB'\0\0\0");
         assert_eq!(set.leftovers, Leftovers::SETTINGS, "its Bind marks the connection");
+    }
+
+    #[test]
+    fn a_drop_removes_the_names_given_before_it_was_sent() {
+        let r = StatementRegistry::default();
+        let mut names = Statements::default();
+        assert_eq!(names.mark_drop(), 0, "no names yet: nothing to lose");
+        names.insert("a".into(), r.intern(b"SELECT 1\0\0\0"));
+        let first = names.mark_drop();
+        names.insert("b".into(), r.intern(b"SELECT 2\0\0\0"));
+        let second = names.mark_drop();
+        names.insert("c".into(), r.intern(b"SELECT 3\0\0\0"));
+        names.dropped(0);
+        assert!(names.get("a").is_some(), "the drop sent before any name removes none");
+        names.dropped(first);
+        assert!(names.get("a").is_none() && names.get("b").is_some() && names.get("c").is_some());
+        names.insert("a".into(), r.intern(b"SELECT 1\0\0\0"));
+        names.dropped(second);
+        assert!(names.get("b").is_none(), "named between the two drops");
+        assert!(names.get("a").is_some() && names.get("c").is_some(), "named after the second drop was sent");
+        let third = names.mark_drop();
+        assert!(names.get_unless_before("a", Some(third)).is_none() && names.get_unless_before("a", None).is_some());
+        assert!(before(u32::MAX, 0) && !before(0, u32::MAX), "wrapping order");
     }
 }
