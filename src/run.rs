@@ -78,7 +78,7 @@ pub fn serve(
             })?;
         }
         ready(&bound);
-        wait_for_stop(signals, path, &listeners, &mut current)
+        wait_for_stop(signals, path, &listeners, &manager, &mut current)
     })?;
     runtime.block_on(async {
         for task in tasks {
@@ -93,12 +93,13 @@ fn wait_for_stop(
     signals: &SigSet,
     path: Option<&std::path::Path>,
     listeners: &[(String, PgListener)],
+    manager: &Manager,
     current: &mut [Cluster],
 ) -> anyhow::Result<()> {
     loop {
         match signals::wait(signals)? {
             Signal::SIGHUP => match path {
-                Some(path) => reload(path, listeners, current),
+                Some(path) => reload(path, listeners, manager, current),
                 None => warn!("SIGHUP: this config has no file to reload from"),
             },
             signal => {
@@ -135,9 +136,10 @@ async fn report_status(mut manager: Manager, shutdown: CancellationToken) {
     }
 }
 
-/// Re-reads the config and hands each cluster's new settings to its listener. A config with errors changes
-/// nothing; a cluster that cannot take a change live says why and keeps its old settings.
-fn reload(path: &std::path::Path, listeners: &[(String, PgListener)], current: &mut [Cluster]) {
+/// Re-reads the config and hands each cluster's new settings to its listener, and its server TLS settings to
+/// the manager's probes. A config with errors changes nothing; a cluster that cannot take a change live says
+/// why and keeps its old settings.
+fn reload(path: &std::path::Path, listeners: &[(String, PgListener)], manager: &Manager, current: &mut [Cluster]) {
     let config = match hapool_config::load(path) {
         Ok(config) => config,
         Err(e) => {
@@ -157,7 +159,13 @@ fn reload(path: &std::path::Path, listeners: &[(String, PgListener)], current: &
                 }
                 match listener.reload(cluster.clone()) {
                     Ok(()) => *old = cluster.clone(),
-                    Err(e) => warn!("reload refused: {e}"),
+                    Err(e) => {
+                        warn!("reload refused: {e}");
+                        continue;
+                    }
+                }
+                if let Err(e) = manager.reload_tls(cluster) {
+                    warn!("reload: the probes keep their server TLS settings: {e}");
                 }
             }
             None => {

@@ -208,4 +208,10 @@ fn probes_reach_the_servers_over_tls_as_server_mode_says() {
     let m = TestManager::postgres_as_is(&pg, &wrong);
     let node = m.node(pg.primary().name());
     assert_ne!(node.health.health, Health::Up, "{}", m.line());
+
+    // A reload with the CA that signed it (as after a rotation): the probes' next connection is verified.
+    m.reload_postgres_tls(&pg, &verified);
+    let up = m.wait_node(pg.primary().name(), WAIT, |n| n.health.health == Health::Up);
+    assert!(up.is_some(), "Up once the reloaded CA verifies the server: {}", m.line());
+    assert_eq!(pg.primary().psql(monitor_ssl).unwrap(), "t");
 }

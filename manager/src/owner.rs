@@ -51,7 +51,12 @@ pub struct Manager {
     /// The full state, every round (lag figures, positions, problems), for status displays.
     pub status: watch::Receiver<Arc<Status>>,
     pub events: Arc<EventLog>,
+    /// Per cluster (by name): the server TLS settings of each node, in config order, for its probes.
+    tls: Arc<Vec<(String, watch::Sender<NodeTls>)>>,
 }
+
+/// The server TLS settings of each node of a cluster, in config order (`None`: plain text).
+type NodeTls = Vec<Option<hapool_tls::ServerTls>>;
 
 impl Manager {
     /// Starts probing every cluster. Must run inside a tokio runtime; stops at `shutdown`.
@@ -59,15 +64,18 @@ impl Manager {
         let mut states = Vec::new();
         let mut limits = Vec::new();
         let mut plans = Vec::new();
+        let mut tls = Vec::new();
         for c in clusters {
             let (state, prober_list) = plan(c)?;
+            let (tls_tx, tls_rx) = watch::channel(Vec::new());
+            tls.push((c.name.clone(), tls_tx));
             states.push(state);
             limits.push(Limits {
                 thresholds: Thresholds { failure: c.monitor.failure_threshold, recovery: c.monitor.recovery_threshold },
                 max_lag_seconds: c.routing.max_replica_lag.map(|d| d.as_secs_f64()),
                 max_lag_bytes: c.routing.max_replica_lag_bytes.map(|b| b.0),
             });
-            plans.push((prober_list, c.monitor.probe_interval));
+            plans.push((prober_list, c.monitor.probe_interval, tls_rx));
         }
         let topology =
             Topology { generation: Generation(0), clusters: states.iter().map(ClusterState::to_topology).collect() };
@@ -76,12 +84,22 @@ impl Manager {
         let (status_tx, status_rx) = watch::channel(Arc::new(status));
         let events = Arc::new(EventLog::new(EVENT_HISTORY));
         let (rounds_tx, rounds_rx) = mpsc::channel(16);
-        for (index, (probers, interval)) in plans.into_iter().enumerate() {
-            tokio::spawn(probe_loop(index, probers, interval, rounds_tx.clone(), shutdown.clone()));
+        for (index, (probers, interval, tls)) in plans.into_iter().enumerate() {
+            tokio::spawn(probe_loop(index, probers, interval, tls, rounds_tx.clone(), shutdown.clone()));
         }
         let owner = Owner { states, limits, topology: topology_tx, status: status_tx, events: events.clone() };
         tokio::spawn(owner.run(rounds_rx, shutdown));
-        Ok(Manager { topology: topology_rx, status: status_rx, events })
+        Ok(Manager { topology: topology_rx, status: status_rx, events, tls: Arc::new(tls) })
+    }
+
+    /// Gives the probes of `c` (a cluster the manager runs, with a reloaded configuration) the server TLS
+    /// settings it says, the CA files read again, for the monitor connections they open next (as the proxy's
+    /// pools do: a connection open now is not checked again). Nothing changes when a file cannot be read.
+    pub fn reload_tls(&self, c: &ClusterConfig) -> Result<(), ManagerError> {
+        let Some((_, sender)) = self.tls.iter().find(|(name, _)| name == &c.name) else { return Ok(()) };
+        let nodes = c.node.iter().map(|n| node_tls(c, n)).collect::<Result<NodeTls, _>>()?;
+        sender.send_replace(nodes);
+        Ok(())
     }
 
     /// Waits until every cluster has been probed once (or `timeout` passes); true if they all were.
@@ -111,18 +129,13 @@ fn plan(c: &ClusterConfig) -> Result<(ClusterState, Vec<(NodeId, Prober)>), Mana
             port: n.port,
             reason,
         })?;
-        let tls = match c.engine {
-            hapool_config::Engine::Postgres => hapool_tls::ServerTls::new(&c.tls, &n.host)
-                .map_err(|source| ManagerError::Tls { cluster: c.name.clone(), node: n.name.clone(), source })?,
-            hapool_config::Engine::Mysql => None,
-        };
         let target = Target {
             host: n.host.clone(),
             port: n.port,
             user: user.clone(),
             password: password.clone(),
             timeout: c.monitor.probe_timeout,
-            tls,
+            tls: node_tls(c, n)?,
         };
         let prober = match c.engine {
             hapool_config::Engine::Postgres => Prober::Pg(PgProber::new(target)),
@@ -138,15 +151,26 @@ fn plan(c: &ClusterConfig) -> Result<(ClusterState, Vec<(NodeId, Prober)>), Mana
     Ok((ClusterState::new(ClusterId(c.name.clone()), engine, nodes), probers))
 }
 
+/// TLS to one node of `c` as `[cluster.tls]` says (MySQL probes are plain).
+fn node_tls(c: &ClusterConfig, n: &hapool_config::Node) -> Result<Option<hapool_tls::ServerTls>, ManagerError> {
+    match c.engine {
+        hapool_config::Engine::Postgres => hapool_tls::ServerTls::new(&c.tls, &n.host)
+            .map_err(|source| ManagerError::Tls { cluster: c.name.clone(), node: n.name.clone(), source }),
+        hapool_config::Engine::Mysql => Ok(None),
+    }
+}
+
 fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
     (host, port).to_socket_addrs().map_err(|e| e.to_string())?.next().ok_or_else(|| "no address".to_string())
 }
 
-/// Probes every node of one cluster concurrently, once per interval, until shutdown.
+/// Probes every node of one cluster concurrently, once per interval, until shutdown. Server TLS settings
+/// sent on `tls` (a reload) apply from the next round.
 async fn probe_loop(
     index: usize,
     mut probers: Vec<(NodeId, Prober)>,
     interval: Duration,
+    mut tls: watch::Receiver<NodeTls>,
     rounds: mpsc::Sender<(usize, Round)>,
     shutdown: CancellationToken,
 ) {
@@ -156,6 +180,12 @@ async fn probe_loop(
         tokio::select! {
             _ = ticks.tick() => {}
             _ = shutdown.cancelled() => return,
+        }
+        if tls.has_changed().unwrap_or(false) {
+            let nodes = tls.borrow_and_update().clone();
+            for ((_, prober), node) in probers.iter_mut().zip(nodes) {
+                prober.set_tls(node);
+            }
         }
         let probes = probers.iter_mut().map(|(id, p)| async move { (id.clone(), p.probe().await) });
         let results = join_all(probes).await.into_iter().map(|(id, r)| (id, r.map_err(|e| e.to_string()))).collect();

@@ -56,9 +56,14 @@ impl TestManager {
     }
 
     fn postgres_started(pg: &PgCluster, extra: &str, monitor: &str) -> TestManager {
-        let c = pg.credentials();
-        let nodes = pg.nodes().iter().map(|n| (n.name().to_string(), n.port()));
-        Self::start(&cluster_toml("postgres", &c.monitor_user, &c.monitor_password, nodes, extra, monitor))
+        Self::start(&postgres_toml(pg, extra, monitor))
+    }
+
+    /// Reloads the server TLS settings of a manager made by `postgres*`, `extra` as there.
+    pub fn reload_postgres_tls(&self, pg: &PgCluster, extra: &str) {
+        let toml = postgres_toml(pg, extra, MONITOR);
+        let config = hapool_config::parse(&toml, "test.toml", &|_| None, Path::new(".")).unwrap();
+        self.manager.reload_tls(&config.cluster[0]).unwrap();
     }
 
     /// A manager for a sandbox MariaDB cluster, once every node is Up.
@@ -137,6 +142,12 @@ impl Drop for TestManager {
             rt.shutdown_timeout(Duration::from_secs(5));
         }
     }
+}
+
+fn postgres_toml(pg: &PgCluster, extra: &str, monitor: &str) -> String {
+    let c = pg.credentials();
+    let nodes = pg.nodes().iter().map(|n| (n.name().to_string(), n.port()));
+    cluster_toml("postgres", &c.monitor_user, &c.monitor_password, nodes, extra, monitor)
 }
 
 fn cluster_toml(

@@ -51,6 +51,13 @@ impl Prober {
             Prober::My(p) => p.probe().await,
         }
     }
+
+    /// The TLS settings for the connections it opens from now on (MySQL probes are plain: ignored).
+    pub fn set_tls(&mut self, tls: Option<hapool_tls::ServerTls>) {
+        if let Prober::Pg(p) = self {
+            p.set_tls(tls);
+        }
+    }
 }
 
 /// A monitor connection that is re-established, with backoff, when it is missing.

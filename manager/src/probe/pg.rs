@@ -50,6 +50,10 @@ impl PgProber {
         PgProber { target, link: Link::default() }
     }
 
+    pub fn set_tls(&mut self, tls: Option<hapool_tls::ServerTls>) {
+        self.target.tls = tls;
+    }
+
     pub async fn probe(&mut self) -> Result<Observation, ProbeError> {
         let timeout = self.target.timeout;
         let outcome = tokio::time::timeout(timeout, self.probe_once()).await;
