@@ -5,7 +5,9 @@
 # six orders, so that no proxy always goes first. Per run: tps, and the proxy's user and system CPU µs per
 # transaction (/proc/PID/stat over the run ÷ transactions): user time is what a change to hapool's own code
 # moves, and it is steadier than tps on this shared 2-core box. The summary gives medians and the median of the
-# per-round ratios (each round's runs are within a minute of each other).
+# per-round ratios (each round's runs are within a minute of each other). Both builds are started again before
+# every round, the one started last alternating (see start_both); use an even number of rounds (a multiple of
+# 12 meets every run order with both start orders).
 #
 #   bench/ab.sh A_BINARY B_BINARY [--rounds 6] [--clients 32] [--time 5]
 # Build A with, for example: git stash && cargo build --release && cp $CARGO_TARGET_DIR/release/hapool /tmp/a
@@ -34,27 +36,43 @@ mkdir -p "$results"
 "$peer/cluster-pg.sh" start >/dev/null
 "$peer/proxies-pg.sh" start pgbouncer-tx >/dev/null
 sed 's/16500/16510/' "$here/hapool-peer-bench.toml" >"$results/b.toml"
-# Each in a session of its own, as bench/lib.sh explains (autogroup scheduling).
-setsid "$a_bin" run -c "$here/hapool-peer-bench.toml" >"$results/a.log" 2>&1 &
-a_pid=$!
-setsid "$b_bin" run -c "$results/b.toml" >"$results/b.log" 2>&1 &
-b_pid=$!
-trap "kill $a_pid $b_pid 2>/dev/null || true; '$peer/proxies-pg.sh' stop >/dev/null 2>&1 || true; '$peer/cluster-pg.sh' stop >/dev/null 2>&1 || true" EXIT
-for port in 16500 16510; do
-  for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
-done
+a_pid='' b_pid=''
+trap 'kill $a_pid $b_pid 2>/dev/null || true; "$peer/proxies-pg.sh" stop >/dev/null 2>&1 || true; "$peer/cluster-pg.sh" stop >/dev/null 2>&1 || true' EXIT
+# Starts both builds (stopping those running), B last when $1 is "B" and A last otherwise: of two hapools, the
+# one started last ran 3–5 % faster in every run of this script while it started them once (B ÷ A 1.03–1.08
+# for one binary twice; 0.968 with the start order swapped), so the order changes every round.
+start_both() {
+  if [ -n "$a_pid" ]; then kill "$a_pid" "$b_pid"; wait "$a_pid" "$b_pid" 2>/dev/null || true; fi
+  local first=a
+  [ "$1" = B ] || first=b
+  for which in $first $([ $first = a ] && echo b || echo a); do
+    # Each in a session of its own, as bench/lib.sh explains (autogroup scheduling).
+    if [ "$which" = a ]; then
+      setsid "$a_bin" run -c "$here/hapool-peer-bench.toml" >>"$results/a.log" 2>&1 &
+      a_pid=$!
+    else
+      setsid "$b_bin" run -c "$results/b.toml" >>"$results/b.log" 2>&1 &
+      b_pid=$!
+    fi
+  done
+  for port in 16500 16510; do
+    for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+    # Warm-up, not counted: the pool opens its server connections.
+    pgbench -h 127.0.0.1 -p $port -U bench -n -S -c "$clients" -j 2 -T 2 bench >/dev/null 2>&1
+  done
+}
 pgbouncer_pid=$("$peer/proxies-pg.sh" pid pgbouncer-tx)
 
 export PGPASSWORD=bench
-for port in 16500 16510 16432; do
-  pgbench -h 127.0.0.1 -p $port -U bench -n -S -c "$clients" -j 2 -T 3 bench >/dev/null 2>&1
-done
-declare -A pid=([16500]=$a_pid [16510]=$b_pid [16432]=$pgbouncer_pid) name=([16500]=A [16510]=B [16432]=PgBouncer)
+pgbench -h 127.0.0.1 -p 16432 -U bench -n -S -c "$clients" -j 2 -T 3 bench >/dev/null 2>&1
+declare -A name=([16500]=A [16510]=B [16432]=PgBouncer)
 orders=("16500 16510 16432" "16510 16432 16500" "16432 16500 16510" "16500 16432 16510" "16510 16500 16432"
   "16432 16510 16500")
 ticks=$(getconf CLK_TCK)
 printf 'round\tproxy\ttps\tuser_us_per_tx\tsys_us_per_tx\n' >"$results/ab.tsv"
 for ((r = 1; r <= rounds; r++)); do
+  start_both "$([ $((r % 2)) = 1 ] && echo B || echo A)"
+  declare -A pid=([16500]=$a_pid [16510]=$b_pid [16432]=$pgbouncer_pid)
   for port in ${orders[$(((r - 1) % 6))]}; do
     read -r u0 s0 < <(awk '{print $14, $15}' "/proc/${pid[$port]}/stat")
     out=$(pgbench -h 127.0.0.1 -p $port -U bench -n -S -c "$clients" -j 2 -T "$seconds" bench 2>&1)

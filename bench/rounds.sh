@@ -8,7 +8,7 @@
 # minute, so the ratio cancels the box's slower and faster minutes), in how many rounds hapool was ahead, and a
 # bootstrap interval of that median: with ±10 % from run to run, 6 rounds cannot tell 2 % apart; 20 can better.
 #
-#   bench/rounds.sh [--rounds 6]
+#   bench/rounds.sh [--rounds 6] [--clients "1 32 500"] [--restart]
 # Cases: pgbench -S -M simple at 1 client (-T 5: latency), 32 clients (-t 1500 each) and 500 clients
 # (-t 300 each; its CPU includes the 500 SCRAM logins); each measured run follows one uncounted second of the
 # same load through the same proxy. CPU µs/tx = the proxy's utime+stime over the run ÷
@@ -18,12 +18,19 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
 peer=${PEER_BENCH:-$repo/../shared/peer-bench}
 [ -x "$peer/cluster-pg.sh" ] || { echo "peer-bench harness not found at $peer (set PEER_BENCH)" >&2; exit 1; }
-rounds=6
+rounds=6 clients_list="1 32 500" restart=false
 while [ $# -gt 0 ]; do
   case $1 in
     --rounds) rounds=$2; shift 2 ;;
+    --clients) clients_list=$2; shift 2 ;;
+    # Both proxies restarted before every round, the one started last alternating: on this box a proxy started
+    # after another ran 3–5 % faster than it in a run of many rounds (bench/RESULTS.md, "Start order").
+    --restart) restart=true; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
+done
+for clients in $clients_list; do
+  case $clients in 1 | 32 | 500) ;; *) echo "--clients takes 1, 32 and 500" >&2; exit 2 ;; esac
 done
 
 # shellcheck source=lib.sh
@@ -61,10 +68,28 @@ run() {
 # Warm-up, not counted: both proxies open their server connections.
 for port in 16500 16432; do pgbench -h 127.0.0.1 -p "$port" -U bench -n -S -c 32 -j 2 -T 3 bench >/dev/null 2>&1; done
 
+declare -A load=([1]="-T 5" [32]="-t 1500" [500]="-t 300")
 for ((r = 1; r <= rounds; r++)); do
+  if $restart; then
+    kill "$hapool_pid"
+    wait "$hapool_pid" 2>/dev/null || true
+    "$peer/proxies-pg.sh" stop pgbouncer-tx >/dev/null
+    # Which proxy starts last changes every two rounds, which runs first every round: with a multiple of four
+    # rounds each order meets each order equally often.
+    if (((r - 1) / 2 % 2 == 1)); then
+      start_hapool hapool-peer-bench.toml 16500 hapool-rounds.log
+      "$peer/proxies-pg.sh" start pgbouncer-tx >/dev/null
+    else
+      "$peer/proxies-pg.sh" start pgbouncer-tx >/dev/null
+      start_hapool hapool-peer-bench.toml 16500 hapool-rounds.log
+    fi
+    pgbouncer_pid=$("$peer/proxies-pg.sh" pid pgbouncer-tx)
+    for port in 16500 16432; do pgbench -h 127.0.0.1 -p "$port" -U bench -n -S -c 32 -j 2 -T 2 bench >/dev/null 2>&1; done
+  fi
   order=("hapool $hapool_pid 16500" "pgbouncer $pgbouncer_pid 16432")
   ((r % 2 == 0)) && order=("${order[1]}" "${order[0]}")
-  for case in "1 -T 5" "32 -t 1500" "500 -t 300"; do
+  for clients in $clients_list; do
+    case="$clients ${load[$clients]}"
     for target in "${order[@]}"; do
       # shellcheck disable=SC2086 # the case and target are word lists on purpose
       run "$r" $target ${case%% *} ${case#* }
@@ -92,7 +117,7 @@ spread() {
       printf "hapool ahead in %d of %d rounds; 95 %% interval of the median %.3f–%.3f", ahead, NR, m[50], m[1951]
     }'
 }
-for clients in 1 32 500; do
+for clients in $clients_list; do
   for name in hapool pgbouncer; do
     awk -F'\t' -v n="$name" -v c="$clients" 'NR > 1 && $2 == n && $3 == c {print $4 "\t" $5 "\t" $6}' "$raw" >"$RESULTS_DIR/.col"
     printf '%4d clients  %-10s tps %8s  latency %6s ms  cpu %5s µs/tx\n' "$clients" "$name" "$(med 1)" "$(med 2)" "$(med 3)"
@@ -103,5 +128,15 @@ for clients in 1 32 500; do
     "$raw" >"$RESULTS_DIR/.col"
   printf '%4d clients  hapool ÷ PgBouncer per round, median: tps %.3f  cpu µs/tx %.3f\n' "$clients" "$(med 1)" "$(med 2)"
   printf '              tps ratio: %s\n' "$(spread <"$RESULTS_DIR/.col")"
+  # With --restart: the same ratio in the rounds where hapool started last and where PgBouncer did.
+  if $restart; then
+    for last in hapool pgbouncer; do
+      awk -F'\t' -v c="$clients" -v last="$last" 'NR > 1 && $3 == c {
+          tps[$1, $2] = $4; r[$1] = 1 }
+        END { for (k in r) if ((int((k - 1) / 2) % 2 == 1) == (last == "pgbouncer")) print tps[k, "hapool"] / tps[k, "pgbouncer"] }' \
+        "$raw" >"$RESULTS_DIR/.col"
+      printf '              tps ratio in the rounds %s started last: %.3f\n' "$last" "$(med 1)"
+    done
+  fi
 done | tee "$RESULTS_DIR/summary.txt"
 rm -f "$RESULTS_DIR/.col"
