@@ -72,10 +72,10 @@ impl Statements {
         self.0.as_ref()?.names.values().map(|(s, _)| s).find(|s| &*s.name == name)
     }
 
-    /// Every name goes (the drop count stays, for drops still on their way).
+    /// Every name goes, and the room they took (the drop count stays, for drops still on their way).
     pub fn clear(&mut self) {
         if let Some(named) = self.0.as_mut() {
-            named.names.clear();
+            named.names = HashMap::new();
         }
     }
 
