@@ -73,6 +73,9 @@ pub struct Owned {
 /// tags) is one of the statements concerned, or another statement follows a `;`; otherwise only scanned for the
 /// names `named_state` looks for. One statement has one keyword, so a query of one statement behind comments
 /// costs what it costs without them.
+/// Statements that cannot hold a `SELECT … INTO` (nor, so, an `INTO TEMP`).
+const DML: [&[u8]; 3] = [b"insert", b"update", b"delete"];
+
 pub fn query_leftovers(body: &[u8]) -> Leftovers {
     let text = text_of(body);
     let keyword = sqltext::leading_keyword(text);
@@ -92,8 +95,11 @@ pub fn query_leftovers(body: &[u8]) -> Leftovers {
     .any(|w| keyword.eq_ignore_ascii_case(w))
         || holds_another_statement(text);
     if !maybe {
-        // Most queries end here, their text not even checked as UTF-8. No NUL: not a message body.
-        return if text.len() < body.len() { named_state(text) } else { Leftovers::NONE };
+        // Most queries end here, their text not even checked as UTF-8. No NUL: not a message body. PostgreSQL
+        // refuses `SELECT … INTO` inside an INSERT, UPDATE or DELETE ("not allowed here"): in those only the
+        // names with a `_` are looked for (an INSERT's text is full of `i`s: `INTO`, `id`).
+        let into = !DML.iter().any(|w| keyword.eq_ignore_ascii_case(w));
+        return if text.len() < body.len() { named_state(text, into) } else { Leftovers::NONE };
     }
     msg::query_text(body).map_or(Leftovers::NONE, leftovers)
 }
@@ -143,48 +149,53 @@ pub fn leftovers(sql: &str) -> Leftovers {
         .chain(tails)
         .map(sqltext::skip_leading_comments)
         .filter(|s| !s.is_empty())
-        .fold(named_state(sql.as_bytes()), |all, s| all.with(statement_leftovers(s)))
+        .fold(named_state(sql.as_bytes(), true), |all, s| all.with(statement_leftovers(s)))
 }
 
 /// What a query leaves through a call or a clause anywhere in it: `set_config(…)` unless plainly
 /// transaction-local, a session-level advisory lock, `INTO [LOCAL | GLOBAL] TEMP[ORARY]`, an object named in the
 /// session's temporary schema (`pg_temp.…`). It runs on every
-/// query: a scan of the bytes that looks further only at a `_` or an `i` (found by `memchr`). Names in a string
-/// or a comment count too (a needless reset, never a missed one).
-fn named_state(text: &[u8]) -> Leftovers {
-    let mut left = Leftovers::NONE;
-    for i in memchr::memchr3_iter(b'_', b'i', b'I', text) {
-        let rest = &text[i..];
-        // A `_` is compared with the one name its next letter could begin (most `_` are in table and column names).
-        let next = rest.get(1).map_or(0, u8::to_ascii_lowercase);
-        left = left.with(match (rest[0], next) {
-            (b'_', b'a') if starts_with_ci(rest, b"_advisory_lock") => Leftovers::ADVISORY,
-            (b'_', b'c')
-                if starts_with_ci(rest, b"_config")
-                    && i >= 3
-                    && text[i - 3..i].eq_ignore_ascii_case(b"set")
-                    && !local_set_config(&rest[b"_config".len()..]) =>
-            {
-                Leftovers::SETTINGS
-            }
-            (b'i' | b'I', _) if (i == 0 || !(is_ident(text[i - 1]) || text[i - 1] == b'.')) && into_temp(rest) => {
-                Leftovers::TEMP
-            }
-            // The session's temporary schema named outright (`CREATE TABLE pg_temp.t`, `pg_temp.f()`): whatever is
-            // created there is temporary without the word TEMP.
-            (b'_', b't')
-                if starts_with_ci(rest, b"_temp")
-                    && i >= 2
-                    && text[i - 2..i].eq_ignore_ascii_case(b"pg")
-                    && (i == 2 || !is_ident(text[i - 3]))
-                    && temp_schema_ends(&rest[b"_temp".len()..]) =>
-            {
-                Leftovers::TEMP
-            }
-            _ => Leftovers::NONE,
-        });
+/// query: a scan of the bytes that looks further only at a `_` or (with `into`) an `i` (found by `memchr`).
+/// Names in a string or a comment count too (a needless reset, never a missed one).
+fn named_state(text: &[u8], into: bool) -> Leftovers {
+    if into {
+        memchr::memchr3_iter(b'_', b'i', b'I', text).fold(Leftovers::NONE, |left, i| left.with(named_at(text, i)))
+    } else {
+        memchr::memchr_iter(b'_', text).fold(Leftovers::NONE, |left, i| left.with(named_at(text, i)))
     }
-    left
+}
+
+/// What the name or clause at `text[i]` (a `_`, `i` or `I`) leaves.
+fn named_at(text: &[u8], i: usize) -> Leftovers {
+    let rest = &text[i..];
+    // A `_` is compared with the one name its next letter could begin (most `_` are in table and column names).
+    let next = rest.get(1).map_or(0, u8::to_ascii_lowercase);
+    match (rest[0], next) {
+        (b'_', b'a') if starts_with_ci(rest, b"_advisory_lock") => Leftovers::ADVISORY,
+        (b'_', b'c')
+            if starts_with_ci(rest, b"_config")
+                && i >= 3
+                && text[i - 3..i].eq_ignore_ascii_case(b"set")
+                && !local_set_config(&rest[b"_config".len()..]) =>
+        {
+            Leftovers::SETTINGS
+        }
+        (b'i' | b'I', _) if (i == 0 || !(is_ident(text[i - 1]) || text[i - 1] == b'.')) && into_temp(rest) => {
+            Leftovers::TEMP
+        }
+        // The session's temporary schema named outright (`CREATE TABLE pg_temp.t`, `pg_temp.f()`): whatever is
+        // created there is temporary without the word TEMP.
+        (b'_', b't')
+            if starts_with_ci(rest, b"_temp")
+                && i >= 2
+                && text[i - 2..i].eq_ignore_ascii_case(b"pg")
+                && (i == 2 || !is_ident(text[i - 3]))
+                && temp_schema_ends(&rest[b"_temp".len()..]) =>
+        {
+            Leftovers::TEMP
+        }
+        _ => Leftovers::NONE,
+    }
 }
 
 /// Whether the text after `pg_temp` ends the schema's name: `pg_temp` itself, or `pg_temp_<n>`.
@@ -479,6 +490,12 @@ mod tests {
         assert_eq!(query_leftovers(b"INSERT INTO pg_temp_3.t VALUES (1)\0"), Leftovers::TEMP);
         let history = b"INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (1, 2, 3, 4, now());\0";
         assert!(query_leftovers(history).is_empty());
+        // INSERT, UPDATE and DELETE are read for their `_` names only (they cannot hold a SELECT … INTO).
+        assert_eq!(query_leftovers(b"UPDATE t SET x = pg_advisory_lock(1)\0"), Leftovers::ADVISORY);
+        assert_eq!(query_leftovers(b"insert into t select set_config('a', 'b', false)\0"), Leftovers::SETTINGS);
+        assert_eq!(query_leftovers(b"DELETE FROM pg_temp.t\0"), Leftovers::TEMP);
+        assert!(query_leftovers(b"INSERT INTO t SELECT 1 INTO TEMP x\0").is_empty(), "PostgreSQL refuses it");
+        assert_eq!(query_leftovers(b"WITH q AS (SELECT 1) SELECT * INTO TEMP x FROM q\0"), Leftovers::TEMP);
         // A single statement's closing ';' does not make its text be read; a second statement does.
         assert!(!holds_another_statement(b"SELECT abalance FROM pgbench_accounts WHERE aid = 7;"));
         assert!(!holds_another_statement(b"SELECT 1; ;\n"));
