@@ -5,7 +5,9 @@
 # ±3 % (the batching of wake-ups varies with timing), so a change of a few percent in the proxy's own work
 # shows in a few runs. It counts work, not cache misses or syscall time: read it next to bench/ab.sh.
 #
-#   bench/instructions.sh [--repeat 3] [HAPOOL_BINARY ...]      (default: this tree's release build)
+#   bench/instructions.sh [--repeat 3] [--tpcb] [HAPOOL_BINARY ...]      (default: this tree's release build)
+#
+# --tpcb counts pgbench's default TPC-B script instead (seven statements per transaction; -t 50 and -t 200).
 #
 # Each run starts the proxy under callgrind with instrumentation off, warms it up (pgbench -t 200: every server
 # connection opened; PgBouncer opens its pool lazily, each login a SCRAM key derivation), then counts
@@ -20,11 +22,12 @@ repo=$(cd "$here/.." && pwd)
 peer=${PEER_BENCH:-$repo/../shared/peer-bench}
 [ -x "$peer/cluster-pg.sh" ] || { echo "peer-bench harness not found at $peer (set PEER_BENCH)" >&2; exit 1; }
 command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 1; }
-repeat=3
+repeat=3 select=-S first=200 second=800
 binaries=()
 while [ $# -gt 0 ]; do
   case $1 in
     --repeat) repeat=$2; shift 2 ;;
+    --tpcb) select='' first=50 second=200; shift ;;
     *) binaries+=("$1"); shift ;;
   esac
 done
@@ -46,7 +49,7 @@ chown postgres:postgres "$work"/*
 "$peer/proxies-pg.sh" stop >/dev/null
 
 export PGPASSWORD=bench
-clients=32 first=200 second=800
+clients=32
 
 # Runs one proxy under callgrind: $1 label, $2 port, $3 user to run it as, the rest its command.
 count() {
@@ -65,10 +68,11 @@ count() {
   for _ in $(seq 300); do (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break; sleep 0.2; done
   # As another user valgrind runs under runuser: its own pid is the one callgrind_control needs.
   [ "$user" = root ] || pid=$(pgrep -u "$user" -f "callgrind.*--callgrind-out-file=$work" | head -1)
-  pgbench -h 127.0.0.1 -p "$port" -U bench -n -S -c $clients -j 2 -t 200 bench >/dev/null
+  # $select unquoted on purpose: empty for TPC-B.
+  pgbench -h 127.0.0.1 -p "$port" -U bench -n $select -c $clients -j 2 -t $first bench >/dev/null
   "${control[@]}" -i on "$pid" >/dev/null
   for t in $first $second; do
-    pgbench -h 127.0.0.1 -p "$port" -U bench -n -S -c $clients -j 2 -t $t bench >/dev/null
+    pgbench -h 127.0.0.1 -p "$port" -U bench -n $select -c $clients -j 2 -t $t bench >/dev/null
     "${control[@]}" -d "$pid" >/dev/null
   done
   kill -INT "$pid" 2>/dev/null || true

@@ -23,8 +23,9 @@ while [ $# -gt 0 ]; do
   case $1 in
     --rounds) rounds=$2; shift 2 ;;
     --clients) clients_list=$2; shift 2 ;;
-    # Both proxies restarted before every round, the one started last alternating: on this box a proxy started
-    # after another ran 3–5 % faster than it in a run of many rounds (bench/RESULTS.md, "Start order").
+    # Both proxies restarted before every round, the one started last alternating: of two hapool builds started
+    # once, the one started last ran 3–5 % faster (bench/ab.sh); between hapool and PgBouncer two runs did not
+    # agree (bench/RESULTS.md, "Start order"). This takes the start order out of the comparison.
     --restart) restart=true; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
