@@ -718,6 +718,36 @@ fn search_path_follows_the_client_that_set_it() {
     assert_eq!(proxy.servers_opened(), 1);
 }
 
+/// Plain SETs a client pipelines (tokio-postgres sends requests made at once without waiting) are each followed
+/// when their own answer comes: none is lost, and one that fails changes nothing.
+#[test]
+fn pipelined_sets_are_each_followed() {
+    let pg = cluster();
+    let proxy = TestProxy::start(&pg, "pool_size = 1", "");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let a = connect(&proxy.app()).await;
+        let b = connect(&proxy.app()).await;
+        let (first, bad, second, select) = tokio::join!(
+            a.batch_execute("SET work_mem = '7MB'"),
+            a.batch_execute("SET statement_timeout = 'not a duration'"),
+            a.batch_execute("SET search_path = s7, public"),
+            a.batch_execute("SELECT 1"),
+        );
+        assert!(first.is_ok() && bad.is_err() && second.is_ok() && select.is_ok());
+        // b, on the same (only) server connection, has the defaults; a has what it set on its next turn.
+        b.batch_execute("SET work_mem = '1MB'").await.unwrap();
+        let show = |name: &'static str| {
+            let a = &a;
+            async move { a.query_one(&format!("SHOW {name}"), &[]).await.unwrap().get::<_, String>(0) }
+        };
+        assert_eq!(show("work_mem").await, "7MB");
+        assert_eq!(show("search_path").await, "s7, public");
+        assert_eq!(show("statement_timeout").await, "0");
+    });
+    assert_eq!(proxy.servers_opened(), 1);
+}
+
 /// A library loaded into a server process (`LOAD`) cannot be unloaded: the connection is replaced once its
 /// client is done with it, so that no other client runs with it (auto_explain would log their plans).
 #[test]

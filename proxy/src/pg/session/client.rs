@@ -195,8 +195,10 @@ impl Session {
         // Past leading comments, as PostgreSQL reads it (a comment also ends a keyword: `DISCARD/**/ALL`).
         let keyword = sqltext::leading_keyword(body);
         let is = |word: &[u8]| keyword.eq_ignore_ascii_case(word);
-        if (is(b"set") || is(b"reset")) && self.follow_unreported(body) {
-            return Expect::Query; // the session follows it: nothing left behind
+        if is(b"set") || is(b"reset") {
+            if let Some(change) = self.follow_unreported(body) {
+                return Expect::QuerySet(Box::new(change)); // the session follows it: nothing left behind
+            }
         }
         let mut left = leftovers::query_leftovers(body);
         let mut expect = Expect::Query;
@@ -242,7 +244,7 @@ impl Session {
     }
 
     /// The server connection now holds `kinds` of session state of this client's that the proxy does not follow.
-    fn note_leftovers(&mut self, kinds: Leftovers) {
+    pub(super) fn note_leftovers(&mut self, kinds: Leftovers) {
         if kinds.is_empty() {
             return;
         }
@@ -257,18 +259,17 @@ impl Session {
     }
 
     /// A plain SET or RESET of an unreported parameter outside a transaction: its change applies when the
-    /// statement succeeds (`on_server_message`), and every later connection of the client is brought to it.
-    /// Inside a transaction the outcome depends on COMMIT: not followed (the connection's values become unknown,
-    /// and it is cleared before another client gets it). Whether it was followed.
-    fn follow_unreported(&mut self, body: &[u8]) -> bool {
-        let Some(change) = msg::query_text(body).and_then(unreported::change) else { return false };
+    /// statement succeeds (`Expect::QuerySet`, read at its ReadyForQuery), and every later connection of the
+    /// client is brought to it. Inside a transaction the outcome depends on COMMIT: not followed (the
+    /// connection's values become unknown, and it is cleared before another client gets it). The change, when
+    /// followed.
+    fn follow_unreported(&mut self, body: &[u8]) -> Option<unreported::Change> {
+        let change = msg::query_text(body).and_then(unreported::change)?;
         if self.tx_status != b'I' {
             self.server_conn().unreported = None;
-            return false;
+            return None;
         }
-        self.unreported.get_or_insert_default().pending = Some(change);
-        self.statement_failed = false;
-        true
+        Some(change)
     }
 
     fn forward(&mut self, frame: Frame, expect: Expect) {

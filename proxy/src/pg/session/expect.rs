@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::unreported::Change;
 use crate::pg::buffers::BufferPool;
 
 /// One outstanding request.
@@ -28,6 +29,9 @@ pub enum Expect {
     Query,
     /// A simple Query that is `DISCARD ALL` or `DEALLOCATE ALL`, with the client's drop count when it was sent.
     QueryDropAll(u32),
+    /// A simple Query that is a plain SET or RESET the session follows (`unreported`): the change it makes if
+    /// it succeeds outside a transaction. Boxed: most queues never hold one.
+    QuerySet(Box<Change>),
     /// A Parse the proxy sent so that a Bind/Describe finds its statement: its ParseComplete is dropped.
     InjectedParse(Arc<str>),
     /// A Close of an evicted statement: its CloseComplete is dropped.
@@ -51,7 +55,9 @@ impl Expect {
             Expect::Close | Expect::InjectedClose(_) | Expect::Reclose(_) => tag == b'3',
             Expect::Describe => tag == b'T' || tag == b'n',
             Expect::Execute | Expect::ExecuteDropAll(_) => matches!(tag, b'C' | b'I' | b's'),
-            Expect::Sync | Expect::Query | Expect::QueryDropAll(_) | Expect::InjectedQuery => tag == b'Z',
+            Expect::Sync | Expect::Query | Expect::QueryDropAll(_) | Expect::QuerySet(_) | Expect::InjectedQuery => {
+                tag == b'Z'
+            }
             Expect::Synthetic(_) => false,
         }
     }
@@ -66,7 +72,10 @@ impl Expect {
 
     /// Requests that end an extended-protocol error (the server skips everything up to Sync).
     pub fn ends_error(&self) -> bool {
-        matches!(self, Expect::Sync | Expect::Query | Expect::QueryDropAll(_) | Expect::InjectedQuery)
+        matches!(
+            self,
+            Expect::Sync | Expect::Query | Expect::QueryDropAll(_) | Expect::QuerySet(_) | Expect::InjectedQuery
+        )
     }
 
     /// For a request that drops every prepared statement: the client's drop count when it was sent.
@@ -115,6 +124,17 @@ impl Outstanding {
 
     pub fn pop(&mut self) -> Option<Expect> {
         self.queue.pop_front()
+    }
+
+    /// The change of the followed SET at the head, taken out of it (the head stays, as a plain Query).
+    pub fn take_set(&mut self) -> Option<Box<Change>> {
+        match self.queue.front_mut() {
+            Some(head @ Expect::QuerySet(_)) => match std::mem::replace(head, Expect::Query) {
+                Expect::QuerySet(change) => Some(change),
+                _ => None,
+            },
+            _ => None,
+        }
     }
 
     /// Whether an answer the proxy gives itself is at the head.

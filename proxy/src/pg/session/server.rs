@@ -100,19 +100,11 @@ impl Session {
             }
             b'Z' => {
                 self.tx_status = frame.body().first().copied().unwrap_or(b'I');
-                // The client's own statement ended (not a query we injected before it).
-                let pending = self.unreported.as_mut().and_then(|u| u.pending.take_if(|_| head_forwarded));
-                if let Some(change) = pending {
-                    if self.statement_failed {
-                        // Did the SET apply before something failed? Unknown: the next checkout sets it again.
-                        self.server_conn().unreported = None;
-                    } else {
-                        let values = self.unreported.get_or_insert_default();
-                        values.apply(change);
-                        let now = values.current.clone();
-                        self.server_conn().unreported = Some(now);
-                    }
+                // A SET the session follows ended: its change holds if it succeeded outside a transaction.
+                if let Some(change) = self.outstanding.take_set() {
+                    self.set_ended(*change);
                 }
+                self.statement_failed = false;
             }
             b'C' if head_forwarded => {
                 if let Some(discard) = msg::drops_every_statement(frame.body()) {
@@ -162,6 +154,24 @@ impl Session {
             statement.validated.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         self.emit_synthetic();
+    }
+
+    /// A followed SET's answer is in (`statement_failed` says whether it failed): the change is the client's
+    /// now, and this connection's. One that failed leaves the connection's values unknown (the next checkout
+    /// sets them all again); one a pipelined BEGIN put inside a transaction holds only if that commits, so it
+    /// is not followed and the connection is cleared before another client gets it, as for a SET sent there.
+    fn set_ended(&mut self, change: super::unreported::Change) {
+        if self.statement_failed || self.tx_status != b'I' {
+            self.server_conn().unreported = None;
+            if self.tx_status != b'I' {
+                self.note_leftovers(super::leftovers::Leftovers::SETTINGS);
+            }
+            return;
+        }
+        let values = self.unreported.get_or_insert_default();
+        values.apply(change);
+        let now = values.current.clone();
+        self.server_conn().unreported = Some(now);
     }
 
     /// The server ran `DISCARD ALL` or `DEALLOCATE ALL`, in whatever form the client sent it (a simple query

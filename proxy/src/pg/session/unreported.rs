@@ -24,15 +24,15 @@ pub enum Change {
     ResetAll,
 }
 
-/// A client's values, and the change its statement now running makes if that statement succeeds.
+/// A client's values. The change a SET on its way makes waits in the queue of what the server owes
+/// (`Expect::QuerySet`), applied when that statement's own answer says it succeeded.
 #[derive(Debug, Default)]
 pub struct Unreported {
     pub current: Values,
-    pub pending: Option<Change>,
 }
 
 impl Unreported {
-    /// Applies the pending change (its statement succeeded).
+    /// Applies a change (its statement succeeded).
     pub fn apply(&mut self, change: Change) {
         match change {
             Change::Set { key, name, value } => {
