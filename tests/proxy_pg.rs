@@ -744,6 +744,15 @@ fn pipelined_sets_are_each_followed() {
         assert_eq!(show("work_mem").await, "7MB");
         assert_eq!(show("search_path").await, "s7, public");
         assert_eq!(show("statement_timeout").await, "0");
+
+        // A DISCARD ALL through the extended protocol with a SET pipelined behind it: the settings made before
+        // it are gone, the one made after it holds.
+        let discard = a.prepare("DISCARD ALL").await.unwrap();
+        let (discarded, after) = tokio::join!(a.execute(&discard, &[]), a.batch_execute("SET work_mem = '5MB'"));
+        assert!(discarded.is_ok() && after.is_ok());
+        b.batch_execute("SET work_mem = '1MB'").await.unwrap();
+        assert_eq!(show("search_path").await, "\"$user\", public");
+        assert_eq!(show("work_mem").await, "5MB");
     });
     assert_eq!(proxy.servers_opened(), 1);
 }

@@ -177,8 +177,8 @@ impl Session {
     /// The server ran `DISCARD ALL` or `DEALLOCATE ALL`, in whatever form the client sent it (a simple query
     /// alone is also followed when sent; the extended protocol, or among other statements, only here): the
     /// connection now holds no prepared statement but those whose Parse is still on its way, and with `discard`
-    /// no setting of the client's. The client's own names given before the drop was sent go too, as on
-    /// PostgreSQL; for a drop the proxy did not see coming (a later statement of a multi-statement query) all
+    /// no setting of the client's (nor has the client: its SETs sent behind it apply when they end). The client's
+    /// own names given before the drop was sent go too, as on PostgreSQL; for a drop the proxy did not see coming (a later statement of a multi-statement query) all
     /// of them when it sent nothing after it, none otherwise.
     fn statements_dropped(&mut self, discard: bool) {
         // The field, not `server_conn()`: the queue of what is owed is read while the connection is borrowed.
@@ -197,7 +197,9 @@ impl Session {
             None if nothing_after => self.statements.clear(),
             None => {}
         }
-        if discard && nothing_after {
+        // The client's followed SETs are gone too. Those it sent behind the drop are still in the queue
+        // (`Expect::QuerySet`) and apply when their own answers come.
+        if discard {
             self.unreported = None;
         }
     }
