@@ -98,7 +98,9 @@ pub fn query_leftovers(body: &[u8]) -> Leftovers {
         // Most queries end here, their text not even checked as UTF-8. No NUL: not a message body. PostgreSQL
         // refuses `SELECT … INTO` inside an INSERT, UPDATE or DELETE ("not allowed here"): in those only the
         // names with a `_` are looked for (an INSERT's text is full of `i`s: `INTO`, `id`).
-        let into = !DML.iter().any(|w| keyword.eq_ignore_ascii_case(w));
+        let dml = matches!(keyword.first().map(u8::to_ascii_lowercase), Some(b'i' | b'u' | b'd'))
+            && DML.iter().any(|w| keyword.eq_ignore_ascii_case(w));
+        let into = !dml;
         return if text.len() < body.len() { named_state(text, into) } else { Leftovers::NONE };
     }
     msg::query_text(body).map_or(Leftovers::NONE, leftovers)
@@ -166,6 +168,7 @@ fn named_state(text: &[u8], into: bool) -> Leftovers {
 }
 
 /// What the name or clause at `text[i]` (a `_`, `i` or `I`) leaves.
+#[inline]
 fn named_at(text: &[u8], i: usize) -> Leftovers {
     let rest = &text[i..];
     // A `_` is compared with the one name its next letter could begin (most `_` are in table and column names).
