@@ -5,6 +5,8 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::expect::Expect;
+use super::leftovers::Leftovers;
+use super::unreported::Change;
 use super::{params, Session};
 use crate::pg::buffers::rewind;
 use crate::pg::codec::{decode, message_len, next_message, FrameRef};
@@ -160,11 +162,11 @@ impl Session {
     /// now, and this connection's. One that failed leaves the connection's values unknown (the next checkout
     /// sets them all again); one a pipelined BEGIN put inside a transaction holds only if that commits, so it
     /// is not followed and the connection is cleared before another client gets it, as for a SET sent there.
-    fn set_ended(&mut self, change: super::unreported::Change) {
+    fn set_ended(&mut self, change: Change) {
         if self.statement_failed || self.tx_status != b'I' {
             self.server_conn().unreported = None;
             if self.tx_status != b'I' {
-                self.note_leftovers(super::leftovers::Leftovers::SETTINGS);
+                self.note_leftovers(Leftovers::SETTINGS);
             }
             return;
         }
@@ -177,9 +179,10 @@ impl Session {
     /// The server ran `DISCARD ALL` or `DEALLOCATE ALL`, in whatever form the client sent it (a simple query
     /// alone is also followed when sent; the extended protocol, or among other statements, only here): the
     /// connection now holds no prepared statement but those whose Parse is still on its way, and with `discard`
-    /// no setting of the client's (nor has the client: its SETs sent behind it apply when they end). The client's
-    /// own names given before the drop was sent go too, as on PostgreSQL; for a drop the proxy did not see coming (a later statement of a multi-statement query) all
-    /// of them when it sent nothing after it, none otherwise.
+    /// no setting of the client's (nor has the client: its SETs sent behind it apply when they end). The
+    /// client's own names given before the drop was sent go too, as on PostgreSQL; for a drop the proxy did not
+    /// see coming (a later statement of a multi-statement query), all of them when it sent nothing after it,
+    /// none otherwise.
     fn statements_dropped(&mut self, discard: bool) {
         // The field, not `server_conn()`: the queue of what is owed is read while the connection is borrowed.
         let conn = self.server.as_mut().expect("a server is checked out").conn();
@@ -190,11 +193,9 @@ impl Session {
         if discard {
             conn.unreported = Some(Default::default());
         }
-        let mark = self.outstanding.front().and_then(Expect::drop_mark);
-        let nothing_after = self.outstanding.only_syncs_after_head();
-        match mark {
+        match self.outstanding.front().and_then(Expect::drop_mark) {
             Some(mark) => self.statements.dropped(mark),
-            None if nothing_after => self.statements.clear(),
+            None if self.outstanding.only_syncs_after_head() => self.statements.clear(),
             None => {}
         }
         // The client's followed SETs are gone too. Those it sent behind the drop are still in the queue
