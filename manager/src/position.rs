@@ -43,7 +43,11 @@ impl GtidSet {
 
     /// How many transactions `self` has that `behind` has not applied yet (0 if `behind` is ahead).
     pub fn distance_to(&self, behind: &GtidSet) -> u64 {
-        self.0.iter().map(|(k, seq)| seq.saturating_sub(behind.0.get(k).copied().unwrap_or(0))).sum()
+        // Saturating: two streams near the 64-bit limit would otherwise wrap to a small distance.
+        self.0
+            .iter()
+            .map(|(k, seq)| seq.saturating_sub(behind.0.get(k).copied().unwrap_or(0)))
+            .fold(0, u64::saturating_add)
     }
 }
 
@@ -148,6 +152,8 @@ mod tests {
             (g("0-1-100,1-1-5"), g("0-1-100"), Some(5)),
             (g("0-1-90"), g("0-1-100"), Some(0)),
             (l(1), g("0-1-1"), None),
+            // Sequence numbers are 64-bit: the sum over streams stops at the largest distance, not wraps.
+            (g("0-1-18446744073709551615,1-1-18446744073709551615"), g(""), Some(u64::MAX)),
         ];
         for (ahead, behind, want) in cases {
             assert_eq!(ahead.distance_to(&behind), want, "{ahead} vs {behind}");
