@@ -5,8 +5,9 @@
 # ±3 % (the batching of wake-ups varies with timing), so a change of a few percent in the proxy's own work
 # shows in a few runs. It counts work, not cache misses or syscall time: read it next to bench/ab.sh.
 #
-#   bench/instructions.sh [--repeat 3] [--tpcb] [HAPOOL_BINARY ...]      (default: this tree's release build)
+#   bench/instructions.sh [--repeat 3] [--tpcb] [--keep DIR] [HAPOOL_BINARY ...]   (default: this tree's release build)
 #
+# --keep DIR keeps each run's callgrind dumps in DIR/RUN-LABEL/ (read them with callgrind_annotate --inclusive=yes).
 # --tpcb counts pgbench's default TPC-B script instead (seven statements per transaction; -t 50 and -t 200).
 #
 # Each run starts the proxy under callgrind with instrumentation off, warms it up (pgbench -t 200: every server
@@ -22,12 +23,13 @@ repo=$(cd "$here/.." && pwd)
 peer=${PEER_BENCH:-$repo/../shared/peer-bench}
 [ -x "$peer/cluster-pg.sh" ] || { echo "peer-bench harness not found at $peer (set PEER_BENCH)" >&2; exit 1; }
 command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 1; }
-repeat=3 select=-S first=200 second=800
+repeat=3 select=-S first=200 second=800 keep=
 binaries=()
 while [ $# -gt 0 ]; do
   case $1 in
     --repeat) repeat=$2; shift 2 ;;
     --tpcb) select='' first=50 second=200; shift ;;
+    --keep) keep=$2; shift 2 ;;
     *) binaries+=("$1"); shift ;;
   esac
 done
@@ -78,6 +80,10 @@ count() {
   kill -INT "$pid" 2>/dev/null || true
   wait "$vg" 2>/dev/null || true
   sleep 1
+  if [ -n "$keep" ]; then
+    local kept=$keep/$r-$(basename "$label")
+    mkdir -p "$kept" && cp "$work"/cg.* "$kept"/
+  fi
   python3 - "$work" "$label" $((clients * (second - first))) <<'PY'
 import glob, sys
 work, label, tx = sys.argv[1], sys.argv[2], int(sys.argv[3])
