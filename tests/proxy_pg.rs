@@ -553,6 +553,35 @@ fn reload_adds_users_for_new_clients_and_refuses_what_cannot_change_live() {
 }
 
 /// A proxy with user `trusted` (trust auth; the role exists on the server) besides app.
+/// What a startup packet asks for is done or refused, never dropped in silence: a reported parameter in
+/// `options` (libpq's PGOPTIONS) is followed; a search_path there would not apply to the client's statements
+/// (the proxy's server connections are shared), so the login is refused, as PgBouncer refuses it, unless the
+/// cluster lists it in ignore_startup_parameters (JDBC's extra_float_digits is by default).
+#[test]
+fn startup_parameters_are_followed_or_refused_never_dropped() {
+    let pg = cluster();
+    let proxy = TestProxy::start(&pg, "", "");
+    let app = proxy.app();
+    let with = |options: &str| format!("{app} options='{options}'");
+    let shown = psql_conninfo(&with("-c DateStyle=SQL,\\\\ DMY -c extra_float_digits=3"), "SHOW DateStyle");
+    assert_eq!(shown.unwrap(), "SQL, DMY");
+    let refused = psql_conninfo(&with("-c search_path=tenant1"), "SELECT 1").unwrap_err();
+    assert!(refused.contains("unsupported startup parameter: search_path"), "{refused}");
+    let refused = psql_conninfo(&with("-d 5"), "SELECT 1").unwrap_err();
+    assert!(refused.contains("unsupported switch"), "{refused}");
+    assert_eq!(psql_conninfo(&app, "SHOW search_path").unwrap(), "\"$user\", public", "others are served");
+
+    // A parameter sent directly (as JDBC's currentSchema and asyncpg's server_settings send search_path).
+    let mut s = TcpStream::connect(proxy.addr).unwrap();
+    let mut body = 196_608i32.to_be_bytes().to_vec();
+    body.extend_from_slice(b"user\0app\0database\0app\0search_path\0tenant1\0\0");
+    s.write_all(&[((body.len() + 4) as i32).to_be_bytes().to_vec(), body].concat()).unwrap();
+    let reply = read_all(&mut s);
+    assert_eq!(reply.first(), Some(&b'E'), "refused before authentication: {reply:?}");
+    let text = String::from_utf8_lossy(&reply);
+    assert!(text.contains("08P01") && text.contains("unsupported startup parameter: search_path"), "{text}");
+}
+
 fn trusted_proxy(pg: &PgCluster, cluster_keys: &str) -> TestProxy {
     pg.primary().psql("CREATE ROLE trusted LOGIN PASSWORD 'tpw'").unwrap();
     let users = "\n  [[cluster.user]]\n  name = \"trusted\"\n  password = \"tpw\"\n  auth = \"trust\"\n";

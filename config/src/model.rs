@@ -145,6 +145,9 @@ pub struct Cluster {
     pub query_wait_timeout: Duration,
     pub max_message_size: ByteSize,
     pub max_prepared_statements: u32,
+    /// Startup parameters a client may send that the proxy neither follows nor refuses: dropped (PgBouncer's
+    /// setting of the same name). Default: `extra_float_digits`, which JDBC sends.
+    pub ignore_startup_parameters: Vec<String>,
     pub node: Vec<Node>,
     pub user: Vec<User>,
     /// Client address rules, first match wins; empty: every user authenticates with its own `auth`.

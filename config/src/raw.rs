@@ -84,6 +84,7 @@ pub struct RawCluster {
     pub query_wait_timeout: Option<String>,
     pub max_message_size: Option<String>,
     pub max_prepared_statements: Option<i64>,
+    pub ignore_startup_parameters: Option<Vec<String>>,
     #[serde(default)]
     pub node: Vec<RawNode>,
     #[serde(default)]

@@ -352,3 +352,13 @@ fn worker_threads_default_to_half_the_cores() {
     assert_eq!(c.runtime.threads(2), 3);
     one_error(&format!("[runtime]\nworker_threads = -1\n{BASE}"), "worker_threads -1 is out of range 0-1024");
 }
+
+#[test]
+fn ignore_startup_parameters_default_to_what_jdbc_sends() {
+    assert_eq!(check(BASE).unwrap().cluster[0].ignore_startup_parameters, ["extra_float_digits"]);
+    let c = check(&with("ignore_startup_parameters = [\"extra_float_digits\", \"search_path\"]")).unwrap();
+    assert_eq!(c.cluster[0].ignore_startup_parameters, ["extra_float_digits", "search_path"]);
+    assert!(check(&with("ignore_startup_parameters = []")).unwrap().cluster[0].ignore_startup_parameters.is_empty());
+    let e = one_error(&with("ignore_startup_parameters = \"search_path\""), "invalid type");
+    assert!(e.starts_with("t.toml:"), "{e}");
+}

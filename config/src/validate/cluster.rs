@@ -71,6 +71,10 @@ fn cluster(ctx: &mut Ctx<'_>, s: &Scope, raw: &RawCluster) -> Cluster {
             .size(s, "max_message_size", raw.max_message_size.as_ref())
             .unwrap_or(crate::units::ByteSize(64 << 20)),
         max_prepared_statements: ctx.int(s, "max_prepared_statements", raw.max_prepared_statements, 200, 0, 100_000),
+        ignore_startup_parameters: raw
+            .ignore_startup_parameters
+            .clone()
+            .unwrap_or_else(|| vec!["extra_float_digits".to_string()]),
         node: nodes(ctx, s, engine, &raw.node),
         user: users(ctx, s, engine, &raw.user),
         hba: hba(ctx, s, &raw.hba, &raw.user),

@@ -13,6 +13,7 @@ mod park;
 pub mod routing;
 mod server;
 pub mod startup;
+mod startup_params;
 pub mod statements;
 mod unit;
 pub mod unreported;

@@ -29,7 +29,7 @@ const MAX_AUTH_MESSAGE: usize = 8 * 1024;
 pub enum Handshake {
     /// A cancel request, handled; the connection ends.
     Cancelled,
-    /// An authenticated client.
+    /// An authenticated client, with the startup parameters the session follows (`startup_params`).
     Ready { user: String, database: String, params: Vec<(String, String)>, leftover: BytesMut },
 }
 
@@ -83,6 +83,9 @@ pub async fn handshake(
         return Err(PgError::ClientMessage("replication connections are not supported through hapool".into()));
     }
     let database = get("database").filter(|d| !d.is_empty()).unwrap_or_else(|| user.clone());
+    // Before the password: a login that cannot be served as asked is refused whoever the client is.
+    let params = super::startup_params::followed(&params, &settings.cluster.ignore_startup_parameters)
+        .map_err(PgError::ClientMessage)?;
     authenticate(settings, socket, &mut buf, &user, peer).await?;
     Ok(Handshake::Ready { user, database, params, leftover: buf })
 }
