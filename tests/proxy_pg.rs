@@ -553,33 +553,69 @@ fn reload_adds_users_for_new_clients_and_refuses_what_cannot_change_live() {
 }
 
 /// A proxy with user `trusted` (trust auth; the role exists on the server) besides app.
-/// What a startup packet asks for is done or refused, never dropped in silence: a reported parameter in
-/// `options` (libpq's PGOPTIONS) is followed; a search_path there would not apply to the client's statements
-/// (the proxy's server connections are shared), so the login is refused, as PgBouncer refuses it, unless the
-/// cluster lists it in ignore_startup_parameters (JDBC's extra_float_digits is by default).
+/// What a startup packet asks for is done or refused, never dropped in silence. A reported parameter is
+/// followed, from `options` (libpq's PGOPTIONS) too. In transaction pooling so is a setting such as search_path
+/// (JDBC's currentSchema, asyncpg's server_settings), on every server connection the client gets, and with
+/// PostgreSQL's meaning: RESET, RESET ALL and DISCARD ALL return to it. One the server refuses refuses the login;
+/// a role, or any setting in session pooling, is refused at login (08P01), unless the cluster lists the name in
+/// ignore_startup_parameters (JDBC's extra_float_digits is by default).
 #[test]
 fn startup_parameters_are_followed_or_refused_never_dropped() {
     let pg = cluster();
-    let proxy = TestProxy::start(&pg, "", "");
+    pg.primary().psql("CREATE SCHEMA s1; CREATE SCHEMA s2").unwrap();
+    let proxy = TestProxy::start(&pg, "pool_size = 1", "");
     let app = proxy.app();
     let with = |options: &str| format!("{app} options='{options}'");
-    let shown = psql_conninfo(&with("-c DateStyle=SQL,\\\\ DMY -c extra_float_digits=3"), "SHOW DateStyle");
-    assert_eq!(shown.unwrap(), "SQL, DMY");
-    let refused = psql_conninfo(&with("-c search_path=tenant1"), "SELECT 1").unwrap_err();
-    assert!(refused.contains("unsupported startup parameter: search_path"), "{refused}");
+    let both = "SELECT current_setting('DateStyle') || ' | ' || current_setting('search_path')";
+    let options = "-c DateStyle=SQL,\\\\ DMY -c extra_float_digits=3 -c search_path=s1,\\\\ public";
+    assert_eq!(psql_conninfo(&with(options), both).unwrap(), "SQL, DMY | s1, public", "a list stays a list");
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        // Two clients, one server connection: each gets its own settings on it.
+        let a = connect(&with("-c search_path=s1 -c statement_timeout=1234")).await;
+        let b = connect(&app).await;
+        async fn shown(c: &tokio_postgres::Client) -> String {
+            let show = "SELECT current_setting('search_path') || ' | ' || current_setting('statement_timeout')";
+            first_value(c.simple_query(show).await.unwrap())
+        }
+        assert_eq!(shown(&a).await, "s1 | 1234ms");
+        assert_eq!(shown(&b).await, "\"$user\", public | 0", "b keeps the server's defaults");
+        assert_eq!(shown(&a).await, "s1 | 1234ms", "a's settings on the connection again");
+        a.simple_query("SET search_path = s2").await.unwrap();
+        assert_eq!(shown(&a).await, "s2 | 1234ms");
+        a.simple_query("RESET search_path").await.unwrap();
+        assert_eq!(shown(&a).await, "s1 | 1234ms", "RESET returns to the startup value");
+        a.simple_query("SET search_path = s2").await.unwrap();
+        a.simple_query("DISCARD ALL").await.unwrap();
+        assert_eq!(shown(&a).await, "s1 | 1234ms", "so does DISCARD ALL");
+        a.simple_query("SET statement_timeout = 99").await.unwrap();
+        a.simple_query("RESET ALL").await.unwrap();
+        assert_eq!(shown(&a).await, "s1 | 1234ms", "and RESET ALL");
+        assert_eq!(shown(&b).await, "\"$user\", public | 0");
+    });
+    assert_eq!(proxy.servers_opened(), 1, "both clients used the same server connection");
+
+    // A value the server refuses refuses the login, with the server's error.
+    let refused = psql_conninfo(&with("-c statement_timeout=soon"), "SELECT 1").unwrap_err();
+    assert!(refused.contains("invalid value for parameter \"statement_timeout\""), "{refused}");
+    let refused = psql_conninfo(&with("-c role=postgres"), "SELECT 1").unwrap_err();
+    assert!(refused.contains("unsupported startup parameter: role"), "{refused}");
     let refused = psql_conninfo(&with("-d 5"), "SELECT 1").unwrap_err();
     assert!(refused.contains("unsupported switch"), "{refused}");
-    assert_eq!(psql_conninfo(&app, "SHOW search_path").unwrap(), "\"$user\", public", "others are served");
 
-    // A parameter sent directly (as JDBC's currentSchema and asyncpg's server_settings send search_path).
+    // Session pooling follows only the reported parameters; a role sent directly is refused before the password.
+    let session = TestProxy::start(&pg, "pool_mode = \"session\"", "");
+    let refused = psql_conninfo(&format!("{} options='-c search_path=s1'", session.app()), "SELECT 1").unwrap_err();
+    assert!(refused.contains("unsupported startup parameter: search_path"), "{refused}");
     let mut s = TcpStream::connect(proxy.addr).unwrap();
     let mut body = 196_608i32.to_be_bytes().to_vec();
-    body.extend_from_slice(b"user\0app\0database\0app\0search_path\0tenant1\0\0");
+    body.extend_from_slice(b"user\0app\0database\0app\0role\0postgres\0\0");
     s.write_all(&[((body.len() + 4) as i32).to_be_bytes().to_vec(), body].concat()).unwrap();
     let reply = read_all(&mut s);
     assert_eq!(reply.first(), Some(&b'E'), "refused before authentication: {reply:?}");
     let text = String::from_utf8_lossy(&reply);
-    assert!(text.contains("08P01") && text.contains("unsupported startup parameter: search_path"), "{text}");
+    assert!(text.contains("08P01") && text.contains("unsupported startup parameter: role"), "{text}");
 }
 
 fn trusted_proxy(pg: &PgCluster, cluster_keys: &str) -> TestProxy {

@@ -7,7 +7,12 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let mut startup = BytesMut::from(data);
-    let _ = codec::decode_startup(&mut startup);
+    if let Ok(Some(codec::Startup::Startup { params })) = codec::decode_startup(&mut startup) {
+        let _ = session::startup_params::followed(&params, &[], true);
+    }
+    // The text as an `options` value, as a client could send it.
+    let text = String::from_utf8_lossy(data).into_owned();
+    let _ = session::startup_params::followed(&[("options".to_string(), text)], &[], true);
     let mut buf = BytesMut::from(data);
     while let Ok(Some(frame)) = codec::decode(&mut buf, 1 << 20) {
         let body = frame.body();

@@ -22,6 +22,9 @@ pub enum PgError {
     ClientMessage(String),
     #[error("password authentication failed for user \"{user}\"")]
     AuthFailed { user: String },
+    /// A setting of the client's startup packet the server refused (its SQLSTATE and message).
+    #[error("startup parameter refused: {message}")]
+    StartupSetting { code: String, message: String },
     #[error("no such user \"{user}\" or database \"{database}\" in this cluster")]
     UnknownPool { user: String, database: String },
     #[error("too many client connections ({limit} allowed{scope})")]
@@ -63,6 +66,7 @@ impl PgError {
         use PgError::*;
         match self {
             ClientIo(_) | ClientProtocol(_) | ClientMessage(_) | AuthFailed { .. } | UnknownPool { .. } => Side::Client,
+            StartupSetting { .. } => Side::Client,
             StartupTimeout { .. } | TlsRequired | HbaRejected { .. } | IdleTimeout { .. } => Side::Client,
             ServerConnect { .. } | ServerLogin { .. } | ServerIo(_) | ServerProtocol(_) => Side::Server,
             TooManyClients { .. }
@@ -75,9 +79,10 @@ impl PgError {
     }
 
     /// The SQLSTATE the client receives.
-    pub fn sqlstate(&self) -> &'static str {
+    pub fn sqlstate(&self) -> &str {
         use PgError::*;
         match self {
+            StartupSetting { code, .. } => code,
             ClientIo(_) | ServerIo(_) | ServerConnect { .. } | NoPrimary { .. } | NodeGone { .. } => "08006",
             NoReplica { .. } => "57P03",
             ClientProtocol(_) | ClientMessage(_) | ServerProtocol(_) => "08P01",

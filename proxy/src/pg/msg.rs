@@ -239,13 +239,18 @@ pub fn first_column(body: &[u8]) -> Option<String> {
 
 /// The SQLSTATE of an ErrorResponse body.
 pub fn error_code(body: &[u8]) -> Option<&str> {
+    error_field(body, b'C')
+}
+
+/// One field of an ErrorResponse or NoticeResponse body (`M`: the message).
+pub fn error_field(body: &[u8], wanted: u8) -> Option<&str> {
     let mut rest = body;
     while let Some((&field, tail)) = rest.split_first() {
         if field == 0 {
             return None;
         }
         let (value, tail) = cstr(tail)?;
-        if field == b'C' {
+        if field == wanted {
             return Some(value);
         }
         rest = tail;

@@ -142,6 +142,30 @@ impl Session {
         }
     }
 
+    /// The client's startup settings (`unreported`), tried on a server connection of its pool before it is let
+    /// in: one a server refuses (an invalid value, a parameter that cannot change once a session has started)
+    /// refuses the login with the server's error, as PostgreSQL refuses it, rather than failing every statement
+    /// after. The connection keeps them for the client's first checkout.
+    pub(super) async fn try_startup_settings(&mut self) -> Result<(), PgError> {
+        let Some(want) = self.unreported.as_deref().map(|u| u.baseline.clone()) else { return Ok(()) };
+        let mut pooled = self.pool.acquire().await?;
+        let conn = pooled.conn();
+        let mut sql = String::new();
+        unreported::sync_sql(&want, conn.unreported.as_ref(), &mut sql);
+        if !sql.is_empty() {
+            let tried = tokio::time::timeout(RESET_TIMEOUT, server::run_settings(conn, &sql)).await;
+            match tried.map_err(|_| PgError::ServerIo(std::io::ErrorKind::TimedOut.into()))?? {
+                None => conn.unreported = Some(want),
+                Some((code, message)) => {
+                    pooled.release();
+                    return Err(PgError::StartupSetting { code, message });
+                }
+            }
+        }
+        pooled.release();
+        Ok(())
+    }
+
     /// After the client left: a server with nothing in flight is cleaned (ROLLBACK in transaction pooling,
     /// DISCARD ALL in session pooling) and reused; one still busy is closed.
     pub(super) async fn return_server(&mut self) {

@@ -230,7 +230,7 @@ impl Session {
         self.server_conn().prepared.clear();
         if discard {
             // DISCARD ALL resets every setting too (DEALLOCATE ALL only drops statements).
-            self.unreported = None;
+            self.reset_unreported();
             self.server_conn().unreported = Some(Default::default());
         }
     }

@@ -13,7 +13,7 @@ mod park;
 pub mod routing;
 mod server;
 pub mod startup;
-mod startup_params;
+pub mod startup_params;
 pub mod statements;
 mod unit;
 pub mod unreported;
@@ -216,9 +216,11 @@ impl Session {
             Ok(outcome) => outcome,
             Err(_) => Err(PgError::StartupTimeout { seconds: timeout.as_secs() }),
         };
-        let (user, database, params, leftover) = match outcome {
+        let (user, database, params, startup_settings, leftover) = match outcome {
             Ok(Handshake::Cancelled) => return None,
-            Ok(Handshake::Ready { user, database, params, leftover }) => (user, database, params, leftover),
+            Ok(Handshake::Ready { user, database, params, startup_settings, leftover }) => {
+                (user, database, params, startup_settings, leftover)
+            }
             Err(e) => {
                 refuse(&mut socket, &e, &span).await;
                 return None;
@@ -262,7 +264,8 @@ impl Session {
             desired: Arc::default(),
             desired_hash: 0,
             desired_flags: unit::DesiredFlags::default(),
-            unreported: None,
+            unreported: (!startup_settings.is_empty())
+                .then(|| Box::new(unreported::Unreported::from_startup(&startup_settings))),
             statement_failed: false,
             key,
             cancel,
@@ -300,6 +303,7 @@ impl Session {
 
     /// AuthenticationOk, the server's parameters (with the client's own where it set them), our cancel key.
     async fn greet(&mut self, startup_params: &[(String, String)]) -> Result<(), PgError> {
+        self.try_startup_settings().await?;
         let server_params = match self.pool.server_params() {
             Some(p) if self.transaction_pooling => p,
             _ => {

@@ -85,9 +85,10 @@ impl Session {
                 // The proxy's own reset or parameter sync failed: what the connection now has is unknown. The
                 // next checkout would set everything again, but a reset could fail again: it is replaced. The
                 // client sees the error; the values of its own SETs replayed here are dropped, so that one a
-                // server refuses (on a replica, say) does not fail every later statement too.
+                // server refuses (on a replica, say) does not fail every later statement too (its startup
+                // values stay: a server accepted them at login).
                 if self.outstanding.front() == Some(&Expect::InjectedQuery) {
-                    self.unreported = None;
+                    self.reset_unreported();
                     let conn = self.server_conn();
                     conn.synced = None;
                     conn.unreported = None;
@@ -170,10 +171,8 @@ impl Session {
             }
             return;
         }
-        let values = self.unreported.get_or_insert_default();
-        values.apply(change);
-        let now = values.current.clone();
-        self.server_conn().unreported = Some(now);
+        let on_server = self.unreported.get_or_insert_default().apply(change);
+        self.server_conn().unreported = Some(on_server);
     }
 
     /// The server ran `DISCARD ALL` or `DEALLOCATE ALL`, in whatever form the client sent it (a simple query
@@ -201,6 +200,14 @@ impl Session {
         // The client's followed SETs are gone too. Those it sent behind the drop are still in the queue
         // (`Expect::QuerySet`) and apply when their own answers come.
         if discard {
+            self.reset_unreported();
+        }
+    }
+
+    /// The client's settings go back to its startup values (none: the server's defaults), as after
+    /// `DISCARD ALL` on PostgreSQL; its next checkout brings the connection to them.
+    pub(super) fn reset_unreported(&mut self) {
+        if !self.unreported.as_mut().is_some_and(|u| u.reset()) {
             self.unreported = None;
         }
     }
@@ -241,10 +248,18 @@ pub async fn query_value(conn: &mut ServerConn, sql: &str) -> Result<Option<Stri
     }
 }
 
+/// Runs settings of the proxy's own (a client's startup settings) on an idle server connection: the server's
+/// refusal, if it refused them (SQLSTATE and message; nothing was set then: one query is one transaction).
+pub async fn run_settings(conn: &mut ServerConn, sql: &str) -> Result<Option<(String, String)>, PgError> {
+    Ok(exchange(conn, sql).await?.refusal)
+}
+
 #[derive(Default)]
 struct Answer {
     value: Option<String>,
     error: Option<String>,
+    /// The first error's SQLSTATE and message.
+    refusal: Option<(String, String)>,
 }
 
 /// Sends a simple query and reads everything up to its ReadyForQuery, keeping parameters the server reports.
@@ -261,7 +276,11 @@ async fn exchange(conn: &mut ServerConn, sql: &str) -> Result<Answer, PgError> {
             match frame.tag() {
                 b'Z' => return Ok(answer),
                 b'D' if answer.value.is_none() => answer.value = msg::first_column(frame.body()),
-                b'E' => answer.error = msg::error_code(frame.body()).map(str::to_string),
+                b'E' => {
+                    answer.error = msg::error_code(frame.body()).map(str::to_string);
+                    let field = |f| msg::error_field(frame.body(), f).unwrap_or_default().to_string();
+                    answer.refusal.get_or_insert_with(|| (field(b'C'), field(b'M')));
+                }
                 b'S' => {
                     if let Some((name, value)) = msg::parameter_fields(frame.body()) {
                         conn.params.insert(name.to_string(), value.to_string());

@@ -29,8 +29,15 @@ const MAX_AUTH_MESSAGE: usize = 8 * 1024;
 pub enum Handshake {
     /// A cancel request, handled; the connection ends.
     Cancelled,
-    /// An authenticated client, with the startup parameters the session follows (`startup_params`).
-    Ready { user: String, database: String, params: Vec<(String, String)>, leftover: BytesMut },
+    /// An authenticated client, with the startup parameters the session follows (`startup_params`): those the
+    /// server reports, and the settings it does not.
+    Ready {
+        user: String,
+        database: String,
+        params: Vec<(String, String)>,
+        startup_settings: Vec<(String, String)>,
+        leftover: BytesMut,
+    },
 }
 
 pub async fn handshake(
@@ -84,10 +91,17 @@ pub async fn handshake(
     }
     let database = get("database").filter(|d| !d.is_empty()).unwrap_or_else(|| user.clone());
     // Before the password: a login that cannot be served as asked is refused whoever the client is.
-    let params = super::startup_params::followed(&params, &settings.cluster.ignore_startup_parameters)
+    let ignore = &settings.cluster.ignore_startup_parameters;
+    let followed = super::startup_params::followed(&params, ignore, settings.transaction_pooling())
         .map_err(PgError::ClientMessage)?;
     authenticate(settings, socket, &mut buf, &user, peer).await?;
-    Ok(Handshake::Ready { user, database, params, leftover: buf })
+    Ok(Handshake::Ready {
+        user,
+        database,
+        params: followed.reported,
+        startup_settings: followed.settings,
+        leftover: buf,
+    })
 }
 
 /// Answers a client that cannot be served (e.g. over the connection limit): reads its startup packet, declining

@@ -1,15 +1,28 @@
-//! What a client's startup packet asks for beyond its user and database. The parameters the server reports
-//! (`params::TRACKED`: client_encoding, DateStyle, application_name…) are followed, given directly or as
-//! `-c name=value` in `options` (libpq's `PGOPTIONS`). Any other is refused at login, as PgBouncer does, unless
-//! the cluster lists it in `ignore_startup_parameters`: dropped in silence, a `search_path` or a
-//! `statement_timeout` the client asked for would not apply to its statements. Pure.
+//! What a client's startup packet asks for beyond its user and database, given directly or as `-c name=value`
+//! in `options` (libpq's `PGOPTIONS`). The parameters the server reports (`params::TRACKED`: client_encoding,
+//! DateStyle, application_name…) are followed from its reports. In transaction pooling the others a plain SET
+//! could set (`search_path`, `statement_timeout`, `app.tenant`…) are followed as `unreported` settings, with
+//! PostgreSQL's meaning: they are the session's defaults, which `RESET` and `DISCARD ALL` return to. Anything
+//! else (a role, a transaction's own setting; in session pooling, every parameter the server does not report)
+//! is refused at login, as PgBouncer does, unless the cluster lists it in `ignore_startup_parameters`: dropped
+//! in silence, a `search_path` the client asked for would not apply to its statements. Pure.
 
-use super::params;
+use super::{params, unreported};
 
-/// The followed parameters of a startup packet (name and value, in the order given; a name from `options`
-/// after those given directly), or why the login is refused.
-pub fn followed(startup: &[(String, String)], ignore: &[String]) -> Result<Vec<(String, String)>, String> {
-    let mut out = Vec::new();
+/// The parameters of a startup packet the session follows (name and value, in the order given; those from
+/// `options` after those given directly).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Followed {
+    /// Reported by the server (`params::TRACKED`).
+    pub reported: Vec<(String, String)>,
+    /// Set on every server connection the client gets (`unreported`); only in transaction pooling.
+    pub settings: Vec<(String, String)>,
+}
+
+/// What the session follows of a startup packet, or why the login is refused. `settings`: whether parameters
+/// the server does not report may be followed (transaction pooling).
+pub fn followed(startup: &[(String, String)], ignore: &[String], settings: bool) -> Result<Followed, String> {
+    let mut out = Followed::default();
     for (name, value) in startup {
         match name.as_str() {
             // Read by the handshake itself; `_pq_.` names are protocol extensions a server may ignore.
@@ -17,23 +30,30 @@ pub fn followed(startup: &[(String, String)], ignore: &[String]) -> Result<Vec<(
             _ if name.starts_with("_pq_.") => {}
             "options" => {
                 for (name, value) in options(value)? {
-                    take(&mut out, name, value, ignore)?;
+                    take(&mut out, name, value, ignore, settings)?;
                 }
             }
-            _ => take(&mut out, name.clone(), value.clone(), ignore)?,
+            _ => take(&mut out, name.clone(), value.clone(), ignore, settings)?,
         }
     }
     Ok(out)
 }
 
-fn take(out: &mut Vec<(String, String)>, name: String, value: String, ignore: &[String]) -> Result<(), String> {
+fn take(out: &mut Followed, name: String, value: String, ignore: &[String], settings: bool) -> Result<(), String> {
+    let ignored = ignore.iter().any(|i| i.eq_ignore_ascii_case(&name));
     if params::is_tracked(&name) {
-        out.push((name, value));
-    } else if !ignore.iter().any(|i| i.eq_ignore_ascii_case(&name)) {
+        out.reported.push((name, value));
+    } else if settings && !ignored && unreported::followed(&name) {
+        out.settings.push((name, value));
+    } else if !ignored {
+        let followed = if settings {
+            "the parameters a plain SET sets, but not a role or a transaction's own settings"
+        } else {
+            "in session pooling only the ones the server reports"
+        };
         return Err(format!(
-            "unsupported startup parameter: {name} (hapool follows {}; set others with SET once connected, or \
-             list the name in the cluster's ignore_startup_parameters)",
-            params::TRACKED.join(", ")
+            "unsupported startup parameter: {name} (hapool follows {followed}; set it with SET once connected, or \
+             list the name in the cluster's ignore_startup_parameters)"
         ));
     }
     Ok(())
@@ -107,22 +127,40 @@ mod tests {
             ("application_name", "my\\app"),
             ("application_name", "last"),
         ]);
-        assert_eq!(followed(&startup, &[]), Ok(want));
-        assert_eq!(followed(&pairs(&[("options", "  ")]), &[]), Ok(vec![]), "empty options");
+        for settings in [true, false] {
+            let got = followed(&startup, &[], settings).unwrap();
+            assert_eq!(got, Followed { reported: want.clone(), settings: vec![] });
+        }
+        assert_eq!(followed(&pairs(&[("options", "  ")]), &[], false), Ok(Followed::default()), "empty options");
+    }
+
+    #[test]
+    fn settings_are_followed_in_transaction_pooling_only() {
+        let startup = pairs(&[
+            ("search_path", "tenant1, public"),
+            ("options", "-c statement_timeout=5s --app.tenant=42"),
+            ("extra_float_digits", "3"),
+        ]);
+        let want = pairs(&[("search_path", "tenant1, public"), ("statement_timeout", "5s"), ("app.tenant", "42")]);
+        let ignore = ["extra_float_digits".to_string()];
+        assert_eq!(followed(&startup, &ignore, true), Ok(Followed { reported: vec![], settings: want }));
+        let refused = followed(&startup, &ignore, false).unwrap_err();
+        assert!(refused.starts_with("unsupported startup parameter: search_path "), "{refused}");
+        assert!(refused.contains("session pooling"), "{refused}");
     }
 
     #[test]
     fn anything_else_is_refused_unless_ignored() {
         let ignore = ["extra_float_digits".to_string(), "Search_Path".to_string()];
-        for (name, value) in [("search_path", "tenant1"), ("statement_timeout", "5s"), ("role", "admin")] {
-            let startup = pairs(&[(name, value)]);
-            let refused = followed(&startup, &[]).unwrap_err();
+        for name in ["role", "session_authorization", "transaction_isolation", "all"] {
+            let startup = pairs(&[(name, "x")]);
+            let refused = followed(&startup, &[], true).unwrap_err();
             assert!(refused.starts_with(&format!("unsupported startup parameter: {name} ")), "{refused}");
         }
-        let from_options = followed(&pairs(&[("options", "-c search_path=tenant1")]), &[]).unwrap_err();
-        assert!(from_options.contains("search_path"), "{from_options}");
+        let from_options = followed(&pairs(&[("options", "-c role=admin")]), &[], true).unwrap_err();
+        assert!(from_options.contains("role"), "{from_options}");
         let startup = pairs(&[("extra_float_digits", "3"), ("search_path", "t"), ("options", "-c search_path=u")]);
-        assert_eq!(followed(&startup, &ignore), Ok(vec![]), "ignored, in any case");
+        assert_eq!(followed(&startup, &ignore, false), Ok(Followed::default()), "ignored, in any case");
     }
 
     #[test]

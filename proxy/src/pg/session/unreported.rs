@@ -1,12 +1,14 @@
 //! Session parameters the server does not report (`search_path`, `statement_timeout`, `work_mem`, custom
 //! `app.tenant` settings…): the proxy reads a client's plain autocommit `SET` / `RESET` of one from the
-//! statement, and brings every server connection the client gets to the same values. Pure.
+//! statement (and takes those it sent in its startup packet, see `startup_params`), and brings every server
+//! connection the client gets to the same values. Pure.
 
 use std::collections::BTreeMap;
 
 use super::params;
 
-/// Parameter (lowercase) → (its name and its value, as the client wrote them). Empty: the server's defaults.
+/// Parameter (lowercase) → its name as the client wrote it and the statement that sets it (the client's own
+/// `SET`, or a `set_config` of a startup value). Empty: the server's defaults.
 pub type Values = BTreeMap<String, (String, String)>;
 
 /// What a followed statement changes.
@@ -29,21 +31,60 @@ pub enum Change {
 #[derive(Debug, Default)]
 pub struct Unreported {
     pub current: Values,
+    /// The values of the startup packet: what `RESET`, `RESET ALL` and `DISCARD ALL` return to, as on
+    /// PostgreSQL (a startup value is the session's default).
+    pub baseline: Values,
 }
 
 impl Unreported {
-    /// Applies a change (its statement succeeded).
-    pub fn apply(&mut self, change: Change) {
+    /// A client that sent these settings (name, value) in its startup packet.
+    pub fn from_startup(settings: &[(String, String)]) -> Unreported {
+        let baseline: Values = settings
+            .iter()
+            .map(|(name, value)| {
+                let statement = format!("SELECT set_config({}, {}, false)", literal(name), literal(value));
+                (key(name), (name.clone(), statement))
+            })
+            .collect();
+        Unreported { current: baseline.clone(), baseline }
+    }
+
+    /// Applies a change (its statement succeeded); returns what the server connection it ran on now has: a
+    /// `RESET` there goes to the server's default, not to the client's startup value (brought back by the
+    /// next checkout).
+    pub fn apply(&mut self, change: Change) -> Values {
+        let mut on_server = self.current.clone();
         match change {
             Change::Set { key, name, value } => {
-                self.current.insert(key, (name, value));
+                let entry = (name.clone(), format!("SET {name} = {value}"));
+                on_server.insert(key.clone(), entry.clone());
+                self.current.insert(key, entry);
             }
             Change::Reset { key } => {
-                self.current.remove(&key);
+                on_server.remove(&key);
+                match self.baseline.get(&key) {
+                    Some(entry) => self.current.insert(key, entry.clone()),
+                    None => self.current.remove(&key),
+                };
             }
-            Change::ResetAll => self.current.clear(),
+            Change::ResetAll => {
+                on_server.clear();
+                self.current = self.baseline.clone();
+            }
         }
+        on_server
     }
+
+    /// Back to the startup values (`DISCARD ALL`); false when there are none, so nothing is left to follow.
+    pub fn reset(&mut self) -> bool {
+        self.current = self.baseline.clone();
+        !self.baseline.is_empty()
+    }
+}
+
+/// A string literal that reads the same whatever `standard_conforming_strings` is.
+fn literal(text: &str) -> String {
+    format!("E'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
 /// The change made by a single plain `SET [SESSION] name {TO | =} value`, `RESET name` or `RESET ALL` of a
@@ -97,11 +138,19 @@ pub fn change(sql: &str) -> Option<Change> {
 /// parameter the server does not report. Not the role or session authorization (they decide permissions and
 /// are only cleared), not the current transaction's own settings (`transaction_read_only = off` would fail on
 /// every replica it was replayed on), nor the keywords of other SET forms.
-fn followed(name: &str) -> bool {
+pub fn followed(name: &str) -> bool {
     let plain = name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '"'));
     let k = key(name);
-    let special =
-        ["role", "session", "xml", "all", "transaction_read_only", "transaction_isolation", "transaction_deferrable"];
+    let special = [
+        "role",
+        "session",
+        "session_authorization",
+        "xml",
+        "all",
+        "transaction_read_only",
+        "transaction_isolation",
+        "transaction_deferrable",
+    ];
     plain && !name.is_empty() && !special.contains(&k.as_str()) && !params::set_leaves_only_reported(&k)
 }
 
@@ -120,8 +169,8 @@ pub fn sync_sql(want: &Values, have: Option<&Values>, sql: &mut String) {
     }
     for (key, entry) in want {
         if have.and_then(|h| h.get(key)) != Some(entry) {
-            let (name, value) = entry;
-            sql.push_str(&format!("SET {name} = {value};"));
+            sql.push_str(&entry.1);
+            sql.push(';');
         }
     }
 }
@@ -156,6 +205,8 @@ mod tests {
             ("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", None),
             ("SET ROLE reporting", None),
             ("SET SESSION AUTHORIZATION app", None),
+            ("SET session_authorization = 'app'", None),
+            ("SET role = 'app'", None),
             ("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY", None),
             ("RESET ROLE", None),
             ("SET TimeZone = 'UTC'", None),
@@ -198,5 +249,33 @@ mod tests {
         assert_eq!(sql, "SET Work_Mem = '32MB';", "unknown: everything wanted");
         u.apply(Change::ResetAll);
         assert!(u.current.is_empty());
+    }
+
+    #[test]
+    fn startup_settings_are_the_defaults_a_reset_returns_to() {
+        let settings = [("search_path", "tenant1, public"), ("app.note", "it's a \\ test")];
+        let settings: Vec<(String, String)> = settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut u = Unreported::from_startup(&settings);
+        let mut sql = String::new();
+        sync_sql(&u.current, Some(&Values::new()), &mut sql);
+        assert_eq!(
+            sql,
+            "SELECT set_config(E'app.note', E'it\\'s a \\\\ test', false);\
+             SELECT set_config(E'search_path', E'tenant1, public', false);",
+            "the value as the startup packet gave it: a list stays a list"
+        );
+        let startup = u.current.clone();
+        let on_server = u.apply(change("SET search_path = s2").unwrap());
+        assert_eq!(on_server, u.current, "a SET: the server has what the client has");
+        let on_server = u.apply(change("RESET search_path").unwrap());
+        assert_eq!(u.current, startup, "back to the startup value");
+        assert!(!on_server.contains_key("search_path"), "the server went to its own default");
+        u.apply(change("SET work_mem = '8MB'").unwrap());
+        let on_server = u.apply(Change::ResetAll);
+        assert_eq!((u.current.clone(), on_server), (startup.clone(), Values::new()));
+        u.apply(change("SET search_path = s3").unwrap());
+        assert!(u.reset(), "DISCARD ALL: the startup values stay");
+        assert_eq!(u.current, startup);
+        assert!(!Unreported::default().reset(), "without startup values nothing is left to follow");
     }
 }
