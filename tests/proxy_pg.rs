@@ -618,6 +618,28 @@ fn startup_parameters_are_followed_or_refused_never_dropped() {
     assert!(text.contains("08P01") && text.contains("unsupported startup parameter: role"), "{text}");
 }
 
+/// A setting sent as a startup parameter of its own, as JDBC sends `currentSchema` and asyncpg its
+/// `server_settings` (psql and libpq can only send `options`).
+#[test]
+fn a_setting_sent_as_its_own_startup_parameter_is_followed() {
+    let pg = cluster();
+    pg.primary().psql("CREATE SCHEMA tenant1").unwrap();
+    let proxy = trusted_proxy(&pg, "pool_size = 1");
+    let mut s = TcpStream::connect(proxy.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut body = 196_608i32.to_be_bytes().to_vec();
+    body.extend_from_slice(b"user\0trusted\0database\0app\0search_path\0tenant1, public\0\0");
+    s.write_all(&[((body.len() + 4) as i32).to_be_bytes().to_vec(), body].concat()).unwrap();
+    let login = read_to_ready(&mut s);
+    assert!(login.iter().all(|(tag, _)| *tag != b'E'), "{login:?}");
+    let other = psql_conninfo(&proxy.app(), "SELECT current_setting('search_path')").unwrap();
+    assert_eq!(other, "\"$user\", public", "another client keeps the server's default");
+    s.write_all(&message(b'Q', b"SELECT current_setting('search_path')\0")).unwrap();
+    let answer = read_to_ready(&mut s);
+    let row = answer.iter().find(|(tag, _)| *tag == b'D').expect("a row");
+    assert!(row.1.ends_with(b"tenant1, public"), "{:?}", String::from_utf8_lossy(&row.1));
+}
+
 fn trusted_proxy(pg: &PgCluster, cluster_keys: &str) -> TestProxy {
     pg.primary().psql("CREATE ROLE trusted LOGIN PASSWORD 'tpw'").unwrap();
     let users = "\n  [[cluster.user]]\n  name = \"trusted\"\n  password = \"tpw\"\n  auth = \"trust\"\n";
