@@ -9,8 +9,8 @@
 
 use super::{params, unreported};
 
-/// The parameters of a startup packet the session follows (name and value, in the order given; those from
-/// `options` after those given directly).
+/// The parameters of a startup packet the session follows (name and value: those from `options` first, then
+/// those given directly, each in the order given).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Followed {
     /// Reported by the server (`params::TRACKED`).
@@ -23,16 +23,18 @@ pub struct Followed {
 /// the server does not report may be followed (transaction pooling).
 pub fn followed(startup: &[(String, String)], ignore: &[String], settings: bool) -> Result<Followed, String> {
     let mut out = Followed::default();
+    // As PostgreSQL applies them: `options` first, then the parameters given directly (a later value of a
+    // name wins).
+    for (_, value) in startup.iter().filter(|(name, _)| name == "options") {
+        for (name, value) in options(value)? {
+            take(&mut out, name, value, ignore, settings)?;
+        }
+    }
     for (name, value) in startup {
         match name.as_str() {
             // Read by the handshake itself; `_pq_.` names are protocol extensions a server may ignore.
-            "user" | "database" | "replication" => {}
+            "user" | "database" | "replication" | "options" => {}
             _ if name.starts_with("_pq_.") => {}
-            "options" => {
-                for (name, value) in options(value)? {
-                    take(&mut out, name, value, ignore, settings)?;
-                }
-            }
             _ => take(&mut out, name.clone(), value.clone(), ignore, settings)?,
         }
     }
@@ -122,10 +124,10 @@ mod tests {
             ("options", "-c DateStyle=ISO,\\ DMY --application-name=my\\\\app -capplication_name=last"),
         ]);
         let want = pairs(&[
-            ("client_encoding", "UTF8"),
             ("DateStyle", "ISO, DMY"),
             ("application_name", "my\\app"),
             ("application_name", "last"),
+            ("client_encoding", "UTF8"),
         ]);
         for settings in [true, false] {
             let got = followed(&startup, &[], settings).unwrap();
@@ -141,12 +143,16 @@ mod tests {
             ("options", "-c statement_timeout=5s --app.tenant=42"),
             ("extra_float_digits", "3"),
         ]);
-        let want = pairs(&[("search_path", "tenant1, public"), ("statement_timeout", "5s"), ("app.tenant", "42")]);
+        let want = pairs(&[("statement_timeout", "5s"), ("app.tenant", "42"), ("search_path", "tenant1, public")]);
         let ignore = ["extra_float_digits".to_string()];
         assert_eq!(followed(&startup, &ignore, true), Ok(Followed { reported: vec![], settings: want }));
         let refused = followed(&startup, &ignore, false).unwrap_err();
-        assert!(refused.starts_with("unsupported startup parameter: search_path "), "{refused}");
+        assert!(refused.starts_with("unsupported startup parameter: statement_timeout "), "{refused}");
         assert!(refused.contains("session pooling"), "{refused}");
+        // A name given both ways: the direct one comes last, and wins (`Unreported::from_startup`).
+        let both = pairs(&[("search_path", "direct"), ("options", "-c search_path=option")]);
+        let got = followed(&both, &[], true).unwrap().settings;
+        assert_eq!(got, pairs(&[("search_path", "option"), ("search_path", "direct")]));
     }
 
     #[test]
