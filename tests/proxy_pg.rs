@@ -368,9 +368,18 @@ fn tls_between_clients_and_the_proxy() {
     assert_eq!(psql_conninfo(&conninfo(&required, "sslmode=require"), "SELECT 1").unwrap(), "1");
     let err = psql_conninfo(&conninfo(&required, "sslmode=disable"), "SELECT 1").unwrap_err();
     assert!(err.contains("this listener requires TLS"), "{err}");
+    // SCRAM bound to the TLS connection (SCRAM-SHA-256-PLUS, tls-server-end-point): libpq checks that the
+    // proxy, not something in between, holds the certificate the session ended at.
+    let bound = format!("{verified} channel_binding=require");
+    assert_eq!(psql_conninfo(&conninfo(&required, &bound), "SELECT 1").unwrap(), "1");
+    let unbound = "sslmode=require channel_binding=disable";
+    assert_eq!(psql_conninfo(&conninfo(&required, unbound), "SELECT 1").unwrap(), "1");
 
     let allowed = TestProxy::start(&pg, &tls("allow"), "");
     assert_eq!(psql_conninfo(&conninfo(&allowed, "sslmode=disable"), "SELECT 1").unwrap(), "1");
+    // Without TLS there is nothing to bind to: libpq refuses to go on when it was told to require binding.
+    let err = psql_conninfo(&conninfo(&allowed, "sslmode=disable channel_binding=require"), "SELECT 1").unwrap_err();
+    assert!(err.contains("channel binding"), "{err}");
     let info = psql_conninfo(&conninfo(&allowed, "sslmode=require"), "\\conninfo").unwrap();
     assert!(info.contains("SSL connection"), "{info}");
     // Idle across more than two ticks of the parking clock: the plain client parks, the TLS one keeps its task

@@ -1,14 +1,19 @@
-//! SCRAM messages from a client: any bytes give a result, never a panic.
+//! SCRAM messages from a client, and the certificate read for channel binding: any bytes give a result, never a
+//! panic.
 #![no_main]
 
+use hapool_proxy::pg::auth::end_point::tls_server_end_point;
 use hapool_proxy::pg::auth::scram::{ScramExchange, ScramVerifier};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
+    let _ = tls_server_end_point(data);
     let verifier = ScramVerifier::with_salt("pw", [7; 16], 2);
     let split = data.first().map_or(0, |b| *b as usize).min(data.len());
     let (first, last) = data.split_at(split);
-    if let Ok(exchange) = ScramExchange::start(&verifier, first) {
-        let _ = exchange.finish(last);
+    for (end_point, plus) in [(None, false), (Some(&b"certificate hash"[..]), true), (Some(b"h"), false)] {
+        if let Ok(exchange) = ScramExchange::start(&verifier, first, end_point, plus) {
+            let _ = exchange.finish(last);
+        }
     }
 });

@@ -56,9 +56,14 @@ pub fn auth_md5(buf: &mut BytesMut, salt: [u8; 4]) {
     });
 }
 
-pub fn auth_sasl(buf: &mut BytesMut) {
+/// AuthenticationSASL: SCRAM-SHA-256, after SCRAM-SHA-256-PLUS when `plus` (a TLS connection whose channel
+/// binding data is known), as PostgreSQL lists them.
+pub fn auth_sasl(buf: &mut BytesMut, plus: bool) {
     put(buf, b'R', |b| {
         b.put_i32(10);
+        if plus {
+            put_cstr(b, "SCRAM-SHA-256-PLUS");
+        }
         put_cstr(b, "SCRAM-SHA-256");
         b.put_u8(0);
     });

@@ -18,13 +18,18 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::io::poll_read_buf;
 
+use super::auth::end_point::tls_server_end_point;
 use super::buffers::BufferPool;
 
 pub use hapool_tls::TlsError;
 
-/// The TLS acceptor of a listener.
+/// The TLS acceptor of a listener, with the SCRAM channel binding data of its certificate (`None`: its
+/// signature names no hash, so SCRAM is offered without binding).
 #[derive(Clone)]
-pub struct ClientTls(pub TlsAcceptor);
+pub struct ClientTls {
+    pub acceptor: TlsAcceptor,
+    pub end_point: Option<Vec<u8>>,
+}
 
 impl std::fmt::Debug for ClientTls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -42,13 +47,14 @@ pub fn acceptor(tls: &Tls) -> Result<Option<ClientTls>, TlsError> {
         return Err(TlsError::File { file: "tls".into(), reason: "cert and key are required".into() });
     };
     let certs = read_certs(cert)?;
+    let end_point = tls_server_end_point(&certs[0]);
     let key = PrivateKeyDer::from_pem_file(key).map_err(|e| file_error(key, e))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(certs, key)?;
-    Ok(Some(ClientTls(TlsAcceptor::from(Arc::new(config)))))
+    Ok(Some(ClientTls { acceptor: TlsAcceptor::from(Arc::new(config)), end_point }))
 }
 
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
@@ -95,7 +101,7 @@ impl ClientStream {
     /// Runs the TLS handshake on a plain connection and becomes the TLS stream.
     pub async fn upgrade(&mut self, tls: &ClientTls) -> io::Result<()> {
         let tcp = self.take_plain()?;
-        *self = Stream::Tls(Box::new(tls.0.accept(tcp).await?));
+        *self = Stream::Tls(Box::new(tls.acceptor.accept(tcp).await?));
         Ok(())
     }
 }

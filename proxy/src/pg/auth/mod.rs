@@ -1,6 +1,7 @@
 //! Client authentication at the proxy (SCRAM-SHA-256, MD5, trust) and the proxy's own login to servers.
 
 pub mod backend;
+pub mod end_point;
 pub mod scram;
 
 use hapool_config::{AuthMethod, Secret};

@@ -1,4 +1,5 @@
-//! The server side of SCRAM-SHA-256 (RFC 5802 / 7677) as PostgreSQL speaks it, without channel binding.
+//! The server side of SCRAM-SHA-256 (RFC 5802 / 7677) as PostgreSQL speaks it, and of SCRAM-SHA-256-PLUS:
+//! channel binding to the TLS connection by `tls-server-end-point` (RFC 5929, see `end_point`).
 //!
 //! The salted password is derived once per user at startup; each login costs two HMACs and a hash.
 
@@ -68,7 +69,8 @@ impl ScramVerifier {
 pub enum ScramError {
     #[error("malformed SCRAM message")]
     Malformed,
-    #[error("channel binding is not supported")]
+    /// The client's channel binding does not match the mechanism, what the proxy offered, or the connection.
+    #[error("SCRAM channel binding check failed")]
     ChannelBinding,
     #[error("nonce mismatch")]
     Nonce,
@@ -82,19 +84,32 @@ pub struct ScramExchange<'a> {
     client_first_bare: String,
     server_first: String,
     nonce: String,
-    gs2_header: String,
+    /// What the client-final's `c=` must carry: the GS2 header, and the binding data if it binds.
+    binding: Vec<u8>,
 }
 
 impl<'a> ScramExchange<'a> {
-    /// Reads `n,,n=user,r=nonce` (the user name is ignored, as PostgreSQL does).
-    pub fn start(verifier: &'a ScramVerifier, client_first: &[u8]) -> Result<ScramExchange<'a>, ScramError> {
+    /// Reads `n,,n=user,r=nonce` (the user name is ignored, as PostgreSQL does). `end_point`: the connection's
+    /// `tls-server-end-point` data when the proxy offered SCRAM-SHA-256-PLUS on it; `plus`: the mechanism the
+    /// client chose is that one. A client that binds must have chosen it, and one that chose it must bind; a
+    /// client that says it could bind (`y`) where the proxy offered binding was shown a list without it, by
+    /// someone in between.
+    pub fn start(
+        verifier: &'a ScramVerifier,
+        client_first: &[u8],
+        end_point: Option<&[u8]>,
+        plus: bool,
+    ) -> Result<ScramExchange<'a>, ScramError> {
         let text = std::str::from_utf8(client_first).map_err(|_| ScramError::Malformed)?;
         let (cbind, rest) = text.split_once(',').ok_or(ScramError::Malformed)?;
-        match cbind {
-            "n" | "y" => {}
+        let data: &[u8] = match (cbind, plus, end_point) {
+            ("n", false, _) => &[],
+            ("y", false, None) => &[],
+            ("p=tls-server-end-point", true, Some(data)) => data,
+            ("n" | "y", _, _) => return Err(ScramError::ChannelBinding),
             _ if cbind.starts_with("p=") => return Err(ScramError::ChannelBinding),
             _ => return Err(ScramError::Malformed),
-        }
+        };
         let (authzid, bare) = rest.split_once(',').ok_or(ScramError::Malformed)?;
         let client_nonce = bare
             .split(',')
@@ -110,7 +125,7 @@ impl<'a> ScramExchange<'a> {
             client_first_bare: bare.to_string(),
             server_first,
             nonce,
-            gs2_header: format!("{cbind},{authzid},"),
+            binding: [format!("{cbind},{authzid},").as_bytes(), data].concat(),
         })
     }
 
@@ -132,7 +147,7 @@ impl<'a> ScramExchange<'a> {
             }
         }
         let binding = STANDARD.decode(binding.ok_or(ScramError::Malformed)?).map_err(|_| ScramError::Malformed)?;
-        if binding != self.gs2_header.as_bytes() {
+        if binding != self.binding {
             return Err(ScramError::ChannelBinding);
         }
         if nonce != Some(self.nonce.as_str()) {
@@ -162,13 +177,46 @@ mod tests {
 
     /// Runs postgres-protocol's client (what tokio-postgres uses) against our server side.
     fn login(server_password: &str, client_password: &str) -> Result<(), ScramError> {
+        bound_login(server_password, client_password, ChannelBinding::unsupported(), None, false)
+    }
+
+    /// The same with channel binding: what the client binds to, what the proxy's connection has, and whether
+    /// the client chose SCRAM-SHA-256-PLUS.
+    fn bound_login(
+        server_password: &str,
+        client_password: &str,
+        client_binding: ChannelBinding,
+        end_point: Option<&[u8]>,
+        plus: bool,
+    ) -> Result<(), ScramError> {
         let verifier = ScramVerifier::from_password(server_password);
-        let mut client = ScramSha256::new(client_password.as_bytes(), ChannelBinding::unsupported());
-        let exchange = ScramExchange::start(&verifier, client.message())?;
+        let mut client = ScramSha256::new(client_password.as_bytes(), client_binding);
+        let exchange = ScramExchange::start(&verifier, client.message(), end_point, plus)?;
         client.update(exchange.server_first()).expect("client accepts server-first");
         let server_final = exchange.finish(client.message())?;
         client.finish(&server_final).expect("client verifies the server signature");
         Ok(())
+    }
+
+    #[test]
+    fn channel_binding_to_the_proxys_certificate() {
+        let ours = b"hash of the proxy's certificate".to_vec();
+        let bind = |data: &[u8]| ChannelBinding::tls_server_end_point(data.to_vec());
+        bound_login("pw", "pw", bind(&ours), Some(&ours), true).unwrap();
+        let theirs = b"hash of a certificate in between".to_vec();
+        assert_eq!(bound_login("pw", "pw", bind(&theirs), Some(&ours), true), Err(ScramError::ChannelBinding));
+        assert_eq!(bound_login("pw", "guess", bind(&ours), Some(&ours), true), Err(ScramError::Proof));
+        // A client that does not bind may say so (n) where binding is offered.
+        bound_login("pw", "pw", ChannelBinding::unsupported(), Some(&ours), false).unwrap();
+        // One that could (y) was shown a list without -PLUS: not what the proxy sent.
+        let could = ChannelBinding::unrequested();
+        assert_eq!(bound_login("pw", "pw", could, Some(&ours), false), Err(ScramError::ChannelBinding));
+        bound_login("pw", "pw", ChannelBinding::unrequested(), None, false).unwrap();
+        // Binding without choosing -PLUS, or -PLUS without binding, or binding on a plain connection.
+        assert_eq!(bound_login("pw", "pw", bind(&ours), Some(&ours), false), Err(ScramError::ChannelBinding));
+        let unbound = ChannelBinding::unsupported();
+        assert_eq!(bound_login("pw", "pw", unbound, Some(&ours), true), Err(ScramError::ChannelBinding));
+        assert_eq!(bound_login("pw", "pw", bind(&ours), None, true), Err(ScramError::ChannelBinding));
     }
 
     #[test]
@@ -186,7 +234,7 @@ mod tests {
         // RFC 7677 section 3: user "user", password "pencil", salt W22ZaJ0SNY7soEsUEjb6gQ==, 4096 iterations.
         let salt: [u8; 16] = STANDARD.decode("W22ZaJ0SNY7soEsUEjb6gQ==").unwrap().try_into().unwrap();
         let v = ScramVerifier::with_salt("pencil", salt, 4096);
-        let mut ex = ScramExchange::start(&v, b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO").unwrap();
+        let mut ex = ScramExchange::start(&v, b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO", None, false).unwrap();
         ex.nonce = "rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0".into();
         ex.server_first =
             "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096".into();
@@ -199,10 +247,11 @@ mod tests {
     fn malformed_messages_are_errors() {
         let v = ScramVerifier::with_salt("x", [0; 16], 2);
         for first in [&b""[..], b"n", b"x,,n=,r=abc", b"n,,n=,r=", b"\xff\xfe"] {
-            assert!(ScramExchange::start(&v, first).is_err(), "{first:?}");
+            assert!(ScramExchange::start(&v, first, None, false).is_err(), "{first:?}");
         }
-        assert_eq!(ScramExchange::start(&v, b"p=tls-server-end-point,,n=,r=a").err(), Some(ScramError::ChannelBinding));
-        let ex = ScramExchange::start(&v, b"n,,n=,r=abc").unwrap();
+        let unique = ScramExchange::start(&v, b"p=tls-unique,,n=,r=a", Some(b"x"), true);
+        assert_eq!(unique.err(), Some(ScramError::ChannelBinding), "only tls-server-end-point");
+        let ex = ScramExchange::start(&v, b"n,,n=,r=abc", None, false).unwrap();
         for last in [&b""[..], b"c=biws,r=abc,p=", b"c=biws,r=wrong,p=AAAA", b"c=eSws,r=x,p=AAAA"] {
             assert!(ex.finish(last).is_err(), "{last:?}");
         }

@@ -10,7 +10,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::pg::auth::md5_matches;
-use crate::pg::auth::scram::ScramExchange;
+use crate::pg::auth::scram::{ScramError, ScramExchange};
 use crate::pg::codec::{cstr, decode, decode_startup, Frame, Startup};
 use crate::pg::error::PgError;
 use crate::pg::listener::Shared;
@@ -194,15 +194,19 @@ async fn scram(
     verifier: Option<&crate::pg::auth::scram::ScramVerifier>,
 ) -> Result<bool, PgError> {
     let verifier = verifier.unwrap_or(&settings.decoy);
+    // Channel binding is offered on TLS, when the certificate's binding data is known.
+    let end_point = settings.tls.as_ref().and_then(|t| t.end_point.as_deref()).filter(|_| socket.is_tls());
     let mut out = BytesMut::new();
-    msg::auth_sasl(&mut out);
+    msg::auth_sasl(&mut out, end_point.is_some());
     socket.write_all(&out).await.map_err(PgError::ClientIo)?;
     let initial = password_message(socket, buf).await?;
     let bad = || PgError::ClientMessage("malformed SASL initial response".into());
     let (mechanism, mut rest) = cstr(initial.body()).ok_or_else(bad)?;
-    if mechanism != "SCRAM-SHA-256" {
-        return Err(PgError::ClientMessage(format!("unsupported SASL mechanism {mechanism:?}")));
-    }
+    let plus = match mechanism {
+        "SCRAM-SHA-256" => false,
+        "SCRAM-SHA-256-PLUS" if end_point.is_some() => true,
+        _ => return Err(PgError::ClientMessage(format!("unsupported SASL mechanism {mechanism:?}"))),
+    };
     if rest.len() < 4 {
         return Err(bad());
     }
@@ -210,7 +214,11 @@ async fn scram(
     if len < 0 || len as usize != rest.len() {
         return Err(bad());
     }
-    let Ok(exchange) = ScramExchange::start(verifier, rest) else { return Ok(false) };
+    let exchange = match ScramExchange::start(verifier, rest, end_point, plus) {
+        Ok(exchange) => exchange,
+        Err(e @ ScramError::ChannelBinding) => return Err(PgError::ClientMessage(e.to_string())),
+        Err(_) => return Ok(false),
+    };
     out.clear();
     msg::auth_sasl_continue(&mut out, exchange.server_first());
     socket.write_all(&out).await.map_err(PgError::ClientIo)?;
@@ -222,6 +230,7 @@ async fn scram(
             socket.write_all(&out).await.map_err(PgError::ClientIo)?;
             Ok(true)
         }
+        Err(e @ ScramError::ChannelBinding) => Err(PgError::ClientMessage(e.to_string())),
         Err(_) => Ok(false),
     }
 }
