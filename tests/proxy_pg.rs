@@ -212,8 +212,14 @@ fn session_parameters_follow_each_client() {
 #[test]
 fn a_client_vanishing_mid_transaction_leaves_no_dirty_connection() {
     let pg = cluster();
-    let proxy = TestProxy::start(&pg, "pool_size = 1", "");
-    psql_conninfo(&proxy.app(), "CREATE TABLE t (id int)").unwrap();
+    for mode in ["transaction", "session"] {
+        vanish_mid_transaction(&pg, &format!("pool_size = 1\npool_mode = \"{mode}\""));
+    }
+}
+
+fn vanish_mid_transaction(pg: &PgCluster, keys: &str) {
+    let proxy = TestProxy::start(pg, keys, "");
+    psql_conninfo(&proxy.app(), "CREATE TABLE IF NOT EXISTS t (id int)").unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let (client, conn) = tokio_postgres::connect(&proxy.app(), tokio_postgres::NoTls).await.unwrap();
@@ -226,11 +232,11 @@ fn a_client_vanishing_mid_transaction_leaves_no_dirty_connection() {
     let clean = eventually(Duration::from_secs(10), || {
         psql_conninfo(&proxy.app(), "SELECT count(*) FROM t").as_deref() == Ok("0")
     });
-    assert!(clean, "the abandoned transaction was rolled back");
+    assert!(clean, "{keys}: the abandoned transaction was rolled back");
     let in_tx =
         pg.primary().psql("SELECT count(*) FROM pg_stat_activity WHERE state LIKE 'idle in transaction%'").unwrap();
-    assert_eq!(in_tx, "0");
-    assert_eq!(proxy.servers_opened(), 1, "the server connection was reused, not leaked");
+    assert_eq!(in_tx, "0", "{keys}");
+    assert_eq!(proxy.servers_opened(), 1, "{keys}: the server connection was reused, not leaked");
 }
 
 fn read_all(stream: &mut TcpStream) -> Vec<u8> {

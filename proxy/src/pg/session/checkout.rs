@@ -166,24 +166,26 @@ impl Session {
         Ok(())
     }
 
-    /// After the client left: a server with nothing in flight is cleaned (ROLLBACK in transaction pooling,
-    /// DISCARD ALL in session pooling) and reused; one still busy is closed.
+    /// After the client left: a server with nothing in flight is cleaned (a transaction left open rolled back;
+    /// in session pooling, DISCARD ALL) and reused; one still busy, or one a reset failed on, is closed.
     pub(super) async fn return_server(&mut self) {
         let Some(mut pooled) = self.server.take() else { return };
         if !self.outstanding.is_empty() || self.copy_in || self.unsynced {
             return; // dropped: closed; the server aborts what it was doing.
         }
-        let reset = match (self.transaction_pooling, self.tx_status) {
-            (true, b'I') => None,
-            (true, _) => Some("ROLLBACK"),
-            (false, _) => Some("DISCARD ALL"),
+        // DISCARD ALL cannot run inside a transaction block: the transaction ends first, in a query of its own.
+        let resets: &[&str] = match (self.transaction_pooling, self.tx_status) {
+            (true, b'I') => &[],
+            (true, _) => &["ROLLBACK"],
+            (false, b'I') => &["DISCARD ALL"],
+            (false, _) => &["ROLLBACK", "DISCARD ALL"],
         };
-        if let Some(sql) = reset {
+        for sql in resets {
             let conn = pooled.conn();
             if tokio::time::timeout(RESET_TIMEOUT, server::run_reset(conn, sql)).await.map_or(true, |r| r.is_err()) {
                 return;
             }
-            if sql == "DISCARD ALL" {
+            if *sql == "DISCARD ALL" {
                 conn.prepared.clear();
             }
         }

@@ -229,13 +229,17 @@ impl Session {
     }
 }
 
-/// Runs `sql` on an idle server connection and reads its answers up to ReadyForQuery.
+/// Runs `sql` on an idle server connection and reads its answers up to ReadyForQuery. The server's error is
+/// an error too: a connection whose reset failed is not clean.
 pub async fn run_reset(conn: &mut ServerConn, sql: &str) -> Result<(), PgError> {
     conn.synced = None;
     if sql == "DISCARD ALL" {
         conn.unreported = Some(Default::default());
     }
-    exchange(conn, sql).await.map(|_| ())
+    match exchange(conn, sql).await?.error {
+        Some(code) => Err(PgError::ServerProtocol(format!("{sql}: server error {code}"))),
+        None => Ok(()),
+    }
 }
 
 /// Runs a one-value query of the proxy's own on an idle server connection: the first column of its first row
