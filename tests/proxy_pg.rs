@@ -655,6 +655,31 @@ fn a_setting_sent_as_its_own_startup_parameter_is_followed() {
     assert!(row.1.ends_with(b"tenant1, public"), "{:?}", String::from_utf8_lossy(&row.1));
 }
 
+/// In transaction pooling a LISTEN stays on the server connection it ran on, which goes back to the pool. A
+/// notification that reaches it there is the listener's, not the next client's: the connection is cleared
+/// (UNLISTEN *) before another client gets it, and what came before that clearing ended is not passed on.
+#[test]
+fn a_notification_for_a_previous_client_does_not_reach_the_next() {
+    let pg = cluster();
+    let proxy = trusted_proxy(&pg, "pool_size = 1");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // From another pool (another user), so on another server connection while the listener's sits idle.
+    let notifier = rt.block_on(connect(&proxy.app()));
+    let mut listener = raw_login(&proxy, Duration::from_secs(10));
+    let mut next = raw_login(&proxy, Duration::from_secs(10));
+    for round in 0..20 {
+        listener.write_all(&message(b'Q', b"LISTEN ch\0")).unwrap();
+        read_to_ready(&mut listener);
+        rt.block_on(notifier.batch_execute("NOTIFY ch, 'secret'")).unwrap();
+        // Within the 100 ms after which the pool checks an idle connection before reuse: handed out as it is.
+        next.write_all(&message(b'Q', b"SELECT 1\0")).unwrap();
+        let answer = read_to_ready(&mut next);
+        let tags: Vec<char> = answer.iter().map(|(tag, _)| *tag as char).collect();
+        assert!(!tags.contains(&'A'), "round {round}: another client's notification reached this one: {tags:?}");
+        assert_eq!(tags, ['T', 'D', 'C', 'Z'], "round {round}");
+    }
+}
+
 fn trusted_proxy(pg: &PgCluster, cluster_keys: &str) -> TestProxy {
     pg.primary().psql("CREATE ROLE trusted LOGIN PASSWORD 'tpw'").unwrap();
     let users = "\n  [[cluster.user]]\n  name = \"trusted\"\n  password = \"tpw\"\n  auth = \"trust\"\n";

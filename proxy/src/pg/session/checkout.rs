@@ -75,6 +75,7 @@ impl Session {
         let left = conn.leftovers.filter(|l| l.owner != self.key).map_or(Leftovers::NONE, |l| l.kinds);
         if !left.is_empty() {
             left.reset_sql(&mut sql);
+            self.foreign_notifications = left.contains(Leftovers::LISTEN);
             conn.leftovers = None;
             if left.contains(Leftovers::PREPARED) {
                 conn.prepared.clear();
