@@ -157,3 +157,35 @@ fn shutdown_gives_parked_clients_57p01() {
     });
     assert_eq!(proxy.listener.parked(), 0);
 }
+
+/// A client that holds a transaction open and sends nothing is ended after `idle_transaction_timeout` with
+/// 25P03 (PostgreSQL's idle-in-transaction code), its transaction rolled back and its server connection given to
+/// the client waiting for it: one stalled client does not keep the pool's only connection. In both pool modes.
+#[test]
+fn idle_transaction_timeout_ends_a_stalled_transaction_and_frees_its_connection() {
+    let pg = cluster();
+    for mode in ["transaction", "session"] {
+        let keys = format!("pool_mode = \"{mode}\"\npool_size = 1\nidle_transaction_timeout = \"2s\"");
+        let proxy = TestProxy::start(&pg, &keys, "");
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let setup = connect(&proxy.app()).await;
+            setup.batch_execute("CREATE TABLE IF NOT EXISTS stalled (id int)").await.unwrap();
+            drop(setup);
+            let began = Instant::now();
+            let (stalled, conn) = tokio_postgres::connect(&proxy.app(), tokio_postgres::NoTls).await.unwrap();
+            let mut end = tokio::spawn(conn);
+            stalled.batch_execute("BEGIN; INSERT INTO stalled VALUES (1)").await.unwrap();
+            let waiting = async {
+                let next = connect(&proxy.app()).await;
+                first_value(next.simple_query("SELECT count(*) FROM stalled").await.unwrap())
+            };
+            let count = tokio::time::timeout(Duration::from_secs(10), waiting).await.expect("the connection was freed");
+            assert_eq!(count, "0", "{mode}: the stalled transaction was rolled back");
+            let ended = tokio::time::timeout(Duration::from_secs(5), &mut end).await.expect("the client was told");
+            let err = ended.unwrap().unwrap_err();
+            assert_eq!(err.code(), Some(&SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT), "{mode}: {err}");
+            assert!(began.elapsed() >= Duration::from_secs(2), "{mode}: ended early, after {:?}", began.elapsed());
+        });
+    }
+}

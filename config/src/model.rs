@@ -139,6 +139,10 @@ pub struct Cluster {
     pub idle_timeout: Duration,
     #[serde(serialize_with = "opt_duration")]
     pub client_idle_timeout: Option<Duration>,
+    /// Clients that hold a transaction open this long without sending anything are ended (25P03), their
+    /// transaction rolled back: one stalled client does not keep a pooled connection from the others.
+    #[serde(serialize_with = "opt_duration")]
+    pub idle_transaction_timeout: Option<Duration>,
     #[serde(serialize_with = "duration")]
     pub max_lifetime: Duration,
     #[serde(serialize_with = "duration")]

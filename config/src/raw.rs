@@ -80,6 +80,7 @@ pub struct RawCluster {
     pub startup_timeout: Option<String>,
     pub idle_timeout: Option<String>,
     pub client_idle_timeout: Option<String>,
+    pub idle_transaction_timeout: Option<String>,
     pub max_lifetime: Option<String>,
     pub query_wait_timeout: Option<String>,
     pub max_message_size: Option<String>,

@@ -362,3 +362,11 @@ fn ignore_startup_parameters_default_to_what_jdbc_sends() {
     let e = one_error(&with("ignore_startup_parameters = \"search_path\""), "invalid type");
     assert!(e.starts_with("t.toml:"), "{e}");
 }
+
+#[test]
+fn idle_transaction_timeout_is_optional() {
+    assert_eq!(check(BASE).unwrap().cluster[0].idle_transaction_timeout, None);
+    let c = check(&with("idle_transaction_timeout = \"5m\"")).unwrap();
+    assert_eq!(c.cluster[0].idle_transaction_timeout, Some(std::time::Duration::from_secs(300)));
+    one_error(&with("idle_transaction_timeout = \"soon\""), "idle_transaction_timeout");
+}

@@ -60,6 +60,11 @@ fn cluster(ctx: &mut Ctx<'_>, s: &Scope, raw: &RawCluster) -> Cluster {
         startup_timeout: ctx.duration(s, "startup_timeout", raw.startup_timeout.as_ref(), Duration::from_secs(10)),
         idle_timeout: ctx.duration(s, "idle_timeout", raw.idle_timeout.as_ref(), Duration::from_secs(600)),
         client_idle_timeout: ctx.opt_duration(s, "client_idle_timeout", raw.client_idle_timeout.as_ref()),
+        idle_transaction_timeout: ctx.opt_duration(
+            s,
+            "idle_transaction_timeout",
+            raw.idle_transaction_timeout.as_ref(),
+        ),
         max_lifetime: ctx.duration(s, "max_lifetime", raw.max_lifetime.as_ref(), Duration::from_secs(3600)),
         query_wait_timeout: ctx.duration(
             s,

@@ -57,6 +57,8 @@ pub enum PgError {
     NodeGone { node: String },
     #[error("terminating connection due to idle-session timeout ({seconds}s, client_idle_timeout)")]
     IdleTimeout { seconds: u64 },
+    #[error("terminating connection due to idle-in-transaction timeout ({seconds}s, idle_transaction_timeout)")]
+    IdleInTransactionTimeout { seconds: u64 },
     #[error("cluster {cluster}: no replica can serve reads now ({lagging} over the lag limit) and fallback_to_primary is off")]
     NoReplica { cluster: String, lagging: usize },
 }
@@ -68,6 +70,7 @@ impl PgError {
             ClientIo(_) | ClientProtocol(_) | ClientMessage(_) | AuthFailed { .. } | UnknownPool { .. } => Side::Client,
             StartupSetting { .. } => Side::Client,
             StartupTimeout { .. } | TlsRequired | HbaRejected { .. } | IdleTimeout { .. } => Side::Client,
+            IdleInTransactionTimeout { .. } => Side::Client,
             ServerConnect { .. } | ServerLogin { .. } | ServerIo(_) | ServerProtocol(_) => Side::Server,
             TooManyClients { .. }
             | PoolTimeout { .. }
@@ -93,6 +96,7 @@ impl PgError {
             ServerLogin { .. } => "08004",
             Shutdown => "57P01",
             IdleTimeout { .. } => "57P05",
+            IdleInTransactionTimeout { .. } => "25P03",
             TlsRequired | HbaRejected { .. } => "28000",
         }
     }

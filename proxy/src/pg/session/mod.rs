@@ -353,7 +353,7 @@ impl Session {
                 continue; // the unit the held-back message waited for is over
             }
             self.release_idle_buffers();
-            if self.idle_since.is_none() && self.at_boundary() {
+            if self.idle_since.is_none() && (self.at_boundary() || self.idle_in_transaction()) {
                 self.idle_since = Some(self.shared.parking.epoch());
             }
             if let Some(served) = self.idle_next()? {
@@ -423,6 +423,12 @@ impl Session {
     /// client that Executes then Flushes, as cursor libraries do): not a boundary until the Sync.
     fn at_boundary(&self) -> bool {
         self.outstanding.is_empty() && self.tx_status == b'I' && !self.copy_in && !self.unsynced
+    }
+
+    /// Inside a transaction (or an extended-protocol batch not yet synced), holding its server connection, with
+    /// every answer in: what happens next is up to the client.
+    fn idle_in_transaction(&self) -> bool {
+        self.server.is_some() && self.outstanding.is_empty() && !self.copy_in
     }
 }
 

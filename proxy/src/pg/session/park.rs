@@ -38,17 +38,24 @@ impl Session {
     /// Whether this session looks at its idleness at all (woken at each tick of the clock): one that may park,
     /// or one with an idle timeout.
     pub(super) fn needs_clock(&self) -> bool {
-        self.parks_at_all() || self.settings.cluster.client_idle_timeout.is_some()
+        let cluster = &self.settings.cluster;
+        self.parks_at_all() || cluster.client_idle_timeout.is_some() || cluster.idle_transaction_timeout.is_some()
     }
 
-    /// Before a wait: whether an idle client parks now, or has been idle longer than `client_idle_timeout`.
+    /// Before a wait: whether an idle client parks now, or has been idle longer than `client_idle_timeout`
+    /// (between transactions) or `idle_transaction_timeout` (inside one, holding its server connection).
     pub(super) fn idle_next(&mut self) -> Result<Option<Served>, PgError> {
         let Some(since) = self.idle_since else { return Ok(None) };
         let ticks = self.shared.parking.epoch().saturating_sub(since);
-        let limit = idle::limit_ticks(self.settings.cluster.client_idle_timeout);
-        match idle::verdict(|| self.can_park(), self.park_soon, ticks, limit) {
+        let cluster = &self.settings.cluster;
+        let in_transaction = !self.at_boundary();
+        let timeout = if in_transaction { cluster.idle_transaction_timeout } else { cluster.client_idle_timeout };
+        match idle::verdict(|| self.can_park(), self.park_soon, ticks, idle::limit_ticks(timeout)) {
             Idle::Wait => Ok(None),
             Idle::Park => Ok(Some(Served::Park)),
+            Idle::Expire if in_transaction => {
+                Err(PgError::IdleInTransactionTimeout { seconds: timeout.unwrap_or_default().as_secs() })
+            }
             Idle::Expire => Err(self.idle_timeout()),
         }
     }
