@@ -680,6 +680,49 @@ fn a_notification_for_a_previous_client_does_not_reach_the_next() {
     }
 }
 
+/// A SET through the extended protocol (as JDBC and psycopg send every statement) is followed like a simple
+/// query's: its value reaches every server connection the client gets, once the batch it ran in has committed.
+/// One whose batch failed later on, rolled back, is not.
+#[test]
+fn a_set_through_the_extended_protocol_is_followed_once_its_batch_commits() {
+    let pg = cluster();
+    pg.primary().psql("CREATE SCHEMA s1; CREATE SCHEMA s2; GRANT USAGE ON SCHEMA s1, s2 TO PUBLIC").unwrap();
+    let proxy = trusted_proxy(&pg, "pool_size = 1");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let other = rt.block_on(connect(&proxy.conninfo("trusted", "tpw")));
+    let shown = |c: &tokio_postgres::Client| {
+        let row = rt.block_on(c.query_one("SELECT current_setting('search_path')", &[])).unwrap();
+        row.get::<_, String>(0)
+    };
+    // A named statement (tokio-postgres prepares one for each query).
+    let a = rt.block_on(connect(&proxy.conninfo("trusted", "tpw")));
+    rt.block_on(a.execute("SET search_path = s1", &[])).unwrap();
+    assert_eq!(shown(&other), "\"$user\", public", "the other client does not get it");
+    assert_eq!(shown(&a), "s1", "back on the connection the other client had cleared");
+
+    // The unnamed statement, and a batch that fails after its SET ran.
+    let mut b = raw_login(&proxy, Duration::from_secs(10));
+    let set = |sql: &str| {
+        let parse = message(b'P', format!("\0{sql}\0\0\0").as_bytes());
+        [parse, message(b'B', b"\0\0\0\0\0\0\0\0"), message(b'E', b"\0\0\0\0\0")].concat()
+    };
+    let sync = message(b'S', b"");
+    b.write_all(&[set("SET search_path = s2"), sync.clone()].concat()).unwrap();
+    assert!(read_to_ready(&mut b).iter().all(|(tag, _)| *tag != b'E'));
+    let failing = [set("SET search_path = s1"), message(b'P', b"\0SELEC 1\0\0\0"), sync.clone()].concat();
+    b.write_all(&failing).unwrap();
+    assert!(read_to_ready(&mut b).iter().any(|(tag, _)| *tag == b'E'), "the batch failed");
+    assert_eq!(shown(&other), "\"$user\", public");
+    b.write_all(&message(b'Q', b"SELECT current_setting('search_path')\0")).unwrap();
+    let answer = read_to_ready(&mut b);
+    let row = answer.iter().find(|(tag, _)| *tag == b'D').expect("a row");
+    assert!(
+        row.1.ends_with(b"s2"),
+        "the committed SET holds, the rolled back one not: {:?}",
+        String::from_utf8_lossy(&row.1)
+    );
+}
+
 fn trusted_proxy(pg: &PgCluster, cluster_keys: &str) -> TestProxy {
     pg.primary().psql("CREATE ROLE trusted LOGIN PASSWORD 'tpw'").unwrap();
     let users = "\n  [[cluster.user]]\n  name = \"trusted\"\n  password = \"tpw\"\n  auth = \"trust\"\n";
@@ -951,10 +994,10 @@ fn session_state_the_proxy_does_not_follow_never_reaches_another_client() {
         assert_eq!(a_sees, "1234ms 7MB 99MB reporting hapool 1 t 1 1", "a has all of it on its connection");
         let b_sees: String = b.query_one(state, &[]).await.unwrap().get(0);
         assert_eq!(b_sees, "0 4MB 64MB app bee 0 f 0 0", "b, on the same connection, has none of it, and its own name");
-        // A plain autocommit SET is followed: it comes back with a on its next connection; the forms the proxy
-        // does not follow (several statements, the extended protocol, a role) do not.
+        // A plain autocommit SET is followed, as a simple query or through the extended protocol: it comes back
+        // with a on its next connection; the forms the proxy does not follow (several statements, a role) do not.
         let a_sees: String = a.query_one(state, &[]).await.unwrap().get(0);
-        assert_eq!(a_sees, "1234ms 4MB 64MB app hapool 0 f 0 0", "a keeps its plain SET");
+        assert_eq!(a_sees, "1234ms 4MB 99MB app hapool 0 f 0 0", "a keeps its plain SETs");
         // And a gets nothing of b's.
         b.simple_query("SET lock_timeout = '3s'").await.unwrap();
         let a_sees: String = a.query_one("SELECT current_setting('lock_timeout')", &[]).await.unwrap().get(0);

@@ -170,7 +170,15 @@ impl Session {
                 PoolStats::add(&self.serving.stats.queries, 1);
                 let drops =
                     self.drop_portals.is_some() && cstr(frame.body()).is_some_and(|(p, _)| self.drops_all_at(p));
-                let expect = if drops { Expect::ExecuteDropAll(self.statements.mark_drop()) } else { Expect::Execute };
+                let set = match (&self.extended_sets, drops) {
+                    (Some(sets), false) => cstr(frame.body()).and_then(|(p, _)| sets.at(p)),
+                    _ => None,
+                };
+                let expect = match (drops, set) {
+                    (true, _) => Expect::ExecuteDropAll(self.statements.mark_drop()),
+                    (false, Some(change)) => Expect::ExecuteSet(Box::new(change)),
+                    (false, None) => Expect::Execute,
+                };
                 self.forward(frame, expect);
             }
             // During COPY FROM STDIN the server ignores Sync: nothing will answer it.
@@ -286,6 +294,10 @@ impl Session {
             // Bound and executed on this connection, in this unit.
             self.note_leftovers(leftovers::query_leftovers(rest));
             self.unnamed_drops_all = text_drops_all(rest);
+            let set = text_set(rest);
+            if set.is_some() || self.extended_sets.is_some() {
+                self.extended_sets.get_or_insert_default().unnamed = set;
+            }
             return self.forward(frame, Expect::Parse { created: None });
         }
         let statement = self.shared.statements.intern(rest);
@@ -308,6 +320,15 @@ impl Session {
         let statement = self.known(name);
         let drops = statement.as_ref().map_or(name.is_empty() && self.unnamed_drops_all, |s| s.drops_all);
         self.note_drop_portal(portal, drops);
+        let set = match &statement {
+            Some(s) => s.set.as_ref(),
+            None if name.is_empty() => self.extended_sets.as_ref().and_then(|e| e.unnamed.as_ref()),
+            None => None,
+        };
+        if set.is_some() || self.extended_sets.is_some() {
+            let set = set.cloned();
+            self.extended_sets.get_or_insert_default().bound(portal, set);
+        }
         let Some(statement) = statement else { return self.forward(frame, Expect::Bind) };
         self.note_leftovers(statement.leftovers);
         self.ensure_prepared(&statement);
@@ -434,6 +455,14 @@ enum Outcome {
 /// [PREPARE] ALL`, which remove every prepared statement of the server connection.
 pub fn text_drops_all(body: &[u8]) -> bool {
     drops_all_after(sqltext::leading_keyword(body), body)
+}
+
+/// The change a query body (or a Parse's text part) makes when it is a plain SET or RESET the session follows
+/// (`unreported::change`). The keyword first, as for `text_drops_all`.
+pub fn text_set(body: &[u8]) -> Option<unreported::Change> {
+    let keyword = sqltext::leading_keyword(body);
+    let is = |word: &[u8]| keyword.eq_ignore_ascii_case(word);
+    (is(b"set") || is(b"reset")).then(|| msg::query_text(body).and_then(unreported::change)).flatten()
 }
 
 /// `text_drops_all` for a text whose leading keyword is known. The keyword first: every query passes here, and

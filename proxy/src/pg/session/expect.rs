@@ -19,6 +19,10 @@ pub enum Expect {
     Bind,
     Describe,
     Execute,
+    /// An Execute of a portal bound to a plain SET or RESET the session follows (`unreported`): the change it
+    /// makes, held once it ran until the batch's ReadyForQuery says its implicit transaction committed. Boxed:
+    /// most queues never hold one.
+    ExecuteSet(Box<Change>),
     /// An Execute of a portal bound to `DISCARD ALL` or `DEALLOCATE ALL`: every prepared statement of the
     /// connection may be gone once it has run. With the client's drop count when it was sent
     /// (`Statements::mark_drop`).
@@ -54,7 +58,7 @@ impl Expect {
             Expect::Bind => tag == b'2',
             Expect::Close | Expect::InjectedClose(_) | Expect::Reclose(_) => tag == b'3',
             Expect::Describe => tag == b'T' || tag == b'n',
-            Expect::Execute | Expect::ExecuteDropAll(_) => matches!(tag, b'C' | b'I' | b's'),
+            Expect::Execute | Expect::ExecuteSet(_) | Expect::ExecuteDropAll(_) => matches!(tag, b'C' | b'I' | b's'),
             Expect::Sync | Expect::Query | Expect::QueryDropAll(_) | Expect::QuerySet(_) | Expect::InjectedQuery => {
                 tag == b'Z'
             }

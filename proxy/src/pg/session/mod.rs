@@ -132,6 +132,8 @@ pub struct Session {
     /// (`Expect::ExecuteDropAll`). Boxed: almost no client has one.
     #[allow(clippy::box_collection)]
     drop_portals: Option<Box<Vec<Box<str>>>>,
+    /// SETs the session follows that come through the extended protocol (boxed: few clients send one).
+    extended_sets: Option<Box<unreported::ExtendedSets>>,
 }
 
 /// How serving a client stopped (short of an error).
@@ -290,6 +292,7 @@ impl Session {
             watching: false,
             unnamed_drops_all: false,
             drop_portals: None,
+            extended_sets: None,
             shared,
             settings,
         });

@@ -113,6 +113,11 @@ impl Session {
                 if let Some(change) = self.outstanding.take_set() {
                     self.set_ended(*change);
                 }
+                // So do those of the extended-protocol batch this ends, if nothing in it failed.
+                let ran = self.extended_sets.as_mut().map(|sets| std::mem::take(&mut sets.ran)).unwrap_or_default();
+                for change in ran {
+                    self.set_ended(change);
+                }
                 self.statement_failed = false;
             }
             b'C' if head_forwarded => {
@@ -136,6 +141,9 @@ impl Session {
             return self.emit_synthetic();
         }
         let head = self.outstanding.pop();
+        if let (false, Some(Expect::ExecuteSet(change))) = (failed, &head) {
+            self.extended_sets.get_or_insert_default().ran.push((**change).clone());
+        }
         let created = match &head {
             Some(Expect::Parse { created: Some(name) } | Expect::InjectedParse(name)) => Some(name),
             _ => None,

@@ -21,6 +21,8 @@ pub struct Statement {
     pub leftovers: Leftovers,
     /// It is `DISCARD ALL` or `DEALLOCATE ALL`: executing it drops every prepared statement of the connection.
     pub drops_all: bool,
+    /// It is a plain SET or RESET the session follows: the change executing it makes (`unreported`).
+    pub set: Option<super::unreported::Change>,
 }
 
 impl Statement {
@@ -130,6 +132,7 @@ impl StatementRegistry {
             validated: AtomicBool::new(false),
             leftovers: super::leftovers::query_leftovers(rest),
             drops_all: super::client::text_drops_all(rest),
+            set: super::client::text_set(rest),
         });
         map.insert(Bytes::copy_from_slice(rest), statement.clone());
         statement

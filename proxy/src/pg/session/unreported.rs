@@ -82,6 +82,32 @@ impl Unreported {
     }
 }
 
+/// The SETs and RESETs the session follows that come through the extended protocol (JDBC and psycopg send
+/// every statement so): the change of the unnamed statement, the portals bound to one, and the changes that
+/// ran in the batch now being answered, which hold once its ReadyForQuery says its implicit transaction
+/// committed (an error later in the batch rolls them back).
+#[derive(Debug, Default)]
+pub struct ExtendedSets {
+    pub unnamed: Option<Change>,
+    portals: Vec<(Box<str>, Change)>,
+    pub ran: Vec<Change>,
+}
+
+impl ExtendedSets {
+    /// `portal` is now bound to a statement that makes `set` (or none).
+    pub fn bound(&mut self, portal: &str, set: Option<Change>) {
+        self.portals.retain(|(p, _)| &**p != portal);
+        if let Some(change) = set {
+            self.portals.push((portal.into(), change));
+        }
+    }
+
+    /// The change an Execute of `portal` makes.
+    pub fn at(&self, portal: &str) -> Option<Change> {
+        self.portals.iter().find(|(p, _)| &**p == portal).map(|(_, change)| change.clone())
+    }
+}
+
 /// A string literal that reads the same whatever `standard_conforming_strings` is.
 fn literal(text: &str) -> String {
     format!("E'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
@@ -249,6 +275,17 @@ mod tests {
         assert_eq!(sql, "SET Work_Mem = '32MB';", "unknown: everything wanted");
         u.apply(Change::ResetAll);
         assert!(u.current.is_empty());
+    }
+
+    #[test]
+    fn portals_remember_the_set_they_are_bound_to() {
+        let mut sets = ExtendedSets::default();
+        sets.bound("", change("SET work_mem = '8MB'"));
+        sets.bound("p1", change("RESET search_path"));
+        assert_eq!(sets.at(""), change("SET work_mem = '8MB'"));
+        sets.bound("", None);
+        assert_eq!((sets.at(""), sets.at("p1")), (None, change("RESET search_path")), "bound again to another");
+        assert_eq!(sets.at("p2"), None);
     }
 
     #[test]
