@@ -114,9 +114,8 @@ impl Session {
                     self.set_ended(*change);
                 }
                 // So do those of the extended-protocol batch this ends, if nothing in it failed.
-                let ran = self.extended_sets.as_mut().map(|sets| std::mem::take(&mut sets.ran)).unwrap_or_default();
-                for change in ran {
-                    self.set_ended(change);
+                if self.extended_sets.as_ref().is_some_and(|sets| !sets.ran.is_empty()) {
+                    self.extended_sets_ended();
                 }
                 self.statement_failed = false;
             }
@@ -171,6 +170,15 @@ impl Session {
             statement.validated.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         self.emit_synthetic();
+    }
+
+    /// The SETs that ran in the extended-protocol batch whose ReadyForQuery came: each as `set_ended` says.
+    #[cold]
+    fn extended_sets_ended(&mut self) {
+        let ran = self.extended_sets.as_mut().map(|sets| std::mem::take(&mut sets.ran)).unwrap_or_default();
+        for change in ran {
+            self.set_ended(change);
+        }
     }
 
     /// A followed SET's answer is in (`statement_failed` says whether it failed): the change is the client's
