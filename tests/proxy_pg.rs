@@ -354,6 +354,17 @@ fn psycopg_server_side_prepared_statements_in_transaction_pooling() {
 }
 
 #[test]
+fn psycopg_settings_stay_with_the_client_that_made_them() {
+    let pg = cluster();
+    let proxy = TestProxy::start(&pg, "pool_size = 1", "");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/psycopg_settings.py");
+    let out = Command::new("python3").arg(&script).arg(proxy.app()).output().expect("run python3");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.trim() == "ok", "psycopg through hapool:\n{text}");
+    assert_eq!(proxy.servers_opened(), 1);
+}
+
+#[test]
 fn tls_between_clients_and_the_proxy() {
     let pg = PgCluster::start(PgClusterOptions { replicas: 0, tls: true, ..Default::default() }).unwrap();
     let (cert, key) = pg.tls_cert_and_key().unwrap();
