@@ -343,24 +343,27 @@ fn copy_in_and_out_and_an_aborted_copy() {
 fn psycopg_server_side_prepared_statements_in_transaction_pooling() {
     let pg = cluster();
     let proxy = TestProxy::start(&pg, "pool_size = 3", "");
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/psycopg_prepared.py");
+    run_psycopg_script(&proxy, "psycopg_prepared.py");
+    assert!(proxy.servers_opened() <= 3);
+}
+
+/// Runs `tests/py/<script>` with the proxy's application conninfo; it must print `ok`.
+fn run_psycopg_script(proxy: &TestProxy, script: &str) {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py").join(script);
     let out = Command::new("python3").arg(&script).arg(proxy.app()).output().expect("run python3");
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(
         out.status.success() && text.trim() == "ok",
-        "psycopg through hapool failed (scripts/install-deps installs psycopg):\n{text}"
+        "{} through hapool failed (scripts/install-deps installs psycopg):\n{text}",
+        script.display()
     );
-    assert!(proxy.servers_opened() <= 3);
 }
 
 #[test]
 fn psycopg_settings_stay_with_the_client_that_made_them() {
     let pg = cluster();
     let proxy = TestProxy::start(&pg, "pool_size = 1", "");
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/psycopg_settings.py");
-    let out = Command::new("python3").arg(&script).arg(proxy.app()).output().expect("run python3");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && text.trim() == "ok", "psycopg through hapool:\n{text}");
+    run_psycopg_script(&proxy, "psycopg_settings.py");
     assert_eq!(proxy.servers_opened(), 1);
 }
 

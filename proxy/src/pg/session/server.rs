@@ -258,34 +258,36 @@ pub async fn run_reset(conn: &mut ServerConn, sql: &str) -> Result<(), PgError> 
     if sql == "DISCARD ALL" {
         conn.unreported = Some(Default::default());
     }
-    match exchange(conn, sql).await?.error {
-        Some(code) => Err(PgError::ServerProtocol(format!("{sql}: server error {code}"))),
-        None => Ok(()),
-    }
+    exchange(conn, sql).await?.value_of(sql).map(|_| ())
 }
 
 /// Runs a one-value query of the proxy's own on an idle server connection: the first column of its first row
 /// (`None` for no row or NULL). A failure is an error: the proxy's own queries must not fail.
 pub async fn query_value(conn: &mut ServerConn, sql: &str) -> Result<Option<String>, PgError> {
-    let answer = exchange(conn, sql).await?;
-    match answer.error {
-        Some(code) => Err(PgError::ServerProtocol(format!("{sql}: server error {code}"))),
-        None => Ok(answer.value),
-    }
+    exchange(conn, sql).await?.value_of(sql)
 }
 
 /// Runs settings of the proxy's own (a client's startup settings) on an idle server connection: the server's
 /// refusal, if it refused them (SQLSTATE and message; nothing was set then: one query is one transaction).
 pub async fn run_settings(conn: &mut ServerConn, sql: &str) -> Result<Option<(String, String)>, PgError> {
-    Ok(exchange(conn, sql).await?.refusal)
+    Ok(exchange(conn, sql).await?.error)
 }
 
 #[derive(Default)]
 struct Answer {
     value: Option<String>,
-    error: Option<String>,
     /// The first error's SQLSTATE and message.
-    refusal: Option<(String, String)>,
+    error: Option<(String, String)>,
+}
+
+impl Answer {
+    /// The value of a query of the proxy's own, whose failure is an error.
+    fn value_of(self, sql: &str) -> Result<Option<String>, PgError> {
+        match self.error {
+            Some((code, _)) => Err(PgError::ServerProtocol(format!("{sql}: server error {code}"))),
+            None => Ok(self.value),
+        }
+    }
 }
 
 /// Sends a simple query and reads everything up to its ReadyForQuery, keeping parameters the server reports.
@@ -303,9 +305,8 @@ async fn exchange(conn: &mut ServerConn, sql: &str) -> Result<Answer, PgError> {
                 b'Z' => return Ok(answer),
                 b'D' if answer.value.is_none() => answer.value = msg::first_column(frame.body()),
                 b'E' => {
-                    answer.error = msg::error_code(frame.body()).map(str::to_string);
                     let field = |f| msg::error_field(frame.body(), f).unwrap_or_default().to_string();
-                    answer.refusal.get_or_insert_with(|| (field(b'C'), field(b'M')));
+                    answer.error.get_or_insert_with(|| (field(b'C'), field(b'M')));
                 }
                 b'S' => {
                     if let Some((name, value)) = msg::parameter_fields(frame.body()) {
