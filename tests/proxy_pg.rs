@@ -586,8 +586,8 @@ fn reload_adds_users_for_new_clients_and_refuses_what_cannot_change_live() {
 /// followed, from `options` (libpq's PGOPTIONS) too. In transaction pooling so is a setting such as search_path
 /// (JDBC's currentSchema, asyncpg's server_settings), on every server connection the client gets, and with
 /// PostgreSQL's meaning: RESET, RESET ALL and DISCARD ALL return to it. One the server refuses refuses the login;
-/// a role, or any setting in session pooling, is refused at login (08P01), unless the cluster lists the name in
-/// ignore_startup_parameters (JDBC's extra_float_digits is by default).
+/// a role is refused at login (08P01), unless the cluster lists the name in ignore_startup_parameters (JDBC's
+/// extra_float_digits is by default). Session pooling: `session_pooling_keeps_startup_settings_as_the_defaults`.
 #[test]
 fn startup_parameters_are_followed_or_refused_never_dropped() {
     let pg = cluster();
@@ -633,10 +633,7 @@ fn startup_parameters_are_followed_or_refused_never_dropped() {
     let refused = psql_conninfo(&with("-d 5"), "SELECT 1").unwrap_err();
     assert!(refused.contains("unsupported switch"), "{refused}");
 
-    // Session pooling follows only the reported parameters; a role sent directly is refused before the password.
-    let session = TestProxy::start(&pg, "pool_mode = \"session\"", "");
-    let refused = psql_conninfo(&format!("{} options='-c search_path=s1'", session.app()), "SELECT 1").unwrap_err();
-    assert!(refused.contains("unsupported startup parameter: search_path"), "{refused}");
+    // A role sent directly is refused before the password.
     let mut s = TcpStream::connect(proxy.addr).unwrap();
     let mut body = 196_608i32.to_be_bytes().to_vec();
     body.extend_from_slice(b"user\0app\0database\0app\0role\0postgres\0\0");
@@ -645,6 +642,67 @@ fn startup_parameters_are_followed_or_refused_never_dropped() {
     assert_eq!(reply.first(), Some(&b'E'), "refused before authentication: {reply:?}");
     let text = String::from_utf8_lossy(&reply);
     assert!(text.contains("08P01") && text.contains("unsupported startup parameter: role"), "{text}");
+}
+
+/// Session pooling: a client's startup settings are set on the server connection it holds and stay its session
+/// defaults, as on PostgreSQL: RESET, RESET ALL, SET … TO DEFAULT and DISCARD ALL return to them, through the
+/// simple and the extended protocol; a RESET rolled back with its transaction leaves the value before it. The
+/// next client of that connection gets the server's defaults, and a value the server refuses refuses the login.
+#[test]
+fn session_pooling_keeps_startup_settings_as_the_defaults() {
+    let pg = cluster();
+    pg.primary().psql("CREATE SCHEMA s1; CREATE SCHEMA s2").unwrap();
+    let proxy = TestProxy::start(&pg, "pool_mode = \"session\"\npool_size = 1", "");
+    let with = |options: &str| format!("{} options='{options}'", proxy.app());
+    let psql = psql_conninfo(&with("-c search_path=s2"), "SELECT current_setting('search_path')").unwrap();
+    assert_eq!(psql, "s2", "psql's PGOPTIONS");
+    let startup = "s1 | t1 | 1234ms";
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let a = connect(&with("-c search_path=s1 -c app.tenant=t1 -c statement_timeout=1234")).await;
+        async fn shown(c: &tokio_postgres::Client) -> String {
+            let show = "SELECT current_setting('search_path') || ' | ' || coalesce(current_setting('app.tenant', \
+                        true), '') || ' | ' || current_setting('statement_timeout')";
+            first_value(c.simple_query(show).await.unwrap())
+        }
+        async fn run(c: &tokio_postgres::Client, sql: &str) {
+            c.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+        assert_eq!(shown(&a).await, startup);
+        run(&a, "SET search_path = s2").await;
+        assert_eq!(shown(&a).await, "s2 | t1 | 1234ms");
+        run(&a, "RESET search_path").await;
+        assert_eq!(shown(&a).await, startup, "RESET returns to the startup value");
+        run(&a, "SET app.tenant = 't2'; SET statement_timeout = 99").await;
+        assert_eq!(shown(&a).await, "s1 | t2 | 99ms");
+        run(&a, "RESET ALL").await;
+        assert_eq!(shown(&a).await, startup, "so does RESET ALL");
+        run(&a, "SET search_path = s2").await;
+        run(&a, "SET search_path TO DEFAULT").await;
+        assert_eq!(shown(&a).await, startup, "and SET … TO DEFAULT");
+        run(&a, "SET statement_timeout = 99").await;
+        run(&a, "DISCARD ALL").await;
+        assert_eq!(shown(&a).await, startup, "and DISCARD ALL");
+        run(&a, "SET search_path = s2").await;
+        for sql in ["BEGIN", "RESET search_path", "ROLLBACK"] {
+            run(&a, sql).await;
+        }
+        assert_eq!(shown(&a).await, "s2 | t1 | 1234ms", "a RESET rolled back changes nothing");
+        // The extended protocol: tokio-postgres prepares a named statement for each.
+        a.execute("RESET search_path", &[]).await.unwrap();
+        assert_eq!(shown(&a).await, startup, "a RESET through the extended protocol");
+        a.execute("SET statement_timeout = 99", &[]).await.unwrap();
+        a.execute("RESET ALL", &[]).await.unwrap();
+        assert_eq!(shown(&a).await, startup);
+    });
+    let next = psql_conninfo(
+        &proxy.app(),
+        "SELECT current_setting('search_path') || ' | ' || current_setting('statement_timeout')",
+    );
+    assert_eq!(next.unwrap(), "\"$user\", public | 0", "the next client gets the server's defaults");
+    assert_eq!(proxy.servers_opened(), 1, "every client used the one server connection");
+    let refused = psql_conninfo(&with("-c statement_timeout=soon"), "SELECT 1").unwrap_err();
+    assert!(refused.contains("invalid value for parameter \"statement_timeout\""), "{refused}");
 }
 
 /// A setting sent as a startup parameter of its own, as JDBC sends `currentSchema` and asyncpg its

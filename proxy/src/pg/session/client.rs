@@ -144,24 +144,23 @@ impl Session {
         match frame.tag() {
             b'Q' => {
                 PoolStats::add(&self.serving.stats.queries, 1);
-                let expect = if renaming {
-                    self.follow_statement(frame.body())
-                } else {
-                    self.replace_if_loading(frame.body());
-                    Expect::Query
-                };
+                let expect =
+                    if renaming { self.follow_statement(frame.body()) } else { self.session_query(frame.body()) };
                 self.forward(frame, expect);
             }
             b'F' => self.forward(frame, Expect::Query),
             b'P' if renaming => self.parse(frame),
             b'P' => {
-                if let Some((_, text)) = msg::parse_fields(frame.body()) {
-                    self.replace_if_loading(text);
+                if let Some((name, text)) = msg::parse_fields(frame.body()) {
+                    self.session_parse(name, text);
                 }
                 self.forward(frame, Expect::Parse { created: None })
             }
             b'B' if renaming => self.bind(frame),
-            b'B' => self.forward(frame, Expect::Bind),
+            b'B' => {
+                self.session_bind(frame.body());
+                self.forward(frame, Expect::Bind)
+            }
             b'D' if renaming => self.describe(frame),
             b'D' => self.forward(frame, Expect::Describe),
             b'C' if renaming => self.close(frame),
@@ -245,7 +244,7 @@ impl Session {
 
     /// Session pooling: what a client leaves is cleared by `DISCARD ALL` when it leaves, but a library it loaded
     /// stays in the server process: that connection is closed instead.
-    fn replace_if_loading(&mut self, text: &[u8]) {
+    pub(super) fn replace_if_loading(&mut self, text: &[u8]) {
         if leftovers::loads_library(text) {
             self.server_conn().broken = true;
         }
@@ -271,7 +270,7 @@ impl Session {
     /// client is brought to it. Inside a transaction the outcome depends on COMMIT: not followed (the
     /// connection's values become unknown, and it is cleared before another client gets it). The change, when
     /// followed.
-    fn follow_unreported(&mut self, body: &[u8]) -> Option<unreported::Change> {
+    pub(super) fn follow_unreported(&mut self, body: &[u8]) -> Option<unreported::Change> {
         let change = msg::query_text(body).and_then(unreported::change)?;
         if self.tx_status != b'I' {
             self.server_conn().unreported = None;

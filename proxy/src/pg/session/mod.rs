@@ -4,6 +4,7 @@
 mod causal;
 mod checkout;
 mod client;
+mod defaults;
 pub mod expect;
 mod flush;
 mod idle;

@@ -117,6 +117,9 @@ impl Session {
                 if self.extended_sets.as_ref().is_some_and(|sets| !sets.ran.is_empty()) {
                     self.extended_sets_ended();
                 }
+                if self.tx_status == b'I' && self.keeps_startup_settings() {
+                    self.restore_startup_settings();
+                }
                 self.statement_failed = false;
             }
             b'C' if head_forwarded => {
@@ -188,7 +191,7 @@ impl Session {
     fn set_ended(&mut self, change: Change) {
         if self.statement_failed || self.tx_status != b'I' {
             self.server_conn().unreported = None;
-            if self.tx_status != b'I' {
+            if self.tx_status != b'I' && self.transaction_pooling {
                 self.note_leftovers(Leftovers::SETTINGS);
             }
             return;

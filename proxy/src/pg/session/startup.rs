@@ -92,8 +92,7 @@ pub async fn handshake(
     let database = get("database").filter(|d| !d.is_empty()).unwrap_or_else(|| user.clone());
     // Before the password: a login that cannot be served as asked is refused whoever the client is.
     let ignore = &settings.cluster.ignore_startup_parameters;
-    let followed = super::startup_params::followed(&params, ignore, settings.transaction_pooling())
-        .map_err(PgError::ClientMessage)?;
+    let followed = super::startup_params::followed(&params, ignore).map_err(PgError::ClientMessage)?;
     authenticate(settings, socket, &mut buf, &user, peer).await?;
     Ok(Handshake::Ready {
         user,

@@ -1,11 +1,12 @@
 //! What a client's startup packet asks for beyond its user and database, given directly or as `-c name=value`
 //! in `options` (libpq's `PGOPTIONS`). The parameters the server reports (`params::TRACKED`: client_encoding,
-//! DateStyle, application_name…) are followed from its reports. In transaction pooling the others a plain SET
-//! could set (`search_path`, `statement_timeout`, `app.tenant`…) are followed as `unreported` settings, with
-//! PostgreSQL's meaning: they are the session's defaults, which `RESET` and `DISCARD ALL` return to. Anything
-//! else (a role, a transaction's own setting; in session pooling, every parameter the server does not report)
-//! is refused at login, as PgBouncer does, unless the cluster lists it in `ignore_startup_parameters`: dropped
-//! in silence, a `search_path` the client asked for would not apply to its statements. Pure.
+//! DateStyle, application_name…) are followed from its reports. The others a plain SET could set
+//! (`search_path`, `statement_timeout`, `app.tenant`…) are followed as `unreported` settings, with PostgreSQL's
+//! meaning: they are the session's defaults, which `RESET` and `DISCARD ALL` return to (in transaction pooling
+//! on every server connection the client gets; in session pooling on the one it holds). Anything else (a role,
+//! a transaction's own setting) is refused at login, as PgBouncer does, unless the cluster lists it in
+//! `ignore_startup_parameters`: dropped in silence, a `search_path` the client asked for would not apply to its
+//! statements. Pure.
 
 use super::{params, unreported};
 
@@ -15,19 +16,18 @@ use super::{params, unreported};
 pub struct Followed {
     /// Reported by the server (`params::TRACKED`).
     pub reported: Vec<(String, String)>,
-    /// Set on every server connection the client gets (`unreported`); only in transaction pooling.
+    /// Set on the server connections the client gets (`unreported`).
     pub settings: Vec<(String, String)>,
 }
 
-/// What the session follows of a startup packet, or why the login is refused. `settings`: whether parameters
-/// the server does not report may be followed (transaction pooling).
-pub fn followed(startup: &[(String, String)], ignore: &[String], settings: bool) -> Result<Followed, String> {
+/// What the session follows of a startup packet, or why the login is refused.
+pub fn followed(startup: &[(String, String)], ignore: &[String]) -> Result<Followed, String> {
     let mut out = Followed::default();
     // As PostgreSQL applies them: `options` first, then the parameters given directly (a later value of a
     // name wins).
     for (_, value) in startup.iter().filter(|(name, _)| name == "options") {
         for (name, value) in options(value)? {
-            take(&mut out, name, value, ignore, settings)?;
+            take(&mut out, name, value, ignore)?;
         }
     }
     for (name, value) in startup {
@@ -35,27 +35,23 @@ pub fn followed(startup: &[(String, String)], ignore: &[String], settings: bool)
             // Read by the handshake itself; `_pq_.` names are protocol extensions a server may ignore.
             "user" | "database" | "replication" | "options" => {}
             _ if name.starts_with("_pq_.") => {}
-            _ => take(&mut out, name.clone(), value.clone(), ignore, settings)?,
+            _ => take(&mut out, name.clone(), value.clone(), ignore)?,
         }
     }
     Ok(out)
 }
 
-fn take(out: &mut Followed, name: String, value: String, ignore: &[String], settings: bool) -> Result<(), String> {
+fn take(out: &mut Followed, name: String, value: String, ignore: &[String]) -> Result<(), String> {
     let ignored = ignore.iter().any(|i| i.eq_ignore_ascii_case(&name));
     if params::is_tracked(&name) {
         out.reported.push((name, value));
-    } else if settings && !ignored && unreported::followed(&name) {
+    } else if !ignored && unreported::followed(&name) {
         out.settings.push((name, value));
     } else if !ignored {
-        let followed = if settings {
-            "the parameters a plain SET sets, but not a role or a transaction's own settings"
-        } else {
-            "in session pooling only the ones the server reports"
-        };
         return Err(format!(
-            "unsupported startup parameter: {name} (hapool follows {followed}; set it with SET once connected, or \
-             list the name in the cluster's ignore_startup_parameters)"
+            "unsupported startup parameter: {name} (hapool follows the parameters a plain SET sets, but not a role \
+             or a transaction's own settings; set it with SET once connected, or list the name in the cluster's \
+             ignore_startup_parameters)"
         ));
     }
     Ok(())
@@ -129,15 +125,13 @@ mod tests {
             ("application_name", "last"),
             ("client_encoding", "UTF8"),
         ]);
-        for settings in [true, false] {
-            let got = followed(&startup, &[], settings).unwrap();
-            assert_eq!(got, Followed { reported: want.clone(), settings: vec![] });
-        }
-        assert_eq!(followed(&pairs(&[("options", "  ")]), &[], false), Ok(Followed::default()), "empty options");
+        let got = followed(&startup, &[]).unwrap();
+        assert_eq!(got, Followed { reported: want, settings: vec![] });
+        assert_eq!(followed(&pairs(&[("options", "  ")]), &[]), Ok(Followed::default()), "empty options");
     }
 
     #[test]
-    fn settings_are_followed_in_transaction_pooling_only() {
+    fn settings_a_plain_set_sets_are_followed() {
         let startup = pairs(&[
             ("search_path", "tenant1, public"),
             ("options", "-c statement_timeout=5s --app.tenant=42"),
@@ -145,13 +139,12 @@ mod tests {
         ]);
         let want = pairs(&[("statement_timeout", "5s"), ("app.tenant", "42"), ("search_path", "tenant1, public")]);
         let ignore = ["extra_float_digits".to_string()];
-        assert_eq!(followed(&startup, &ignore, true), Ok(Followed { reported: vec![], settings: want }));
-        let refused = followed(&startup, &ignore, false).unwrap_err();
-        assert!(refused.starts_with("unsupported startup parameter: statement_timeout "), "{refused}");
-        assert!(refused.contains("session pooling"), "{refused}");
+        assert_eq!(followed(&startup, &ignore), Ok(Followed { reported: vec![], settings: want }));
+        let unignored = followed(&startup, &[]).unwrap().settings;
+        assert!(unignored.contains(&("extra_float_digits".into(), "3".into())), "followed unless ignored");
         // A name given both ways: the direct one comes last, and wins (`Unreported::from_startup`).
         let both = pairs(&[("search_path", "direct"), ("options", "-c search_path=option")]);
-        let got = followed(&both, &[], true).unwrap().settings;
+        let got = followed(&both, &[]).unwrap().settings;
         assert_eq!(got, pairs(&[("search_path", "option"), ("search_path", "direct")]));
     }
 
@@ -160,13 +153,13 @@ mod tests {
         let ignore = ["extra_float_digits".to_string(), "Search_Path".to_string()];
         for name in ["role", "session_authorization", "transaction_isolation", "all"] {
             let startup = pairs(&[(name, "x")]);
-            let refused = followed(&startup, &[], true).unwrap_err();
+            let refused = followed(&startup, &[]).unwrap_err();
             assert!(refused.starts_with(&format!("unsupported startup parameter: {name} ")), "{refused}");
         }
-        let from_options = followed(&pairs(&[("options", "-c role=admin")]), &[], true).unwrap_err();
+        let from_options = followed(&pairs(&[("options", "-c role=admin")]), &[]).unwrap_err();
         assert!(from_options.contains("role"), "{from_options}");
         let startup = pairs(&[("extra_float_digits", "3"), ("search_path", "t"), ("options", "-c search_path=u")]);
-        assert_eq!(followed(&startup, &ignore, false), Ok(Followed::default()), "ignored, in any case");
+        assert_eq!(followed(&startup, &ignore), Ok(Followed::default()), "ignored, in any case");
     }
 
     #[test]

@@ -89,6 +89,9 @@ impl Unreported {
 #[derive(Debug, Default)]
 pub struct ExtendedSets {
     pub unnamed: Option<Change>,
+    /// Session pooling: the client's named statements that make one (in transaction pooling the proxy-wide
+    /// statement carries it).
+    named: Vec<(Box<str>, Change)>,
     portals: Vec<(Box<str>, Change)>,
     pub ran: Vec<Change>,
 }
@@ -99,6 +102,26 @@ impl ExtendedSets {
         self.portals.retain(|(p, _)| &**p != portal);
         if let Some(change) = set {
             self.portals.push((portal.into(), change));
+        }
+    }
+
+    /// The statement `name` (`""`: the unnamed one) now makes `set` (or none).
+    pub fn prepared(&mut self, name: &str, set: Option<Change>) {
+        if name.is_empty() {
+            self.unnamed = set;
+            return;
+        }
+        self.named.retain(|(n, _)| &**n != name);
+        if let Some(change) = set {
+            self.named.push((name.into(), change));
+        }
+    }
+
+    /// The change the statement `name` makes (session pooling).
+    pub fn of_statement(&self, name: &str) -> Option<&Change> {
+        match name {
+            "" => self.unnamed.as_ref(),
+            _ => self.named.iter().find(|(n, _)| &**n == name).map(|(_, change)| change),
         }
     }
 

@@ -1,0 +1,73 @@
+//! Session pooling: a client's startup settings (`search_path`, `statement_timeout`… sent in its startup packet,
+//! the `unreported` baseline) are set on the server connection it holds with `set_config`, which PostgreSQL
+//! takes for a session's own SET. Its `RESET`, `RESET ALL`, `SET … TO DEFAULT` and `DISCARD ALL` would then go
+//! to the server's defaults, where on PostgreSQL they go back to the values the client logged in with. So for
+//! such a client the proxy follows those statements as transaction pooling does (`unreported::change`, in the
+//! simple and the extended protocol), and once one has ended outside a transaction it sets the startup values it
+//! cleared again, ahead of whatever the client sends after its answer.
+
+use super::client::text_set;
+use super::expect::Expect;
+use super::{unreported, Session};
+use crate::pg::msg;
+use crate::pg::sqltext;
+
+impl Session {
+    /// A session-pooled client that logged in with settings the server does not report: the case this file is for.
+    pub(super) fn keeps_startup_settings(&self) -> bool {
+        !self.transaction_pooling && self.unreported.is_some()
+    }
+
+    /// What the server owes for a simple query in session pooling: a SET or RESET outside a transaction of a
+    /// client with startup settings is followed (`Expect::QuerySet`).
+    pub(super) fn session_query(&mut self, body: &[u8]) -> Expect {
+        self.replace_if_loading(body);
+        if self.keeps_startup_settings() {
+            let keyword = sqltext::leading_keyword(body);
+            if keyword.eq_ignore_ascii_case(b"set") || keyword.eq_ignore_ascii_case(b"reset") {
+                if let Some(change) = self.follow_unreported(body) {
+                    return Expect::QuerySet(Box::new(change));
+                }
+            }
+        }
+        Expect::Query
+    }
+
+    /// A Parse in session pooling: the statement's SET or RESET, if it is one, is noted under its name (the
+    /// names are the client's own here) for the Binds that follow.
+    pub(super) fn session_parse(&mut self, name: &str, text: &[u8]) {
+        self.replace_if_loading(text);
+        if self.keeps_startup_settings() {
+            let set = text_set(text);
+            if set.is_some() || self.extended_sets.is_some() {
+                self.extended_sets.get_or_insert_default().prepared(name, set);
+            }
+        }
+    }
+
+    /// A Bind in session pooling: the portal makes the SET its statement makes (`Expect::ExecuteSet` then).
+    pub(super) fn session_bind(&mut self, body: &[u8]) {
+        if let (Some(sets), Some((portal, name, _))) = (self.extended_sets.as_mut(), msg::bind_fields(body)) {
+            let set = sets.of_statement(name).cloned();
+            sets.bound(portal, set);
+        }
+    }
+
+    /// At a ReadyForQuery outside a transaction: the startup values a followed RESET (or DISCARD ALL) took from
+    /// the connection are set again. Nothing when the connection's values are unknown (a SET inside a
+    /// transaction: what it left depends on how that ended): they are left as the server has them.
+    #[cold]
+    pub(super) fn restore_startup_settings(&mut self) {
+        let (Some(client), Some(pooled)) = (self.unreported.as_deref(), self.server.as_mut()) else { return };
+        let conn = pooled.conn();
+        let Some(have) = conn.unreported.as_ref() else { return };
+        if *have == client.current {
+            return;
+        }
+        let mut sql = String::new();
+        unreported::sync_sql(&client.current, Some(have), &mut sql);
+        conn.unreported = Some(client.current.clone());
+        msg::query(&mut self.to_server, &sql);
+        self.outstanding.push(Expect::InjectedQuery);
+    }
+}
