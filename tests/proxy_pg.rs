@@ -644,6 +644,40 @@ fn startup_parameters_are_followed_or_refused_never_dropped() {
     assert!(text.contains("08P01") && text.contains("unsupported startup parameter: role"), "{text}");
 }
 
+/// Transaction pooling: SETs and RESETs among other statements of one query stay with the client that sent
+/// them, on the next server connection it gets, when the query succeeded; a query that failed changed nothing
+/// (it is one transaction). Before, they applied to the connection they ran on only, and a RESET left the
+/// proxy's record of that connection stale.
+#[test]
+fn settings_among_other_statements_of_a_query_stay_with_the_client() {
+    let pg = cluster();
+    pg.primary().psql("CREATE SCHEMA s1; CREATE SCHEMA s2").unwrap();
+    let proxy = TestProxy::start(&pg, "pool_size = 1", "");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let a = connect(&format!("{} options='-c search_path=s1'", proxy.app())).await;
+        let b = connect(&proxy.app()).await;
+        async fn shown(c: &tokio_postgres::Client) -> String {
+            let show = "SELECT current_setting('search_path') || ' | ' || current_setting('work_mem')";
+            first_value(c.simple_query(show).await.unwrap())
+        }
+        let defaults = "\"$user\", public | 4MB";
+        a.simple_query("SET search_path = s2; SELECT 1; SET work_mem = '8MB'").await.unwrap();
+        assert_eq!(shown(&b).await, defaults, "the other client gets the connection cleared");
+        assert_eq!(shown(&a).await, "s2 | 8MB", "both SETs came along");
+        a.simple_query("SELECT 1; RESET search_path").await.unwrap();
+        assert_eq!(shown(&b).await, defaults);
+        assert_eq!(shown(&a).await, "s1 | 8MB", "RESET returns to the startup value");
+        assert!(a.simple_query("SET search_path = s2; SELECT 1/0").await.is_err());
+        assert_eq!(shown(&a).await, "s1 | 8MB", "a failed query rolled its SET back");
+        assert_eq!(shown(&b).await, defaults);
+        a.simple_query("SET work_mem = '16MB'; RESET ALL").await.unwrap();
+        assert_eq!(shown(&b).await, defaults);
+        assert_eq!(shown(&a).await, "s1 | 4MB", "RESET ALL after the SET, in order");
+    });
+    assert_eq!(proxy.servers_opened(), 1, "both clients used the same server connection");
+}
+
 /// Session pooling: a client's startup settings are set on the server connection it holds and stay its session
 /// defaults, as on PostgreSQL: RESET, RESET ALL, SET … TO DEFAULT and DISCARD ALL return to them, through the
 /// simple and the extended protocol; a RESET rolled back with its transaction leaves the value before it. The
@@ -677,6 +711,9 @@ fn session_pooling_keeps_startup_settings_as_the_defaults() {
         assert_eq!(shown(&a).await, "s1 | t2 | 99ms");
         run(&a, "RESET ALL").await;
         assert_eq!(shown(&a).await, startup, "so does RESET ALL");
+        run(&a, "SET search_path = s2").await;
+        run(&a, "SELECT 1; RESET search_path").await;
+        assert_eq!(shown(&a).await, startup, "also among other statements");
         run(&a, "SET search_path = s2").await;
         run(&a, "SET search_path TO DEFAULT").await;
         assert_eq!(shown(&a).await, startup, "and SET … TO DEFAULT");
@@ -1066,10 +1103,10 @@ fn session_state_the_proxy_does_not_follow_never_reaches_another_client() {
         assert_eq!(a_sees, "1234ms 7MB 99MB reporting hapool 1 t 1 1", "a has all of it on its connection");
         let b_sees: String = b.query_one(state, &[]).await.unwrap().get(0);
         assert_eq!(b_sees, "0 4MB 64MB app bee 0 f 0 0", "b, on the same connection, has none of it, and its own name");
-        // A plain autocommit SET is followed, as a simple query or through the extended protocol: it comes back
-        // with a on its next connection; the forms the proxy does not follow (several statements, a role) do not.
+        // A plain autocommit SET is followed, as a simple query, among other statements or through the extended
+        // protocol: it comes back with a on its next connection; a role does not.
         let a_sees: String = a.query_one(state, &[]).await.unwrap().get(0);
-        assert_eq!(a_sees, "1234ms 4MB 99MB app hapool 0 f 0 0", "a keeps its plain SETs");
+        assert_eq!(a_sees, "1234ms 7MB 99MB app hapool 0 f 0 0", "a keeps its plain SETs");
         // And a gets nothing of b's.
         b.simple_query("SET lock_timeout = '3s'").await.unwrap();
         let a_sees: String = a.query_one("SELECT current_setting('lock_timeout')", &[]).await.unwrap().get(0);

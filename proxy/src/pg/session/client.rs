@@ -227,7 +227,23 @@ impl Session {
             }
         }
         self.note_leftovers(left);
+        // SETs among other statements leave settings the connection is still cleared of; the client's own record
+        // follows them too (one query of several statements holds as a whole).
+        if left.contains(Leftovers::SETTINGS) && expect == Expect::Query {
+            if let Some(change) = self.follow_several(body) {
+                return Expect::QuerySet(Box::new(change));
+            }
+        }
         expect
+    }
+
+    /// The SETs and RESETs the session follows in a query of several statements sent outside a transaction
+    /// (`unreported::several`).
+    pub(super) fn follow_several(&self, body: &[u8]) -> Option<unreported::Change> {
+        if self.tx_status != b'I' {
+            return None;
+        }
+        msg::query_text(body).and_then(unreported::several)
     }
 
     /// The server drops every prepared statement (and with `discard`, resets the session): the client's names
@@ -260,6 +276,10 @@ impl Session {
         if kinds.contains(Leftovers::LIBRARY) {
             // No reset unloads it: closed, not pooled, once this client is done with it.
             conn.broken = true;
+        }
+        if kinds.contains(Leftovers::SETTINGS) {
+            // Which values it now has is unknown: the client's next checkout of it sets them all again.
+            conn.unreported = None;
         }
         let before = conn.leftovers.filter(|l| l.owner == owner).map_or(Leftovers::NONE, |l| l.kinds);
         conn.leftovers = Some(Owned { owner, kinds: before.with(kinds) });

@@ -3,11 +3,13 @@
 //! takes for a session's own SET. Its `RESET`, `RESET ALL`, `SET … TO DEFAULT` and `DISCARD ALL` would then go
 //! to the server's defaults, where on PostgreSQL they go back to the values the client logged in with. So for
 //! such a client the proxy follows those statements as transaction pooling does (`unreported::change`, in the
-//! simple and the extended protocol), and once one has ended outside a transaction it sets the startup values it
-//! cleared again, ahead of whatever the client sends after its answer.
+//! simple and the extended protocol, alone or among other statements of one query), and once one has ended
+//! outside a transaction it sets the startup values it cleared again, ahead of whatever the client sends after
+//! its answer.
 
 use super::client::text_set;
 use super::expect::Expect;
+use super::leftovers;
 use super::{unreported, Session};
 use crate::pg::msg;
 use crate::pg::sqltext;
@@ -22,15 +24,15 @@ impl Session {
     /// client with startup settings is followed (`Expect::QuerySet`).
     pub(super) fn session_query(&mut self, body: &[u8]) -> Expect {
         self.replace_if_loading(body);
-        if self.keeps_startup_settings() {
-            let keyword = sqltext::leading_keyword(body);
-            if keyword.eq_ignore_ascii_case(b"set") || keyword.eq_ignore_ascii_case(b"reset") {
-                if let Some(change) = self.follow_unreported(body) {
-                    return Expect::QuerySet(Box::new(change));
-                }
-            }
+        if !self.keeps_startup_settings() {
+            return Expect::Query;
         }
-        Expect::Query
+        let keyword = sqltext::leading_keyword(body);
+        let single = (keyword.eq_ignore_ascii_case(b"set") || keyword.eq_ignore_ascii_case(b"reset"))
+            .then(|| self.follow_unreported(body))
+            .flatten();
+        let change = single.or_else(|| (!leftovers::one_statement(body)).then(|| self.follow_several(body)).flatten());
+        change.map_or(Expect::Query, |change| Expect::QuerySet(Box::new(change)))
     }
 
     /// A Parse in session pooling: the statement's SET or RESET, if it is one, is noted under its name (the

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use super::params;
+use crate::pg::sqltext;
 
 /// Parameter (lowercase) → its name as the client wrote it and the statement that sets it (the client's own
 /// `SET`, or a `set_config` of a startup value). Empty: the server's defaults.
@@ -24,6 +25,9 @@ pub enum Change {
     },
     /// `RESET ALL`.
     ResetAll,
+    /// The SETs and RESETs of one query of several statements, in order: that query is one transaction, so
+    /// they hold together or not at all.
+    Several(Vec<Change>),
 }
 
 /// A client's values. The change a SET on its way makes waits in the queue of what the server owes
@@ -54,6 +58,11 @@ impl Unreported {
     /// next checkout).
     pub fn apply(&mut self, change: Change) -> Values {
         let mut on_server = self.current.clone();
+        self.apply_to(change, &mut on_server);
+        on_server
+    }
+
+    fn apply_to(&mut self, change: Change, on_server: &mut Values) {
         match change {
             Change::Set { key, name, value } => {
                 let entry = (name.clone(), format!("SET {name} = {value}"));
@@ -71,8 +80,12 @@ impl Unreported {
                 on_server.clear();
                 self.current = self.baseline.clone();
             }
+            Change::Several(changes) => {
+                for change in changes {
+                    self.apply_to(change, on_server);
+                }
+            }
         }
-        on_server
     }
 
     /// Back to the startup values (`DISCARD ALL`); false when there are none, so nothing is left to follow.
@@ -181,6 +194,25 @@ pub fn change(sql: &str) -> Option<Change> {
         return Some(Change::Reset { key: key(name) });
     }
     Some(Change::Set { key: key(name), name: name.to_string(), value: value.to_string() })
+}
+
+/// The SETs and RESETs the proxy follows in a query of several statements (`Change::Several`), when it has
+/// some. `None` too when a statement controls transactions (BEGIN, COMMIT, SAVEPOINT…, or a CALL or DO that
+/// may commit): the query is then not one transaction, and what holds depends on where it failed.
+pub fn several(sql: &str) -> Option<Change> {
+    const CONTROL: [&str; 11] =
+        ["begin", "start", "commit", "end", "rollback", "abort", "savepoint", "release", "prepare", "call", "do"];
+    let statements = sqltext::statements(sql)?;
+    let mut changes = Vec::new();
+    for statement in statements {
+        let statement = sqltext::skip_leading_comments(statement);
+        let keyword = sqltext::leading_keyword(statement.as_bytes());
+        if CONTROL.iter().any(|w| keyword.eq_ignore_ascii_case(w.as_bytes())) {
+            return None;
+        }
+        changes.extend(change(statement));
+    }
+    (!changes.is_empty()).then_some(Change::Several(changes))
 }
 
 /// Whether the proxy follows this parameter name: a plain (possibly dotted, possibly quoted) name of a
@@ -337,5 +369,32 @@ mod tests {
         assert!(u.reset(), "DISCARD ALL: the startup values stay");
         assert_eq!(u.current, startup);
         assert!(!Unreported::default().reset(), "without startup values nothing is left to follow");
+    }
+
+    #[test]
+    fn several_statements_of_one_query_are_followed_together() {
+        let sets = |list: &[&str]| Some(Change::Several(list.iter().map(|s| change(s).unwrap()).collect()));
+        let cases = [
+            ("SET app.x = '1'; SELECT 1", sets(&["SET app.x = '1'"])),
+            ("SELECT 1; RESET search_path;", sets(&["RESET search_path"])),
+            (
+                "SET search_path = 'a;b'; /* c */ SET work_mem TO DEFAULT",
+                sets(&["SET search_path = 'a;b'", "RESET work_mem"]),
+            ),
+            ("SELECT 1; SELECT 2", None),
+            ("SET ROLE x; SELECT 1", None),
+            ("BEGIN; SET work_mem = '1MB'; COMMIT", None),
+            ("SET work_mem = '1MB'; CALL p()", None),
+            ("SET work_mem = '1MB'; SELECT $$;$$", None),
+        ];
+        for (sql, want) in cases {
+            assert_eq!(several(sql), want, "{sql}");
+        }
+        // Applied in order: a RESET, then a SET of another parameter, leave the first at the server's default.
+        let mut u = Unreported::from_startup(&[("search_path".into(), "s1".into())]);
+        let startup = u.current.clone();
+        let on_server = u.apply(several("RESET search_path; SET work_mem = '8MB'").unwrap());
+        assert_eq!(u.current.get("search_path"), startup.get("search_path"), "back to the startup value");
+        assert!(!on_server.contains_key("search_path") && on_server.contains_key("work_mem"), "{on_server:?}");
     }
 }
