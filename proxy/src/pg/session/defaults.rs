@@ -7,8 +7,8 @@
 //! outside a transaction it sets the startup values it cleared again, ahead of whatever the client sends after
 //! its answer.
 
-use super::client::text_set;
 use super::expect::Expect;
+use super::follow::text_set;
 use super::leftovers;
 use super::{unreported, Session};
 use crate::pg::msg;

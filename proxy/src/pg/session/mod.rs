@@ -7,10 +7,12 @@ mod client;
 mod defaults;
 pub mod expect;
 mod flush;
+mod follow;
 mod idle;
 pub mod leftovers;
 mod params;
 mod park;
+mod renaming;
 pub mod routing;
 mod server;
 pub mod startup;
@@ -20,7 +22,7 @@ mod unit;
 pub mod unreported;
 mod wait;
 
-pub use client::text_drops_all;
+pub use follow::text_drops_all;
 
 use std::future::{poll_fn, Future};
 use std::sync::Arc;

@@ -131,8 +131,8 @@ impl StatementRegistry {
             name,
             validated: AtomicBool::new(false),
             leftovers: super::leftovers::query_leftovers(rest),
-            drops_all: super::client::text_drops_all(rest),
-            set: super::client::text_set(rest),
+            drops_all: super::follow::text_drops_all(rest),
+            set: super::follow::text_set(rest),
         });
         map.insert(Bytes::copy_from_slice(rest), statement.clone());
         statement

@@ -1,0 +1,160 @@
+//! Transaction pooling: a client's prepared statements under proxy-wide names (`statements`), created on
+//! whichever server connection the client gets before a Bind or Describe needs them, within each connection's
+//! limit; a Close is answered by the proxy.
+
+use std::sync::Arc;
+
+use super::expect::Expect;
+use super::follow::{text_drops_all, text_set};
+use super::leftovers;
+use super::statements::Statement;
+use super::Session;
+use crate::pg::codec::Frame;
+use crate::pg::msg;
+
+impl Session {
+    /// Parse of a named statement: answered locally when the server already has it.
+    pub(super) fn parse(&mut self, frame: Frame) {
+        let Some((name, rest)) = msg::parse_fields(frame.body()) else {
+            return self.forward(frame, Expect::Parse { created: None });
+        };
+        if name.is_empty() {
+            // Bound and executed on this connection, in this unit.
+            self.note_leftovers(leftovers::query_leftovers(rest));
+            self.unnamed_drops_all = text_drops_all(rest);
+            let set = text_set(rest);
+            if set.is_some() || self.extended_sets.is_some() {
+                self.extended_sets.get_or_insert_default().unnamed = set;
+            }
+            return self.forward(frame, Expect::Parse { created: None });
+        }
+        let statement = self.shared.statements.intern(rest);
+        self.statements.insert(name.to_string(), statement.clone());
+        let present = self.server_conn().prepared.touch(&statement.name);
+        if present && !self.may_be_dropped() {
+            self.outstanding.push(Expect::Synthetic(msg::empty(b'1')));
+            return;
+        }
+        self.make_room_for(&statement, present);
+        self.to_server.extend_from_slice(&statement.parse);
+        self.outstanding.push(Expect::Parse { created: Some(statement.name.clone()) });
+    }
+
+    /// Bind to a named statement: renamed, and the statement created first if this server lacks it.
+    pub(super) fn bind(&mut self, frame: Frame) {
+        let Some((portal, name, rest)) = msg::bind_fields(frame.body()) else {
+            return self.forward(frame, Expect::Bind);
+        };
+        let statement = self.known(name);
+        let drops = statement.as_ref().map_or(name.is_empty() && self.unnamed_drops_all, |s| s.drops_all);
+        self.note_drop_portal(portal, drops);
+        let set = match &statement {
+            Some(s) => s.set.as_ref(),
+            None if name.is_empty() => self.extended_sets.as_ref().and_then(|e| e.unnamed.as_ref()),
+            None => None,
+        };
+        if set.is_some() || self.extended_sets.is_some() {
+            let set = set.cloned();
+            self.extended_sets.get_or_insert_default().bound(portal, set);
+        }
+        let Some(statement) = statement else { return self.forward(frame, Expect::Bind) };
+        self.note_leftovers(statement.leftovers);
+        self.ensure_prepared(&statement);
+        msg::bind_renamed(&mut self.to_server, portal, &statement.name, rest);
+        self.outstanding.push(Expect::Bind);
+    }
+
+    /// Keeps track of the portals whose Execute drops every prepared statement (a portal bound again is
+    /// whatever it is bound to now; one closed or ended with its transaction may stay listed: its name then
+    /// only makes the proxy more careful).
+    fn note_drop_portal(&mut self, portal: &str, drops: bool) {
+        match (&mut self.drop_portals, drops) {
+            (Some(portals), _) => {
+                portals.retain(|p| &**p != portal);
+                if drops {
+                    portals.push(portal.into());
+                } else if portals.is_empty() {
+                    self.drop_portals = None;
+                }
+            }
+            (None, true) => self.drop_portals = Some(Box::new(vec![portal.into()])),
+            (None, false) => {}
+        }
+    }
+
+    pub(super) fn drops_all_at(&self, portal: &str) -> bool {
+        self.drop_portals.as_ref().is_some_and(|portals| portals.iter().any(|p| &**p == portal))
+    }
+
+    /// Whether statements the proxy takes for present on the server may be gone by the time what is sent now
+    /// runs: a drop of every statement is on its way ahead of it, or an error left that unknown.
+    fn may_be_dropped(&mut self) -> bool {
+        self.outstanding.drop_in_flight() || self.server_conn().statements_uncertain
+    }
+
+    pub(super) fn describe(&mut self, frame: Frame) {
+        let statement = match msg::target_fields(frame.body()) {
+            Some((b'S', name)) => self.known(name),
+            _ => None,
+        };
+        let Some(statement) = statement else { return self.forward(frame, Expect::Describe) };
+        self.ensure_prepared(&statement);
+        msg::describe_statement(&mut self.to_server, &statement.name);
+        self.outstanding.push(Expect::Describe);
+    }
+
+    /// Close of a named statement is answered by the proxy: other clients may still use it on the server.
+    pub(super) fn close(&mut self, frame: Frame) {
+        match msg::target_fields(frame.body()) {
+            Some((b'S', name)) if !name.is_empty() => {
+                self.statements.remove(name);
+                self.outstanding.push(Expect::Synthetic(msg::empty(b'3')));
+            }
+            _ => self.forward(frame, Expect::Close),
+        }
+    }
+
+    /// The client's statement by its own name; `None` for unnamed or unknown ones (forwarded unchanged, so
+    /// the server gives its own error for an unknown name). A name given before a drop of every statement sent
+    /// in the same batch is unknown: what comes behind the drop runs only if the drop ran, and then the name is
+    /// gone, as PostgreSQL says.
+    fn known(&self, name: &str) -> Option<Arc<Statement>> {
+        if name.is_empty() {
+            return None;
+        }
+        self.statements.get_unless_before(name, self.outstanding.drop_in_batch()).cloned()
+    }
+
+    fn ensure_prepared(&mut self, statement: &Arc<Statement>) {
+        let present = self.server_conn().prepared.touch(&statement.name);
+        if present && !self.may_be_dropped() {
+            return;
+        }
+        self.make_room_for(statement, present);
+        self.to_server.extend_from_slice(&statement.parse);
+        self.outstanding.push(Expect::InjectedParse(statement.name.clone()));
+    }
+
+    /// Before a Parse of `statement` goes to the server: room in its set when the server lacks it. When it is
+    /// `present` there as far as the proxy knows, it may be gone by the time the Parse runs (`may_be_dropped`):
+    /// it is closed first, which is no error when it is gone, so the Parse works either way.
+    /// After an error left the server's statements unknown (`statements_uncertain`), one the proxy takes for
+    /// absent is closed first too.
+    fn make_room_for(&mut self, statement: &Arc<Statement>, present: bool) {
+        if !present {
+            self.evict_for(statement);
+        }
+        if present || self.server_conn().statements_uncertain {
+            msg::close_statement(&mut self.to_server, &statement.name);
+            self.outstanding.push(Expect::Reclose(statement.name.clone()));
+        }
+    }
+
+    /// Makes room on the server: closes its least recently used statement when the set is full.
+    fn evict_for(&mut self, statement: &Arc<Statement>) {
+        if let Some(victim) = self.server_conn().prepared.insert(statement.name.clone()) {
+            msg::close_statement(&mut self.to_server, &victim);
+            self.outstanding.push(Expect::InjectedClose(victim));
+        }
+    }
+}
