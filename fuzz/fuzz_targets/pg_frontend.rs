@@ -8,11 +8,11 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let mut startup = BytesMut::from(data);
     if let Ok(Some(codec::Startup::Startup { params })) = codec::decode_startup(&mut startup) {
-        let _ = session::startup_params::followed(&params, &[], true);
+        let _ = session::startup_params::followed(&params, &[]);
     }
     // The text as an `options` value, as a client could send it.
     let text = String::from_utf8_lossy(data).into_owned();
-    let _ = session::startup_params::followed(&[("options".to_string(), text)], &[], true);
+    let _ = session::startup_params::followed(&[("options".to_string(), text)], &[]);
     let mut buf = BytesMut::from(data);
     while let Ok(Some(frame)) = codec::decode(&mut buf, 1 << 20) {
         let body = frame.body();
@@ -24,6 +24,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = session::leftovers::query_leftovers(body);
         let _ = session::text_drops_all(body);
         let _ = msg::query_text(body).map(session::unreported::change);
+        let _ = msg::query_text(body).map(session::unreported::several);
         let _ = msg::parameter_fields(body);
         let _ = msg::error_code(body);
         let _ = msg::first_column(body);
