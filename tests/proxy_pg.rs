@@ -365,6 +365,8 @@ fn psycopg_settings_stay_with_the_client_that_made_them() {
     let proxy = TestProxy::start(&pg, "pool_size = 1", "");
     run_psycopg_script(&proxy, "psycopg_settings.py");
     assert_eq!(proxy.servers_opened(), 1);
+    let session = TestProxy::start(&pg, "pool_mode = \"session\"\npool_size = 2", "");
+    run_psycopg_script(&session, "psycopg_settings.py");
 }
 
 #[test]
