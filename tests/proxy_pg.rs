@@ -103,6 +103,56 @@ fn authentication_scram_md5_trust_and_failures() {
     }
 }
 
+/// A password configured as what the server keeps instead of it (`pg_authid.rolpassword`, as PgBouncer's
+/// userlist holds it): with a SCRAM secret hapool checks clients and logs in to the server with the key a
+/// client's login proved; with an MD5 hash it checks MD5 clients and answers the server's MD5 challenge. The
+/// password itself is never in the configuration.
+#[test]
+fn passwords_configured_as_the_servers_secrets() {
+    let pg = cluster();
+    let p = pg.primary();
+    p.psql("CREATE ROLE hashed LOGIN PASSWORD 'hpw'; SET password_encryption = 'md5'; CREATE ROLE oldhash LOGIN PASSWORD 'opw'")
+        .unwrap();
+    p.psql_db("app", "GRANT ALL ON SCHEMA public TO hashed, oldhash").unwrap();
+    // The server answers an MD5-stored password with MD5 only where its pg_hba.conf says md5.
+    let hba = p.data_dir().join("pg_hba.conf");
+    let rules = std::fs::read_to_string(&hba).unwrap();
+    std::fs::write(&hba, format!("host all oldhash 127.0.0.1/32 md5\n{rules}")).unwrap();
+    p.psql("SELECT pg_reload_conf()").unwrap();
+    let secret = |role: &str| p.psql(&format!("SELECT rolpassword FROM pg_authid WHERE rolname = '{role}'")).unwrap();
+    let (scram, md5) = (secret("hashed"), secret("oldhash"));
+    assert!(scram.starts_with("SCRAM-SHA-256$") && md5.starts_with("md5"), "{scram} {md5}");
+    let users = format!(
+        "\n  [[cluster.user]]\n  name = \"hashed\"\n  password = \"{scram}\"\n\n  [[cluster.user]]\n  \
+         name = \"oldhash\"\n  password = \"{md5}\"\n  auth = \"md5\"\n"
+    );
+    let proxy = TestProxy::start(&pg, "pool_size = 2", &users);
+    assert_eq!(psql_conninfo(&proxy.conninfo("hashed", "hpw"), "SELECT current_user").unwrap(), "hashed");
+    assert_eq!(psql_conninfo(&proxy.conninfo("oldhash", "opw"), "SELECT current_user").unwrap(), "oldhash");
+    for (user, wrong) in [("hashed", "opw"), ("oldhash", "hpw")] {
+        let err = psql_conninfo(&proxy.conninfo(user, wrong), "SELECT 1").unwrap_err();
+        assert!(err.contains(&format!("password authentication failed for user \"{user}\"")), "{err}");
+    }
+    // Transaction pooling: more clients than server connections; each connection opened with the key.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut clients = Vec::new();
+        for _ in 0..4 {
+            clients.push(connect(&proxy.conninfo("hashed", "hpw")).await);
+        }
+        for (i, c) in clients.iter().enumerate() {
+            let row = c.query_one("SELECT $1::int + 1", &[&(i as i32)]).await.unwrap();
+            assert_eq!(row.get::<_, i32>(0), i as i32 + 1);
+        }
+    });
+    let opened: u32 = p
+        .psql("SELECT count(*) FROM pg_stat_activity WHERE usename IN ('hashed', 'oldhash') AND backend_type = 'client backend'")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((2..=3).contains(&opened), "{opened} server connections: the pools of both users opened theirs");
+}
+
 #[test]
 fn client_limits_refuse_with_53300() {
     let pg = cluster();

@@ -83,6 +83,10 @@ pub enum ProblemKind {
     Requires {
         what: String,
     },
+    /// A value that cannot be used, said without showing it (a password).
+    Unusable {
+        reason: String,
+    },
     UnsetVariable {
         variable: String,
     },
@@ -124,6 +128,7 @@ impl fmt::Display for Problem {
                 write!(f, "{key} and {other} cannot both be set")
             }
             ProblemKind::Requires { what } => write!(f, "{key} requires {what}"),
+            ProblemKind::Unusable { reason } => write!(f, "{key} cannot be used: {reason}"),
             ProblemKind::UnsetVariable { variable } => {
                 write!(f, "{key} refers to ${{{variable}}}, which is not set in the environment")
             }

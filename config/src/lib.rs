@@ -5,6 +5,7 @@
 mod error;
 mod locate;
 mod model;
+mod password;
 mod raw;
 mod secret;
 mod units;
@@ -14,6 +15,7 @@ use std::path::Path;
 
 pub use error::{ConfigError, KeyPath, Located, Problem, ProblemKind, Seg};
 pub use model::*;
+pub use password::{password_kind, scram_parts, PasswordKind};
 pub use secret::Secret;
 pub use units::ByteSize;
 pub use validate::EnvLookup;

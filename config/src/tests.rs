@@ -370,3 +370,24 @@ fn idle_transaction_timeout_is_optional() {
     assert_eq!(c.cluster[0].idle_transaction_timeout, Some(std::time::Duration::from_secs(300)));
     one_error(&with("idle_transaction_timeout = \"soon\""), "idle_transaction_timeout");
 }
+
+#[test]
+fn a_secret_the_server_keeps_serves_its_own_auth_method() {
+    let scram = "SCRAM-SHA-256$4096:/fzR7dLl/fl+VsAM8JxGRQ==$wr9FBcMGQGQuI2LjeuvFevjLvBgkCmKEs7CZlbMcLdk=:\
+                 uIMTZz5b42se8M36duw4AP0g2pQeH3ehGLz4N+fzzFs=";
+    let md5 = "md599d7714169587ba382241135a9f425e7";
+    let with = |password: &str, auth: &str| {
+        BASE.replace("password = \"pw\"", &format!("password = \"{password}\"\n  auth = \"{auth}\""))
+    };
+    check(&with(scram, "scram-sha-256")).unwrap();
+    check(&with(md5, "md5")).unwrap();
+    check(&with(md5, "trust")).unwrap();
+    one_error(&with(scram, "md5"), "auth cannot be used: a SCRAM secret as the password serves only");
+    one_error(&with(md5, "scram-sha-256"), "auth cannot be used: an MD5 hash as the password serves only");
+    let broken = with(&scram.replace("$4096", "$x"), "scram-sha-256");
+    one_error(&broken, "password cannot be used: it starts like a SCRAM secret but is not one");
+    let err = check(&broken).unwrap_err().to_string();
+    assert!(!err.contains("/fzR7dLl"), "the secret is never shown: {err}");
+    let monitor = format!("{BASE}\n  [cluster.monitor]\n  user = \"mon\"\n  password = \"{md5}\"\n");
+    one_error(&monitor, "password cannot be used: the manager logs in with the password itself");
+}

@@ -1,8 +1,9 @@
-//! SCRAM messages from a client, and the certificate read for channel binding: any bytes give a result, never a
-//! panic.
+//! SCRAM messages from a client, from a server (the proxy's login with a client's key), a configured secret, and
+//! the certificate read for channel binding: any bytes give a result, never a panic.
 #![no_main]
 
 use hapool_proxy::pg::auth::end_point::tls_server_end_point;
+use hapool_proxy::pg::auth::passthrough::KeyedScram;
 use hapool_proxy::pg::auth::scram::{ScramExchange, ScramVerifier};
 use libfuzzer_sys::fuzz_target;
 
@@ -16,4 +17,8 @@ fuzz_target!(|data: &[u8]| {
             let _ = exchange.finish(last);
         }
     }
+    let _ = ScramVerifier::parse(&String::from_utf8_lossy(data));
+    let mut keyed = KeyedScram::new(&verifier, [3; 32]);
+    let _ = keyed.client_final(first);
+    let _ = keyed.verify(last);
 });

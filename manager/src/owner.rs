@@ -111,7 +111,12 @@ impl Manager {
 
 /// The initial state of one cluster and a prober per node.
 fn plan(c: &ClusterConfig) -> Result<(ClusterState, Vec<(NodeId, Prober)>), ManagerError> {
-    let (user, password) = match (&c.monitor.user, c.user.iter().find(|u| u.password.is_some())) {
+    // An application user whose password is the server's secret (pg_authid's) cannot log the prober in.
+    let plain = |p: &hapool_config::Secret| {
+        c.engine != hapool_config::Engine::Postgres
+            || hapool_config::password_kind(p.expose()) == Ok(hapool_config::PasswordKind::Plain)
+    };
+    let (user, password) = match (&c.monitor.user, c.user.iter().find(|u| u.password.as_ref().is_some_and(plain))) {
         (Some(user), _) => (user.clone(), c.monitor.password.as_ref().map(|p| p.expose().to_string())),
         (None, Some(u)) => {
             warn!(cluster = %c.name, user = %u.name, "no [cluster.monitor] user: probing as an application user");

@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::ctx::{Ctx, Scope};
 use crate::error::ProblemKind;
 use crate::model::*;
+use crate::password::PasswordKind;
 use crate::raw::*;
 
 pub fn clusters(ctx: &mut Ctx<'_>, root: &Scope, raw: &[RawCluster]) -> Vec<Cluster> {
@@ -83,7 +84,7 @@ fn cluster(ctx: &mut Ctx<'_>, s: &Scope, raw: &RawCluster) -> Cluster {
         node: nodes(ctx, s, engine, &raw.node),
         user: users(ctx, s, engine, &raw.user),
         hba: hba(ctx, s, &raw.hba, &raw.user),
-        monitor: monitor(ctx, &s.table("monitor"), raw.monitor.as_ref()),
+        monitor: monitor(ctx, &s.table("monitor"), raw.monitor.as_ref(), engine),
         routing: routing(ctx, &s.table("routing"), raw.routing.as_ref()),
         failover: failover(ctx, &s.table("failover"), raw.failover.as_ref()),
         tls: tls(ctx, &s.table("tls"), raw.tls.as_ref()),
@@ -146,12 +147,36 @@ fn users(ctx: &mut Ctx<'_>, s: &Scope, engine: Engine, raw: &[RawUser]) -> Vec<U
         if user.auth != AuthMethod::Trust && no_password_given {
             ctx.report(&s, "auth", ProblemKind::Requires { what: "password or password_file".into() });
         }
+        if let (Engine::Postgres, Some(password)) = (engine, &user.password) {
+            secret_fits(ctx, &s, user.auth, password.expose());
+        }
         if !user.name.is_empty() && !names.insert(user.name.clone()) {
             ctx.report(&s, "name", ProblemKind::Duplicate { value: user.name.clone() });
         }
         out.push(user);
     }
     out
+}
+
+/// A PostgreSQL password given as a secret the server keeps must serve the user's `auth`: an MD5 hash cannot
+/// answer SCRAM, and a SCRAM secret serves only SCRAM logins (hapool logs in to the server with the keys of a
+/// client's SCRAM login, since it never has the password).
+fn secret_fits(ctx: &mut Ctx<'_>, s: &Scope, auth: AuthMethod, password: &str) {
+    let problem = match (crate::password_kind(password), auth) {
+        (Err(reason), _) => Some(("password", reason)),
+        (Ok(PasswordKind::Md5Hash), AuthMethod::ScramSha256) => {
+            Some(("auth", "an MD5 hash as the password serves only auth = \"md5\" or \"trust\" (give the password or its SCRAM secret)"))
+        }
+        (Ok(PasswordKind::ScramSecret), AuthMethod::Md5 | AuthMethod::Trust) => Some((
+            "auth",
+            "a SCRAM secret as the password serves only auth = \"scram-sha-256\" (hapool logs in to the server with \
+             the keys of a client's SCRAM login)",
+        )),
+        _ => None,
+    };
+    if let Some((key, reason)) = problem {
+        ctx.report(s, key, ProblemKind::Unusable { reason: reason.into() });
+    }
 }
 
 fn hba(ctx: &mut Ctx<'_>, s: &Scope, raw: &[RawHba], users: &[RawUser]) -> Vec<HbaRule> {
@@ -185,12 +210,18 @@ fn hba(ctx: &mut Ctx<'_>, s: &Scope, raw: &[RawHba], users: &[RawUser]) -> Vec<H
     out
 }
 
-fn monitor(ctx: &mut Ctx<'_>, s: &Scope, raw: Option<&RawMonitor>) -> Monitor {
+fn monitor(ctx: &mut Ctx<'_>, s: &Scope, raw: Option<&RawMonitor>, engine: Engine) -> Monitor {
     let default = RawMonitor::default();
     let raw = raw.unwrap_or(&default);
+    let password = ctx.secret(s, raw.password.as_ref(), raw.password_file.as_ref());
+    let hashed = password.as_ref().is_some_and(|p| crate::password_kind(p.expose()) != Ok(PasswordKind::Plain));
+    if engine == Engine::Postgres && hashed {
+        let reason = "the manager logs in with the password itself, not with a secret the server keeps";
+        ctx.report(s, "password", ProblemKind::Unusable { reason: reason.into() });
+    }
     Monitor {
         user: ctx.string(s, "user", raw.user.as_ref()),
-        password: ctx.secret(s, raw.password.as_ref(), raw.password_file.as_ref()),
+        password,
         probe_interval: ctx.duration(s, "probe_interval", raw.probe_interval.as_ref(), Duration::from_secs(1)),
         probe_timeout: ctx.duration(s, "probe_timeout", raw.probe_timeout.as_ref(), Duration::from_secs(1)),
         failure_threshold: ctx.int(s, "failure_threshold", raw.failure_threshold, 3, 1, 100),

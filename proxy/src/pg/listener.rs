@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use super::auth::passthrough::KeyRing;
 use super::auth::UserAuth;
 use super::buffers::BufferPool;
 use super::cancel::CancelRegistry;
@@ -67,6 +68,8 @@ pub struct Shared {
     pub cancels: CancelRegistry,
     pub statements: StatementRegistry,
     pub per_user: Mutex<HashMap<String, u32>>,
+    /// The SCRAM keys clients proved, for users whose configured password is the server's SCRAM secret.
+    pub keys: Arc<KeyRing>,
     /// Sessions admitted and not yet ended (against `max_client_connections`).
     clients: AtomicUsize,
     /// Idle clients without a task of their own, and the clock of idleness.
@@ -148,7 +151,7 @@ impl Shared {
                     addr: node.addr,
                     user: user.name.clone(),
                     database: database.to_string(),
-                    password: user.password.as_ref().map(|p| p.expose().to_string()),
+                    credentials: user.credentials(&self.keys),
                     connect_timeout: c.connect_timeout,
                     // From the settings in force now, not the session's (a reload may have rotated the CA since).
                     tls: RwLock::new(self.settings().server_tls_of(&node.node)),
@@ -250,6 +253,7 @@ impl PgListener {
             cancels: CancelRegistry::default(),
             statements: StatementRegistry::default(),
             per_user: Mutex::new(HashMap::new()),
+            keys: Arc::default(),
             clients: AtomicUsize::new(0),
             parking: Parking::default(),
             shutdown,

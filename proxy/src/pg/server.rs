@@ -12,6 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::auth::backend::{login, next};
+use super::auth::Credentials;
 use super::clock::coarse_now;
 use super::error::PgError;
 use super::session::leftovers::Owned;
@@ -28,7 +29,7 @@ pub struct ServerTarget {
     pub addr: SocketAddr,
     pub user: String,
     pub database: String,
-    pub password: Option<String>,
+    pub credentials: Credentials,
     pub connect_timeout: Duration,
     /// TLS to the server (`server_mode`), `None` for plain text. Replaced when a reload reads rotated
     /// certificate files (`server_ca`): connections opened after it use the new one.
@@ -95,7 +96,7 @@ impl ServerConn {
             if let Some(tls) = &tls {
                 negotiate_tls(&mut stream, tls, addr).await?;
             }
-            login(&mut stream, &mut rbuf, addr, &params, &target.user, target.password.as_deref()).await?;
+            login(&mut stream, &mut rbuf, addr, &params, &target.user, &target.credentials).await?;
             let mut reported = HashMap::new();
             let mut key = (0, 0);
             loop {

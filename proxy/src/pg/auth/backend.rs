@@ -8,6 +8,8 @@ use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM
 use postgres_protocol::message::{backend::Message, frontend};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use super::passthrough::KeyedScram;
+use super::{md5_salted, user_md5, Credentials};
 use crate::pg::error::PgError;
 
 /// Sends the startup message and answers authentication until AuthenticationOk. Leaves the rest of the
@@ -18,51 +20,55 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
     addr: SocketAddr,
     params: &[(&str, &str)],
     user: &str,
-    password: Option<&str>,
+    credentials: &Credentials,
 ) -> Result<(), PgError> {
     let mut out = BytesMut::new();
     frontend::startup_message(params.iter().copied(), &mut out).map_err(PgError::ServerIo)?;
     stream.write_all(&out).await.map_err(PgError::ServerIo)?;
     stream.flush().await.map_err(PgError::ServerIo)?;
-    let need_password =
-        || PgError::ServerLogin { addr, message: "the server asks for a password and none is configured".into() };
-    let mut scram: Option<ScramSha256> = None;
+    let refused = |message: &str| PgError::ServerLogin { addr, message: message.to_string() };
+    let mut scram: Option<ClientScram<'_>> = None;
     loop {
         let message = next(stream, rbuf).await?;
         out.clear();
         match message {
             Message::AuthenticationOk => return Ok(()),
             Message::AuthenticationCleartextPassword => {
-                let pw = password.ok_or_else(need_password)?;
-                frontend::password_message(pw.as_bytes(), &mut out).map_err(PgError::ServerIo)?;
+                let Credentials::Password(pw) = credentials else {
+                    return Err(refused("the server asks for the password in clear text, and hapool has none"));
+                };
+                frontend::password_message(pw.expose().as_bytes(), &mut out).map_err(PgError::ServerIo)?;
             }
             Message::AuthenticationMd5Password(body) => {
-                let pw = password.ok_or_else(need_password)?;
-                let hash = postgres_protocol::authentication::md5_hash(user.as_bytes(), pw.as_bytes(), body.salt());
-                frontend::password_message(hash.as_bytes(), &mut out).map_err(PgError::ServerIo)?;
+                let hash = match credentials {
+                    Credentials::Password(pw) => user_md5(user, pw.expose()),
+                    Credentials::Md5Hash(hash) => hash.clone(),
+                    _ => return Err(refused("the server asks for MD5, and hapool has no password or MD5 hash")),
+                };
+                let answer = md5_salted(hash.expose(), body.salt());
+                frontend::password_message(answer.as_bytes(), &mut out).map_err(PgError::ServerIo)?;
             }
             Message::AuthenticationSasl(body) => {
-                let pw = password.ok_or_else(need_password)?;
                 let mut mechanisms = body.mechanisms();
                 let mut offered = false;
                 while let Some(m) = mechanisms.next().map_err(PgError::ServerIo)? {
                     offered |= m == SCRAM_SHA_256;
                 }
                 if !offered {
-                    return Err(PgError::ServerLogin { addr, message: "the server offers no SCRAM-SHA-256".into() });
+                    return Err(refused("the server offers no SCRAM-SHA-256"));
                 }
-                let s = ScramSha256::new(pw.as_bytes(), ChannelBinding::unsupported());
-                frontend::sasl_initial_response(SCRAM_SHA_256, s.message(), &mut out).map_err(PgError::ServerIo)?;
+                let s = ClientScram::start(user, credentials).map_err(|m| refused(&m))?;
+                frontend::sasl_initial_response(SCRAM_SHA_256, &s.first(), &mut out).map_err(PgError::ServerIo)?;
                 scram = Some(s);
             }
             Message::AuthenticationSaslContinue(body) => {
                 let s = scram.as_mut().ok_or_else(|| PgError::ServerProtocol("SASL continue before SASL".into()))?;
-                s.update(body.data()).map_err(|e| PgError::ServerLogin { addr, message: e.to_string() })?;
-                frontend::sasl_response(s.message(), &mut out).map_err(PgError::ServerIo)?;
+                let last = s.update(body.data()).map_err(|m| refused(&m))?;
+                frontend::sasl_response(&last, &mut out).map_err(PgError::ServerIo)?;
             }
             Message::AuthenticationSaslFinal(body) => {
                 let s = scram.as_mut().ok_or_else(|| PgError::ServerProtocol("SASL final before SASL".into()))?;
-                s.finish(body.data()).map_err(|e| PgError::ServerLogin { addr, message: e.to_string() })?;
+                s.finish(body.data()).map_err(|m| refused(&m))?;
                 continue;
             }
             Message::ErrorResponse(body) => {
@@ -79,6 +85,56 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
         }
         stream.write_all(&out).await.map_err(PgError::ServerIo)?;
         stream.flush().await.map_err(PgError::ServerIo)?;
+    }
+}
+
+/// The client side of SCRAM-SHA-256: with the password (postgres-protocol's), or with the key a client of the
+/// user proved when the password configured is the server's SCRAM secret (`passthrough`).
+enum ClientScram<'a> {
+    Password(ScramSha256),
+    Keyed(KeyedScram<'a>),
+}
+
+impl<'a> ClientScram<'a> {
+    fn start(user: &str, credentials: &'a Credentials) -> Result<ClientScram<'a>, String> {
+        match credentials {
+            Credentials::Password(pw) => {
+                Ok(ClientScram::Password(ScramSha256::new(pw.expose().as_bytes(), ChannelBinding::unsupported())))
+            }
+            Credentials::Scram { verifier, keys } => match keys.key_for(user, verifier) {
+                Some(key) => Ok(ClientScram::Keyed(KeyedScram::new(verifier, key))),
+                None => Err(format!(
+                    "no client of user {user:?} has logged in with SCRAM since hapool started: its password is \
+                     configured as a SCRAM secret, and hapool logs in to the server with the key a client's SCRAM \
+                     login proves"
+                )),
+            },
+            _ => Err("the server asks for SCRAM-SHA-256, and hapool has neither the password nor its SCRAM secret"
+                .to_string()),
+        }
+    }
+
+    fn first(&self) -> Vec<u8> {
+        match self {
+            ClientScram::Password(s) => s.message().to_vec(),
+            ClientScram::Keyed(k) => k.client_first().into_bytes(),
+        }
+    }
+
+    fn update(&mut self, server_first: &[u8]) -> Result<Vec<u8>, String> {
+        match self {
+            ClientScram::Password(s) => {
+                s.update(server_first).map(|()| s.message().to_vec()).map_err(|e| e.to_string())
+            }
+            ClientScram::Keyed(k) => k.client_final(server_first).map(String::into_bytes).map_err(|e| e.to_string()),
+        }
+    }
+
+    fn finish(&mut self, server_final: &[u8]) -> Result<(), String> {
+        match self {
+            ClientScram::Password(s) => s.finish(server_final).map_err(|e| e.to_string()),
+            ClientScram::Keyed(k) => k.verify(server_final).map_err(|e| e.to_string()),
+        }
     }
 }
 

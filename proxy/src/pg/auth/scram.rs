@@ -13,10 +13,10 @@ const ITERATIONS: u32 = 4096;
 /// What the server keeps to verify a password: never the password itself.
 #[derive(Clone)]
 pub struct ScramVerifier {
-    salt: [u8; 16],
-    iterations: u32,
-    stored_key: [u8; 32],
-    server_key: [u8; 32],
+    pub(super) salt: Box<[u8]>,
+    pub(super) iterations: u32,
+    pub(super) stored_key: [u8; 32],
+    pub(super) server_key: [u8; 32],
 }
 
 impl std::fmt::Debug for ScramVerifier {
@@ -25,7 +25,7 @@ impl std::fmt::Debug for ScramVerifier {
     }
 }
 
-fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+pub(super) fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC accepts keys of any length");
     for p in parts {
         mac.update(p);
@@ -56,11 +56,30 @@ impl ScramVerifier {
         let salted = hi(password.as_bytes(), &salt, iterations);
         let client_key = hmac(&salted, &[b"Client Key"]);
         ScramVerifier {
-            salt,
+            salt: Box::new(salt),
             iterations,
             stored_key: Sha256::digest(client_key).into(),
             server_key: hmac(&salted, &[b"Server Key"]),
         }
+    }
+
+    /// A secret as PostgreSQL keeps it (`pg_authid.rolpassword`: `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:
+    /// <ServerKey>`), as the configuration checked it (`hapool_config::scram_parts`).
+    pub fn parse(secret: &str) -> Option<ScramVerifier> {
+        let (iterations, salt, stored, server) = hapool_config::scram_parts(secret)?;
+        let key = |k: &str| STANDARD.decode(k).ok().and_then(|k| <[u8; 32]>::try_from(k).ok());
+        Some(ScramVerifier {
+            salt: STANDARD.decode(salt).ok()?.into_boxed_slice(),
+            iterations,
+            stored_key: key(stored)?,
+            server_key: key(server)?,
+        })
+    }
+
+    /// Whether `client_key` is the key this verifier checks (its hash is the StoredKey).
+    pub fn opens_with(&self, client_key: &[u8; 32]) -> bool {
+        let stored: [u8; 32] = Sha256::digest(client_key).into();
+        super::constant_time_eq(&stored, &self.stored_key)
     }
 }
 
@@ -76,6 +95,9 @@ pub enum ScramError {
     Nonce,
     #[error("wrong password")]
     Proof,
+    /// The server keeps another SCRAM secret for the user (its salt or iteration count) than the one configured.
+    #[error("the server keeps another SCRAM secret for this user than the configured one (salt or iterations differ)")]
+    OtherSecret,
 }
 
 /// One exchange: made from the client-first message, it produces server-first, then checks client-final.
@@ -119,7 +141,7 @@ impl<'a> ScramExchange<'a> {
         let mut server_nonce = [0u8; 18];
         rand::fill(&mut server_nonce);
         let nonce = format!("{client_nonce}{}", STANDARD.encode(server_nonce));
-        let server_first = format!("r={nonce},s={},i={}", STANDARD.encode(verifier.salt), verifier.iterations);
+        let server_first = format!("r={nonce},s={},i={}", STANDARD.encode(&verifier.salt), verifier.iterations);
         Ok(ScramExchange {
             verifier,
             client_first_bare: bare.to_string(),
@@ -133,8 +155,9 @@ impl<'a> ScramExchange<'a> {
         self.server_first.as_bytes()
     }
 
-    /// Checks `c=…,r=…,p=proof`; on success returns server-final (`v=signature`).
-    pub fn finish(&self, client_final: &[u8]) -> Result<Vec<u8>, ScramError> {
+    /// Checks `c=…,r=…,p=proof`; on success returns server-final (`v=signature`) and the client's ClientKey
+    /// (recovered from its proof: what logs in to a server that keeps the same secret, see `passthrough`).
+    pub fn finish(&self, client_final: &[u8]) -> Result<(Vec<u8>, [u8; 32]), ScramError> {
         let text = std::str::from_utf8(client_final).map_err(|_| ScramError::Malformed)?;
         let (without_proof, proof) = text.rsplit_once(",p=").ok_or(ScramError::Malformed)?;
         let mut binding = None;
@@ -159,13 +182,13 @@ impl<'a> ScramExchange<'a> {
         }
         let auth_message = format!("{},{},{}", self.client_first_bare, self.server_first, without_proof);
         let signature = hmac(&self.verifier.stored_key, &[auth_message.as_bytes()]);
-        let client_key: Vec<u8> = proof.iter().zip(signature.iter()).map(|(p, s)| p ^ s).collect();
-        let stored: [u8; 32] = Sha256::digest(&client_key).into();
-        if !super::constant_time_eq(&stored, &self.verifier.stored_key) {
+        let mut client_key = [0u8; 32];
+        client_key.iter_mut().zip(proof.iter().zip(signature.iter())).for_each(|(k, (p, s))| *k = p ^ s);
+        if !self.verifier.opens_with(&client_key) {
             return Err(ScramError::Proof);
         }
         let server_signature = hmac(&self.verifier.server_key, &[auth_message.as_bytes()]);
-        Ok(format!("v={}", STANDARD.encode(server_signature)).into_bytes())
+        Ok((format!("v={}", STANDARD.encode(server_signature)).into_bytes(), client_key))
     }
 }
 
@@ -193,7 +216,7 @@ mod tests {
         let mut client = ScramSha256::new(client_password.as_bytes(), client_binding);
         let exchange = ScramExchange::start(&verifier, client.message(), end_point, plus)?;
         client.update(exchange.server_first()).expect("client accepts server-first");
-        let server_final = exchange.finish(client.message())?;
+        let (server_final, _) = exchange.finish(client.message())?;
         client.finish(&server_final).expect("client verifies the server signature");
         Ok(())
     }
@@ -239,8 +262,18 @@ mod tests {
         ex.server_first =
             "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096".into();
         let final_msg = b"c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=";
-        let server_final = ex.finish(final_msg).unwrap();
+        let (server_final, client_key) = ex.finish(final_msg).unwrap();
         assert_eq!(server_final, b"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=");
+        assert!(v.opens_with(&client_key));
+        // The same user's secret as pg_authid would hold it.
+        let secret = format!(
+            "SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==${}:{}",
+            STANDARD.encode(v.stored_key),
+            STANDARD.encode(v.server_key)
+        );
+        let parsed = ScramVerifier::parse(&secret).unwrap();
+        assert_eq!((&*parsed.salt, parsed.stored_key, parsed.server_key), (&salt[..], v.stored_key, v.server_key));
+        assert!(ScramVerifier::parse("pencil").is_none());
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use std::net::IpAddr;
 
-use hapool_config::{hba_decision, AuthMethod, ClientTlsMode, HbaMethod};
+use hapool_config::{hba_decision, AuthMethod, ClientTlsMode, HbaMethod, PasswordKind};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -93,7 +93,7 @@ pub async fn handshake(
     // Before the password: a login that cannot be served as asked is refused whoever the client is.
     let ignore = &settings.cluster.ignore_startup_parameters;
     let followed = super::startup_params::followed(&params, ignore).map_err(PgError::ClientMessage)?;
-    authenticate(settings, socket, &mut buf, &user, peer).await?;
+    authenticate(shared, settings, socket, &mut buf, &user, peer).await?;
     Ok(Handshake::Ready {
         user,
         database,
@@ -151,6 +151,7 @@ async fn password_message(socket: &mut ClientStream, buf: &mut BytesMut) -> Resu
 }
 
 async fn authenticate(
+    shared: &Shared,
     settings: &Settings,
     socket: &mut ClientStream,
     buf: &mut BytesMut,
@@ -173,11 +174,20 @@ async fn authenticate(
             socket.write_all(&out).await.map_err(PgError::ClientIo)?;
             let frame = password_message(socket, buf).await?;
             let response = frame.body().strip_suffix(&[0]).unwrap_or(frame.body());
-            let password = auth.and_then(|a| a.password.as_ref()).map(|p| p.expose()).unwrap_or("");
-            md5_matches(user, password, salt, response)
+            let hash = auth.and_then(|a| a.md5.as_ref()).map(|h| h.expose()).unwrap_or("");
+            !hash.is_empty() && md5_matches(hash, salt, response)
         }
         // SCRAM, and unknown users too: they fail at the proof, like a wrong password, revealing nothing.
-        _ => scram(settings, socket, buf, auth.and_then(|a| a.scram.as_ref())).await?,
+        _ => match scram(settings, socket, buf, auth.and_then(|a| a.scram.as_ref())).await? {
+            Some(key) => {
+                // The server's own secret as the password: the key the client proved is how hapool logs in.
+                if auth.is_some_and(|a| a.kind == PasswordKind::ScramSecret) {
+                    shared.keys.learn(user, key);
+                }
+                true
+            }
+            None => false,
+        },
     };
     if ok {
         return Ok(());
@@ -191,7 +201,7 @@ async fn scram(
     socket: &mut ClientStream,
     buf: &mut BytesMut,
     verifier: Option<&crate::pg::auth::scram::ScramVerifier>,
-) -> Result<bool, PgError> {
+) -> Result<Option<[u8; 32]>, PgError> {
     let verifier = verifier.unwrap_or(&settings.decoy);
     // Channel binding is offered on TLS, when the certificate's binding data is known.
     let end_point = settings.tls.as_ref().and_then(|t| t.end_point.as_deref()).filter(|_| socket.is_tls());
@@ -216,20 +226,20 @@ async fn scram(
     let exchange = match ScramExchange::start(verifier, rest, end_point, plus) {
         Ok(exchange) => exchange,
         Err(e @ ScramError::ChannelBinding) => return Err(PgError::ClientMessage(e.to_string())),
-        Err(_) => return Ok(false),
+        Err(_) => return Ok(None),
     };
     out.clear();
     msg::auth_sasl_continue(&mut out, exchange.server_first());
     socket.write_all(&out).await.map_err(PgError::ClientIo)?;
     let response = password_message(socket, buf).await?;
     match exchange.finish(response.body()) {
-        Ok(server_final) => {
+        Ok((server_final, client_key)) => {
             out.clear();
             msg::auth_sasl_final(&mut out, &server_final);
             socket.write_all(&out).await.map_err(PgError::ClientIo)?;
-            Ok(true)
+            Ok(Some(client_key))
         }
         Err(e @ ScramError::ChannelBinding) => Err(PgError::ClientMessage(e.to_string())),
-        Err(_) => Ok(false),
+        Err(_) => Ok(None),
     }
 }
