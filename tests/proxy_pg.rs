@@ -794,6 +794,41 @@ fn session_pooling_keeps_startup_settings_as_the_defaults() {
     assert!(refused.contains("invalid value for parameter \"statement_timeout\""), "{refused}");
 }
 
+/// Session pooling, a client that pipelines behind a RESET of a startup setting: the proxy puts the startup value
+/// back only once nothing of the client's is in flight, so it never runs inside the client's transaction (where
+/// a ROLLBACK would undo it) nor answers with an error of its own after the client's last ReadyForQuery.
+#[test]
+fn session_pooling_restores_a_startup_setting_outside_the_clients_pipeline() {
+    let pg = cluster();
+    pg.primary().psql("CREATE SCHEMA s1; GRANT USAGE ON SCHEMA s1 TO PUBLIC").unwrap();
+    let proxy = trusted_proxy(&pg, "pool_mode = \"session\"\npool_size = 1");
+    let mut s = TcpStream::connect(proxy.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut body = 196_608i32.to_be_bytes().to_vec();
+    body.extend_from_slice(b"user\0trusted\0database\0app\0options\0-c search_path=s1\0\0");
+    s.write_all(&[((body.len() + 4) as i32).to_be_bytes().to_vec(), body].concat()).unwrap();
+    read_to_ready(&mut s);
+    let query = |sql: &str| message(b'Q', format!("{sql}\0").as_bytes());
+    let shown = |s: &mut TcpStream| {
+        s.write_all(&query("SELECT current_setting('search_path')")).unwrap();
+        let answer = read_to_ready(s);
+        let row = answer.iter().find(|(tag, _)| *tag == b'D').expect("a row").1.clone();
+        String::from_utf8_lossy(&row[6..]).into_owned()
+    };
+    assert_eq!(shown(&mut s), "s1");
+    for last in ["SELECT 1", "SELECT 1/0"] {
+        let pipelined = [query("RESET search_path"), query("BEGIN"), query(last)].concat();
+        s.write_all(&pipelined).unwrap();
+        let answers = read_to_readies(&mut s, 3);
+        let errors = answers.iter().filter(|(tag, _)| *tag == b'E').count();
+        assert_eq!(errors, usize::from(last.ends_with("/0")), "{last}: only the client's own error");
+        s.write_all(&query("ROLLBACK")).unwrap();
+        let answer = read_to_ready(&mut s);
+        assert!(answer.iter().all(|(tag, _)| *tag != b'E'), "{last}: {answer:?}");
+        assert_eq!(shown(&mut s), "s1", "{last}: the RESET committed before BEGIN; its startup value came back");
+    }
+}
+
 /// A setting sent as a startup parameter of its own, as JDBC sends `currentSchema` and asyncpg its
 /// `server_settings` (psql and libpq can only send `options`).
 #[test]

@@ -9,8 +9,9 @@
 
 use super::expect::Expect;
 use super::follow::text_set;
-use super::leftovers;
-use super::{unreported, Session};
+use super::leftovers::{self, Leftovers};
+use super::unreported;
+use super::Session;
 use crate::pg::msg;
 use crate::pg::sqltext;
 
@@ -32,7 +33,19 @@ impl Session {
             .then(|| self.follow_unreported(body))
             .flatten();
         let change = single.or_else(|| (!leftovers::one_statement(body)).then(|| self.follow_several(body)).flatten());
+        if change.is_none() && leftovers::query_leftovers(body).contains(Leftovers::SETTINGS) {
+            self.settings_unknown();
+        }
         change.map_or(Expect::Query, |change| Expect::QuerySet(Box::new(change)))
+    }
+
+    /// A statement changed settings in a way not followed (`set_config`, a SET inside a transaction block or
+    /// among statements that control transactions, a DO block…): what the connection has is unknown, and no
+    /// startup value is restored from a stale record until a followed change says again what it has.
+    fn settings_unknown(&mut self) {
+        if let Some(pooled) = self.server.as_mut() {
+            pooled.conn().unreported = None;
+        }
     }
 
     /// A Parse in session pooling: the statement's SET or RESET, if it is one, is noted under its name (the
@@ -41,6 +54,9 @@ impl Session {
         self.replace_if_loading(text);
         if self.keeps_startup_settings() {
             let set = text_set(text);
+            if set.is_none() && leftovers::query_leftovers(text).contains(Leftovers::SETTINGS) {
+                self.settings_unknown();
+            }
             if set.is_some() || self.extended_sets.is_some() {
                 self.extended_sets.get_or_insert_default().prepared(name, set);
             }

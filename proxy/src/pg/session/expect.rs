@@ -197,6 +197,11 @@ impl Outstanding {
         })
     }
 
+    /// Whether nothing follows the head: the client has nothing else in flight behind the request now answered.
+    pub fn nothing_after_head(&self) -> bool {
+        self.queue.len() <= 1
+    }
+
     /// Whether nothing but Syncs follows the head: the client sent nothing more after the request now answered.
     pub fn only_syncs_after_head(&self) -> bool {
         self.queue.iter().skip(1).all(|e| *e == Expect::Sync)

@@ -117,7 +117,9 @@ impl Session {
                 if self.extended_sets.as_ref().is_some_and(|sets| !sets.ran.is_empty()) {
                     self.extended_sets_ended();
                 }
-                if self.tx_status == b'I' && self.keeps_startup_settings() {
+                // Only with nothing of the client's in flight behind it: the restoring query then runs before
+                // anything the client sends next, and outside any transaction of its.
+                if self.tx_status == b'I' && self.keeps_startup_settings() && self.outstanding.nothing_after_head() {
                     self.restore_startup_settings();
                 }
                 self.statement_failed = false;

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use super::leftovers::{self, Leftovers};
 use super::params;
 use crate::pg::sqltext;
 
@@ -196,9 +197,11 @@ pub fn change(sql: &str) -> Option<Change> {
     Some(Change::Set { key: key(name), name: name.to_string(), value: value.to_string() })
 }
 
-/// The SETs and RESETs the proxy follows in a query of several statements (`Change::Several`), when it has
-/// some. `None` too when a statement controls transactions (BEGIN, COMMIT, SAVEPOINT…, or a CALL or DO that
-/// may commit): the query is then not one transaction, and what holds depends on where it failed.
+/// The SETs and RESETs of a query of several statements (`Change::Several`), when the proxy follows every
+/// change of settings in it: `None` when one is a form it does not follow (`set_config`, a role…; a `SET
+/// LOCAL` ends with the query),
+/// or when a statement controls transactions (BEGIN, COMMIT, SAVEPOINT…, or a CALL or DO that may commit: the
+/// query is then not one transaction, and what holds depends on where it failed).
 pub fn several(sql: &str) -> Option<Change> {
     const CONTROL: [&str; 11] =
         ["begin", "start", "commit", "end", "rollback", "abort", "savepoint", "release", "prepare", "call", "do"];
@@ -210,7 +213,11 @@ pub fn several(sql: &str) -> Option<Change> {
         if CONTROL.iter().any(|w| keyword.eq_ignore_ascii_case(w.as_bytes())) {
             return None;
         }
-        changes.extend(change(statement));
+        match change(statement) {
+            Some(change) => changes.push(change),
+            None if leftovers::leftovers(statement).contains(Leftovers::SETTINGS) => return None,
+            None => {}
+        }
     }
     (!changes.is_empty()).then_some(Change::Several(changes))
 }
@@ -386,6 +393,10 @@ mod tests {
             ("BEGIN; SET work_mem = '1MB'; COMMIT", None),
             ("SET work_mem = '1MB'; CALL p()", None),
             ("SET work_mem = '1MB'; SELECT $$;$$", None),
+            ("SET work_mem = '1MB'; SELECT set_config('search_path', 'x', false)", None),
+            ("SET LOCAL work_mem = '1MB'; SET search_path = a", sets(&["SET search_path = a"])),
+            ("SET ROLE x; SET search_path = a", None),
+            ("SET work_mem = '1MB'; SELECT set_config('search_path', 'x', true)", sets(&["SET work_mem = '1MB'"])),
         ];
         for (sql, want) in cases {
             assert_eq!(several(sql), want, "{sql}");
