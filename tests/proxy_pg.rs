@@ -153,6 +153,62 @@ fn passwords_configured_as_the_servers_secrets() {
     assert!((2..=3).contains(&opened), "{opened} server connections: the pools of both users opened theirs");
 }
 
+/// PgBouncer's auth_query: a user the configuration does not name is looked up in the server at each login, as
+/// the cluster's auth_user, here through a SECURITY DEFINER function (auth_user need not be a superuser). Its
+/// SCRAM secret or MD5 hash checks the client and logs hapool in as that user; a password changed in the server
+/// applies at the next login; a user the server does not have, or has no password for, fails like a wrong
+/// password.
+#[test]
+fn users_looked_up_in_the_server_with_auth_query() {
+    let pg = cluster();
+    let p = pg.primary();
+    p.psql(
+        "CREATE ROLE dyn LOGIN PASSWORD 'dpw'; CREATE ROLE nopw LOGIN; \
+         SET password_encryption = 'md5'; CREATE ROLE dynmd5 LOGIN PASSWORD 'mpw'",
+    )
+    .unwrap();
+    p.psql_db(
+        "app",
+        "GRANT ALL ON SCHEMA public TO dyn, dynmd5; \
+         CREATE FUNCTION public.lookup(u text, OUT usename text, OUT passwd text) RETURNS record \
+         LANGUAGE sql SECURITY DEFINER AS $$ SELECT usename::text, passwd::text FROM pg_shadow WHERE usename = u $$; \
+         REVOKE ALL ON FUNCTION public.lookup(text) FROM PUBLIC; GRANT EXECUTE ON FUNCTION public.lookup(text) TO app",
+    )
+    .unwrap();
+    let hba = p.data_dir().join("pg_hba.conf");
+    let rules = std::fs::read_to_string(&hba).unwrap();
+    std::fs::write(&hba, format!("host all dynmd5 127.0.0.1/32 md5\n{rules}")).unwrap();
+    p.psql("SELECT pg_reload_conf()").unwrap();
+    let keys = "pool_size = 2\nauth_user = \"app\"\nauth_query = \"SELECT usename, passwd FROM public.lookup($1)\"";
+    let proxy = TestProxy::start(&pg, keys, "");
+    let who = |user: &str, password: &str| psql_conninfo(&proxy.conninfo(user, password), "SELECT current_user");
+    assert_eq!(who("dyn", "dpw").unwrap(), "dyn");
+    assert_eq!(who("dynmd5", "mpw").unwrap(), "dynmd5");
+    for (user, password) in [("dyn", "mpw"), ("dynmd5", "dpw"), ("ghost", "x"), ("nopw", "x")] {
+        let err = who(user, password).unwrap_err();
+        assert!(err.contains(&format!("password authentication failed for user \"{user}\"")), "{user}: {err}");
+    }
+    // More clients than server connections: each server connection opened with the key a login proved.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut clients = Vec::new();
+        for _ in 0..4 {
+            clients.push(connect(&proxy.conninfo("dyn", "dpw")).await);
+        }
+        for c in &clients {
+            assert_eq!(first_value(c.simple_query("SELECT current_user").await.unwrap()), "dyn");
+        }
+    });
+    // A new password in the server: the next login uses it, and the pool logs in with the new key.
+    p.psql("ALTER ROLE dyn PASSWORD 'dpw2'").unwrap();
+    assert!(who("dyn", "dpw").is_err(), "the old password no longer logs in");
+    assert_eq!(who("dyn", "dpw2").unwrap(), "dyn");
+    assert_eq!(
+        psql_conninfo(&proxy.conninfo("dyn", "dpw2"), "SELECT count(*) FROM pg_stat_activity").map(|_| ()),
+        Ok(())
+    );
+}
+
 #[test]
 fn client_limits_refuse_with_53300() {
     let pg = cluster();

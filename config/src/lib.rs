@@ -15,7 +15,7 @@ use std::path::Path;
 
 pub use error::{ConfigError, KeyPath, Located, Problem, ProblemKind, Seg};
 pub use model::*;
-pub use password::{password_kind, scram_parts, PasswordKind};
+pub use password::{password_kind, scram_parts, PasswordKind, ScramParts};
 pub use secret::Secret;
 pub use units::ByteSize;
 pub use validate::EnvLookup;

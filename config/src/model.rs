@@ -152,6 +152,11 @@ pub struct Cluster {
     /// Startup parameters a client may send that the proxy neither follows nor refuses: dropped (PgBouncer's
     /// setting of the same name). Default: `extra_float_digits`, which JDBC sends.
     pub ignore_startup_parameters: Vec<String>,
+    /// A user of this cluster hapool logs in as to look up the others in the server (PgBouncer's `auth_user`):
+    /// a client whose user is not configured is checked against what `auth_query` returns for it.
+    pub auth_user: Option<String>,
+    /// Returns the user name and what the server keeps for its password (`$1`: the user name).
+    pub auth_query: String,
     pub node: Vec<Node>,
     pub user: Vec<User>,
     /// Client address rules, first match wins; empty: every user authenticates with its own `auth`.

@@ -12,23 +12,29 @@ pub enum PasswordKind {
     ScramSecret,
 }
 
-/// The parts of a SCRAM-SHA-256 secret, still base64: iterations, salt, StoredKey, ServerKey.
-pub fn scram_parts(text: &str) -> Option<(u32, &str, &str, &str)> {
+/// A SCRAM-SHA-256 secret's parts, decoded: iterations, salt, StoredKey, ServerKey.
+pub struct ScramParts {
+    pub iterations: u32,
+    pub salt: Vec<u8>,
+    pub stored_key: [u8; 32],
+    pub server_key: [u8; 32],
+}
+
+/// The parts of a SCRAM-SHA-256 secret (standard base64, as PostgreSQL writes it).
+pub fn scram_parts(text: &str) -> Option<ScramParts> {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
     let rest = text.strip_prefix("SCRAM-SHA-256$")?;
     let (params, keys) = rest.split_once('$')?;
     let (iterations, salt) = params.split_once(':')?;
     let (stored, server) = keys.split_once(':')?;
-    let iterations: u32 = iterations.parse().ok().filter(|i| *i > 0)?;
-    let key = |k: &str| k.len() == 44 && k.ends_with('=') && !k.ends_with("==") && base64(k);
-    (!salt.is_empty() && base64(salt) && key(stored) && key(server)).then_some((iterations, salt, stored, server))
-}
-
-/// Standard base64 with padding.
-fn base64(text: &str) -> bool {
-    let body = text.trim_end_matches('=');
-    text.len().is_multiple_of(4)
-        && text.len() - body.len() <= 2
-        && body.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+    let key = |k: &str| STANDARD.decode(k).ok().and_then(|k| <[u8; 32]>::try_from(k).ok());
+    Some(ScramParts {
+        iterations: iterations.parse().ok().filter(|i| *i > 0)?,
+        salt: STANDARD.decode(salt).ok().filter(|s| !s.is_empty())?,
+        stored_key: key(stored)?,
+        server_key: key(server)?,
+    })
 }
 
 /// What `text` is, or why it looks like a secret and is not a usable one (the text itself is never shown).
@@ -39,7 +45,10 @@ pub fn password_kind(text: &str) -> Result<PasswordKind, &'static str> {
              <ServerKey>, as pg_authid.rolpassword holds it",
         );
     }
-    let md5 = text.len() == 35 && text.starts_with("md5") && text[3..].bytes().all(|b| b.is_ascii_hexdigit());
+    // As PostgreSQL tells them (`get_password_type`): lowercase hexadecimal digits only.
+    let md5 = text.len() == 35
+        && text.starts_with("md5")
+        && text[3..].bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
     Ok(if md5 { PasswordKind::Md5Hash } else { PasswordKind::Plain })
 }
 
@@ -53,9 +62,12 @@ mod tests {
         let scram = "SCRAM-SHA-256$4096:/fzR7dLl/fl+VsAM8JxGRQ==$wr9FBcMGQGQuI2LjeuvFevjLvBgkCmKEs7CZlbMcLdk=:\
                      uIMTZz5b42se8M36duw4AP0g2pQeH3ehGLz4N+fzzFs=";
         assert_eq!(password_kind(scram), Ok(PasswordKind::ScramSecret));
-        assert_eq!(scram_parts(scram).unwrap().0, 4096);
+        assert_eq!(scram_parts(scram).unwrap().iterations, 4096);
         assert_eq!(password_kind("md599d7714169587ba382241135a9f425e7"), Ok(PasswordKind::Md5Hash));
-        for plain in ["pw", "md5", "md599d7714169587ba382241135a9f425e", "md5 not a hash at all, a password.", ""] {
+        let upper = "md599D7714169587BA382241135A9F425E7";
+        for plain in
+            ["pw", "md5", "md599d7714169587ba382241135a9f425e", "md5 not a hash at all, a password.", "", upper]
+        {
             assert_eq!(password_kind(plain), Ok(PasswordKind::Plain), "{plain}");
         }
         for broken in [
@@ -65,6 +77,8 @@ mod tests {
             &scram.replace("4096", "x"),
             &scram.replace(":uIM", ":?IM"),
             &scram.replace("$wr9", "$"),
+            // Right characters, wrong base64: the last one leaves bits over.
+            &scram.replace("Ldk=", "Ldl="),
         ] {
             assert!(password_kind(broken).is_err(), "{broken}");
         }

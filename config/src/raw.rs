@@ -86,6 +86,8 @@ pub struct RawCluster {
     pub max_message_size: Option<String>,
     pub max_prepared_statements: Option<i64>,
     pub ignore_startup_parameters: Option<Vec<String>>,
+    pub auth_user: Option<String>,
+    pub auth_query: Option<String>,
     #[serde(default)]
     pub node: Vec<RawNode>,
     #[serde(default)]

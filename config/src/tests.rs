@@ -391,3 +391,20 @@ fn a_secret_the_server_keeps_serves_its_own_auth_method() {
     let monitor = format!("{BASE}\n  [cluster.monitor]\n  user = \"mon\"\n  password = \"{md5}\"\n");
     one_error(&monitor, "password cannot be used: the manager logs in with the password itself");
 }
+
+#[test]
+fn auth_user_names_a_user_with_its_password_and_auth_query_takes_the_name() {
+    let c = check(&with("auth_user = \"app\"")).unwrap();
+    assert_eq!(c.cluster[0].auth_user.as_deref(), Some("app"));
+    assert_eq!(c.cluster[0].auth_query, "SELECT usename, passwd FROM pg_shadow WHERE usename = $1");
+    assert_eq!(check(BASE).unwrap().cluster[0].auth_user, None);
+    one_error(
+        &with("auth_user = \"nobody\""),
+        "auth_user cannot be used: auth_user must name a [[cluster.user]] of this cluster",
+    );
+    let hashed = with("auth_user = \"app\"")
+        .replace("password = \"pw\"", "password = \"md599d7714169587ba382241135a9f425e7\"\n  auth = \"md5\"");
+    one_error(&hashed, "auth_user cannot be used: auth_user needs the password itself");
+    let query = with("auth_user = \"app\"\nauth_query = \"SELECT u, p FROM users WHERE u = 'x'\"");
+    one_error(&query, "auth_query cannot be used: it must take the user name as $1");
+}

@@ -43,6 +43,7 @@ fn cluster(ctx: &mut Ctx<'_>, s: &Scope, raw: &RawCluster) -> Cluster {
     if raw.user.is_empty() {
         ctx.report(s, "user", ProblemKind::Requires { what: "at least one [[cluster.user]]".into() });
     }
+    let user = users(ctx, s, engine, &raw.user);
     Cluster {
         engine,
         listen: ctx.socket(s, "listen", raw.listen.as_ref(), default_listen),
@@ -81,8 +82,10 @@ fn cluster(ctx: &mut Ctx<'_>, s: &Scope, raw: &RawCluster) -> Cluster {
             .ignore_startup_parameters
             .clone()
             .unwrap_or_else(|| vec!["extra_float_digits".to_string()]),
+        auth_user: auth_user(ctx, s, engine, raw.auth_user.as_ref(), &user),
+        auth_query: auth_query(ctx, s, raw.auth_query.as_ref()),
         node: nodes(ctx, s, engine, &raw.node),
-        user: users(ctx, s, engine, &raw.user),
+        user,
         hba: hba(ctx, s, &raw.hba, &raw.user),
         monitor: monitor(ctx, &s.table("monitor"), raw.monitor.as_ref(), engine),
         routing: routing(ctx, &s.table("routing"), raw.routing.as_ref()),
@@ -156,6 +159,39 @@ fn users(ctx: &mut Ctx<'_>, s: &Scope, engine: Engine, raw: &[RawUser]) -> Vec<U
         out.push(user);
     }
     out
+}
+
+/// `auth_user` names a configured user of a PostgreSQL cluster with the password itself: hapool logs in as it,
+/// before any client of it has.
+fn auth_user(ctx: &mut Ctx<'_>, s: &Scope, engine: Engine, raw: Option<&String>, users: &[User]) -> Option<String> {
+    let name = ctx.string(s, "auth_user", raw)?;
+    let user = users.iter().find(|u| u.name == name);
+    let plain =
+        |u: &User| u.password.as_ref().is_some_and(|p| crate::password_kind(p.expose()) == Ok(PasswordKind::Plain));
+    let problem = match (engine, user) {
+        (Engine::Mysql, _) => Some("auth_user is for PostgreSQL clusters"),
+        (_, None) => Some("auth_user must name a [[cluster.user]] of this cluster"),
+        (_, Some(u)) if !plain(u) => {
+            Some("auth_user needs the password itself (not a secret the server keeps): hapool logs in as it")
+        }
+        _ => None,
+    };
+    if let Some(reason) = problem {
+        ctx.report(s, "auth_user", ProblemKind::Unusable { reason: reason.into() });
+    }
+    Some(name)
+}
+
+/// The query that looks a user up (PgBouncer's default: pg_shadow needs a superuser; a SECURITY DEFINER
+/// function serves a less privileged auth_user).
+fn auth_query(ctx: &mut Ctx<'_>, s: &Scope, raw: Option<&String>) -> String {
+    let query = ctx
+        .string(s, "auth_query", raw)
+        .unwrap_or_else(|| "SELECT usename, passwd FROM pg_shadow WHERE usename = $1".to_string());
+    if !query.contains("$1") {
+        ctx.report(s, "auth_query", ProblemKind::Unusable { reason: "it must take the user name as $1".into() });
+    }
+    query
 }
 
 /// A PostgreSQL password given as a secret the server keeps must serve the user's `auth`: an MD5 hash cannot

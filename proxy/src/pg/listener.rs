@@ -70,6 +70,8 @@ pub struct Shared {
     pub per_user: Mutex<HashMap<String, u32>>,
     /// The SCRAM keys clients proved, for users whose configured password is the server's SCRAM secret.
     pub keys: Arc<KeyRing>,
+    /// Users the configuration does not name, as `auth_query` last found them in the server.
+    looked_up: Mutex<HashMap<String, Arc<UserAuth>>>,
     /// Sessions admitted and not yet ended (against `max_client_connections`).
     clients: AtomicUsize,
     /// Idle clients without a task of their own, and the clock of idleness.
@@ -135,6 +137,32 @@ impl Shared {
                     why,
                     seconds: wait.as_secs(),
                 });
+            }
+        }
+    }
+
+    /// A user as the configuration names it, or as `auth_query` last found it in the server (while the cluster
+    /// has an `auth_user`).
+    pub fn user_auth(&self, settings: &Settings, name: &str) -> Option<Arc<UserAuth>> {
+        if let Some(auth) = settings.users.get(name) {
+            return Some(auth.clone());
+        }
+        settings.cluster.auth_user.as_ref()?;
+        self.looked_up.lock().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
+    }
+
+    /// What `auth_query` found for a user. When the server's secret for it changed, the user's pools start over
+    /// (their connections log in with the old one; sessions keep the pools they have until they end).
+    pub fn remember_user(&self, auth: Arc<UserAuth>) {
+        let before = self.looked_up.lock().unwrap_or_else(|e| e.into_inner()).insert(auth.name.clone(), auth.clone());
+        if before.is_some_and(|b| b.password != auth.password) {
+            let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+            let stale: Vec<PoolKey> = pools.keys().filter(|(_, user, _)| *user == auth.name).cloned().collect();
+            let mut replaced = self.replaced.lock().unwrap_or_else(|e| e.into_inner());
+            for key in stale {
+                if let Some(pool) = pools.remove(&key) {
+                    replaced.push(Arc::downgrade(&pool));
+                }
             }
         }
     }
@@ -254,6 +282,7 @@ impl PgListener {
             statements: StatementRegistry::default(),
             per_user: Mutex::new(HashMap::new()),
             keys: Arc::default(),
+            looked_up: Mutex::default(),
             clients: AtomicUsize::new(0),
             parking: Parking::default(),
             shutdown,

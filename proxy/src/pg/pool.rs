@@ -202,7 +202,8 @@ impl Pool {
     pub async fn keep_min_idle(pool: std::sync::Weak<Pool>, shutdown: CancellationToken) {
         loop {
             let Some(pool) = pool.upgrade().filter(|p| !p.is_retired()) else { return };
-            while pool.idle_count() < pool.settings.min_idle {
+            // A user whose password is the server's SCRAM secret waits for a client to prove its key.
+            while pool.idle_count() < pool.settings.min_idle && pool.target.credentials.ready(&pool.target.user) {
                 let Ok(slot) = pool.slots.try_acquire() else { break };
                 match Box::pin(ServerConn::connect(&pool.target, pool.settings.max_prepared)).await {
                     Ok(conn) => {

@@ -3,11 +3,11 @@
 //! reload, existing ones keep what they started with.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use hapool_config::{Cluster, PoolMode};
 use hapool_topology::NodeId;
 
-use super::auth::scram::ScramVerifier;
 use super::auth::UserAuth;
 use super::classify::Classifier;
 use super::tls::{acceptor, ClientTls, TlsError};
@@ -17,9 +17,10 @@ use hapool_tls::ServerTls;
 #[derive(Debug)]
 pub struct Settings {
     pub cluster: Cluster,
-    pub users: HashMap<String, UserAuth>,
-    /// Unknown users run a SCRAM exchange against this and fail like a wrong password.
-    pub decoy: ScramVerifier,
+    pub users: HashMap<String, Arc<UserAuth>>,
+    /// Unknown users run a SCRAM exchange against a decoy made with this (`ScramVerifier::decoy`) and fail like
+    /// a wrong password.
+    pub decoy_nonce: [u8; 32],
     /// Set when `tls.client_mode` is `allow` or `require`.
     pub tls: Option<ClientTls>,
     /// Per node name; set unless `tls.server_mode` is `disable`.
@@ -57,7 +58,7 @@ impl Settings {
                 let mut auth = UserAuth::new(&u.name, u.auth, u.password.clone());
                 auth.pool_size = u.pool_size;
                 auth.max_clients = u.max_client_connections;
-                (u.name.clone(), auth)
+                (u.name.clone(), Arc::new(auth))
             })
             .collect();
         let tls_error = |source| SettingsError::Tls { cluster: name.clone(), source };
@@ -71,7 +72,7 @@ impl Settings {
         Ok(Settings {
             classifier: Classifier::new(&cluster.routing),
             users,
-            decoy: ScramVerifier::from_password(&format!("{:x}", rand::random::<u128>())),
+            decoy_nonce: rand::random(),
             tls,
             server_tls,
             cluster,

@@ -28,10 +28,16 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
     stream.flush().await.map_err(PgError::ServerIo)?;
     let refused = |message: &str| PgError::ServerLogin { addr, message: message.to_string() };
     let mut scram: Option<ClientScram<'_>> = None;
+    // A SCRAM exchange begun must end with the server's proof that it knows the secret too, before its
+    // AuthenticationOk counts (as libpq requires): otherwise anything in between could pose as the server.
+    let mut server_proven = false;
     loop {
         let message = next(stream, rbuf).await?;
         out.clear();
         match message {
+            Message::AuthenticationOk if scram.is_some() && !server_proven => {
+                return Err(refused("the server ended SCRAM authentication without proving that it knows the secret"));
+            }
             Message::AuthenticationOk => return Ok(()),
             Message::AuthenticationCleartextPassword => {
                 let Credentials::Password(pw) = credentials else {
@@ -69,6 +75,7 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
             Message::AuthenticationSaslFinal(body) => {
                 let s = scram.as_mut().ok_or_else(|| PgError::ServerProtocol("SASL final before SASL".into()))?;
                 s.finish(body.data()).map_err(|m| refused(&m))?;
+                server_proven = true;
                 continue;
             }
             Message::ErrorResponse(body) => {
@@ -147,5 +154,66 @@ pub async fn next<S: AsyncRead + Unpin>(stream: &mut S, rbuf: &mut BytesMut) -> 
         if stream.read_buf(rbuf).await.map_err(PgError::ServerIo)? == 0 {
             return Err(PgError::ServerIo(std::io::ErrorKind::UnexpectedEof.into()));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hapool_config::Secret;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::pg::auth::scram::{ScramExchange, ScramVerifier};
+
+    fn auth_message(code: i32, data: &[u8]) -> Vec<u8> {
+        let len = (8 + data.len()) as i32;
+        [&b"R"[..], &len.to_be_bytes(), &code.to_be_bytes(), data].concat()
+    }
+
+    /// The body of the next message the proxy sent (after its startup message, which has no tag).
+    async fn read_message(s: &mut tokio::io::DuplexStream) -> Vec<u8> {
+        let mut head = [0u8; 5];
+        s.read_exact(&mut head).await.unwrap();
+        let mut body = vec![0u8; i32::from_be_bytes(head[1..].try_into().unwrap()) as usize - 4];
+        s.read_exact(&mut body).await.unwrap();
+        body
+    }
+
+    /// A server that runs SCRAM with the right secret and then says AuthenticationOk, sending its own proof
+    /// (SASLFinal) or not.
+    async fn login_against(proves: bool) -> Result<(), PgError> {
+        let (mut proxy_side, mut server) = tokio::io::duplex(4096);
+        let verifier = ScramVerifier::from_password("pw");
+        let serve = async move {
+            let mut len = [0u8; 4];
+            server.read_exact(&mut len).await.unwrap();
+            let mut startup = vec![0u8; i32::from_be_bytes(len) as usize - 4];
+            server.read_exact(&mut startup).await.unwrap();
+            server.write_all(&auth_message(10, b"SCRAM-SHA-256\0\0")).await.unwrap();
+            let initial = read_message(&mut server).await;
+            let first = &initial[b"SCRAM-SHA-256\0".len() + 4..];
+            let exchange = ScramExchange::start(&verifier, first, None, false).unwrap();
+            server.write_all(&auth_message(11, exchange.server_first())).await.unwrap();
+            let last = read_message(&mut server).await;
+            let (server_final, _) = exchange.finish(&last).unwrap();
+            if proves {
+                server.write_all(&auth_message(12, &server_final)).await.unwrap();
+            }
+            server.write_all(&auth_message(0, b"")).await.unwrap();
+            server
+        };
+        let credentials = Credentials::Password(Secret::new("pw"));
+        let addr = "127.0.0.1:5432".parse().unwrap();
+        let mut rbuf = BytesMut::new();
+        let login = login(&mut proxy_side, &mut rbuf, addr, &[("user", "app")], "app", &credentials);
+        let (result, _server) = tokio::join!(login, serve);
+        result
+    }
+
+    #[tokio::test]
+    async fn a_server_must_prove_it_knows_the_secret_before_its_ok_counts() {
+        login_against(true).await.unwrap();
+        let err = login_against(false).await.unwrap_err().to_string();
+        assert!(err.contains("without proving that it knows the secret"), "{err}");
     }
 }

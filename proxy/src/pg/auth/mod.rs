@@ -33,13 +33,16 @@ pub struct UserAuth {
 impl UserAuth {
     pub fn new(name: &str, method: AuthMethod, password: Option<Secret>) -> UserAuth {
         let text = password.as_ref().map(Secret::expose);
-        let kind = text.map_or(PasswordKind::Plain, |t| password_kind(t).unwrap_or(PasswordKind::Plain));
+        // Something that starts like a secret and is not one (the configuration refuses it) serves nothing: it
+        // is never taken for a password.
+        let kind = text.map_or(Ok(PasswordKind::Plain), password_kind);
         let (scram, md5) = match (kind, text) {
-            (_, None) => (None, None),
-            (PasswordKind::Plain, Some(t)) => (Some(ScramVerifier::from_password(t)), Some(user_md5(name, t))),
-            (PasswordKind::Md5Hash, Some(t)) => (None, Some(Secret::new(t))),
-            (PasswordKind::ScramSecret, Some(t)) => (ScramVerifier::parse(t), None),
+            (_, None) | (Err(_), _) => (None, None),
+            (Ok(PasswordKind::Plain), Some(t)) => (Some(ScramVerifier::from_password(t)), Some(user_md5(name, t))),
+            (Ok(PasswordKind::Md5Hash), Some(t)) => (None, Some(Secret::new(t))),
+            (Ok(PasswordKind::ScramSecret), Some(t)) => (ScramVerifier::parse(t), None),
         };
+        let kind = kind.unwrap_or(PasswordKind::ScramSecret);
         UserAuth { name: name.to_string(), method, password, kind, scram, md5, pool_size: None, max_clients: None }
     }
 
@@ -53,6 +56,16 @@ impl UserAuth {
                 Credentials::Scram { verifier: verifier.clone(), keys: keys.clone() }
             }
             (Some(_), PasswordKind::ScramSecret, None) => Credentials::None,
+        }
+    }
+}
+
+impl Credentials {
+    /// Whether a login as `user` can be tried now (with a SCRAM secret: once a client proved its key).
+    pub fn ready(&self, user: &str) -> bool {
+        match self {
+            Credentials::Scram { verifier, keys } => keys.key_for(user, verifier).is_some(),
+            _ => true,
         }
     }
 }

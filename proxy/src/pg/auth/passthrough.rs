@@ -59,6 +59,10 @@ impl<'a> KeyedScram<'a> {
     /// iteration count must be the secret's, or the key cannot answer.
     pub fn client_final(&mut self, server_first: &[u8]) -> Result<String, ScramError> {
         let text = std::str::from_utf8(server_first).map_err(|_| ScramError::Malformed)?;
+        // `r=…,s=…,i=…` in that order; a mandatory extension (`m=`) is one this client does not know.
+        if text.starts_with("m=") {
+            return Err(ScramError::Malformed);
+        }
         let attr = |name: &str| text.split(',').find_map(|a| a.strip_prefix(name));
         let nonce = attr("r=").ok_or(ScramError::Malformed)?;
         let ours = &self.client_first_bare["n=,r=".len()..];

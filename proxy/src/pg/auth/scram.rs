@@ -66,14 +66,21 @@ impl ScramVerifier {
     /// A secret as PostgreSQL keeps it (`pg_authid.rolpassword`: `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:
     /// <ServerKey>`), as the configuration checked it (`hapool_config::scram_parts`).
     pub fn parse(secret: &str) -> Option<ScramVerifier> {
-        let (iterations, salt, stored, server) = hapool_config::scram_parts(secret)?;
-        let key = |k: &str| STANDARD.decode(k).ok().and_then(|k| <[u8; 32]>::try_from(k).ok());
+        let parts = hapool_config::scram_parts(secret)?;
         Some(ScramVerifier {
-            salt: STANDARD.decode(salt).ok()?.into_boxed_slice(),
-            iterations,
-            stored_key: key(stored)?,
-            server_key: key(server)?,
+            salt: parts.salt.into_boxed_slice(),
+            iterations: parts.iterations,
+            stored_key: parts.stored_key,
+            server_key: parts.server_key,
         })
+    }
+
+    /// What an unknown user's login runs against: a salt derived from the user name and `nonce` (a random
+    /// value of the listener's), so that the same name always shows the same salt, as a known user's does, and
+    /// no key any client could prove. Costs no key derivation.
+    pub fn decoy(user: &str, nonce: &[u8; 32]) -> ScramVerifier {
+        let salt: [u8; 32] = Sha256::new().chain_update(nonce).chain_update(user).finalize().into();
+        ScramVerifier { salt: salt[..16].into(), iterations: ITERATIONS, stored_key: [0; 32], server_key: [0; 32] }
     }
 
     /// Whether `client_key` is the key this verifier checks (its hash is the StoredKey).
@@ -274,6 +281,23 @@ mod tests {
         let parsed = ScramVerifier::parse(&secret).unwrap();
         assert_eq!((&*parsed.salt, parsed.stored_key, parsed.server_key), (&salt[..], v.stored_key, v.server_key));
         assert!(ScramVerifier::parse("pencil").is_none());
+    }
+
+    #[test]
+    fn an_unknown_user_shows_one_salt_of_its_own_and_cannot_log_in() {
+        let nonce = [5u8; 32];
+        let (a, again, b) = (
+            ScramVerifier::decoy("ann", &nonce),
+            ScramVerifier::decoy("ann", &nonce),
+            ScramVerifier::decoy("bob", &nonce),
+        );
+        assert_eq!(a.salt, again.salt, "the same name, the same salt at every try");
+        assert_ne!(a.salt, b.salt, "like known users, each name its own salt");
+        assert_eq!(a.iterations, ITERATIONS);
+        let mut client = ScramSha256::new(b"anything", ChannelBinding::unsupported());
+        let exchange = ScramExchange::start(&a, client.message(), None, false).unwrap();
+        client.update(exchange.server_first()).unwrap();
+        assert_eq!(exchange.finish(client.message()).err(), Some(ScramError::Proof));
     }
 
     #[test]

@@ -113,10 +113,10 @@ impl Session {
     /// The topology changed since this session last looked: take the primary's pool in the new one (waiting for
     /// a primary if there is none right now). The client's counters move with it.
     pub(super) async fn repoint(&mut self) -> Result<(), PgError> {
-        let Some(auth) = self.settings.users.get(self.user()) else {
+        let Some(auth) = self.shared.user_auth(&self.settings, self.user()) else {
             return Err(PgError::AuthFailed { user: self.user().to_string() });
         };
-        let (pool, route) = self.shared.primary_pool(&self.settings, auth, self.database()).await?;
+        let (pool, route) = self.shared.primary_pool(&self.settings, &auth, self.database()).await?;
         if !Arc::ptr_eq(&pool, &self.pool) {
             PoolStats::sub(&self.pool.stats.clients_active, 1);
             PoolStats::add(&pool.stats.clients_active, 1);

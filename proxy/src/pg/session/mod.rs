@@ -10,6 +10,7 @@ mod flush;
 mod follow;
 mod idle;
 pub mod leftovers;
+mod lookup;
 mod params;
 mod park;
 mod renaming;
@@ -234,9 +235,9 @@ impl Session {
                 return None;
             }
         };
-        let auth = settings.users.get(&user)?;
+        let auth = shared.user_auth(&settings, &user)?;
         let limit = auth.max_clients.or(settings.cluster.max_client_connections_per_user);
-        let (pool, route) = match shared.primary_pool(&settings, auth, &database).await {
+        let (pool, route) = match shared.primary_pool(&settings, &auth, &database).await {
             Ok(found) => found,
             Err(e) => {
                 refuse(&mut socket, &e, &span).await;

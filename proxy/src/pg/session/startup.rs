@@ -10,7 +10,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::pg::auth::md5_matches;
-use crate::pg::auth::scram::{ScramError, ScramExchange};
+use crate::pg::auth::scram::{ScramError, ScramExchange, ScramVerifier};
 use crate::pg::codec::{cstr, decode, decode_startup, Frame, Startup};
 use crate::pg::error::PgError;
 use crate::pg::listener::Shared;
@@ -93,7 +93,7 @@ pub async fn handshake(
     // Before the password: a login that cannot be served as asked is refused whoever the client is.
     let ignore = &settings.cluster.ignore_startup_parameters;
     let followed = super::startup_params::followed(&params, ignore).map_err(PgError::ClientMessage)?;
-    authenticate(shared, settings, socket, &mut buf, &user, peer).await?;
+    authenticate(shared, settings, socket, &mut buf, &user, &database, peer).await?;
     Ok(Handshake::Ready {
         user,
         database,
@@ -156,14 +156,22 @@ async fn authenticate(
     socket: &mut ClientStream,
     buf: &mut BytesMut,
     user: &str,
+    database: &str,
     peer: IpAddr,
 ) -> Result<(), PgError> {
-    let auth = settings.users.get(user);
-    match hba_decision(&settings.cluster.hba, user, peer) {
-        HbaMethod::Reject => return Err(PgError::HbaRejected { user: user.to_string(), ip: peer }),
-        // Trusted by address; an unknown user still cannot be served (no credentials for the servers).
-        HbaMethod::Trust if auth.is_some() => return Ok(()),
-        HbaMethod::Trust | HbaMethod::Password => {}
+    let hba = hba_decision(&settings.cluster.hba, user, peer);
+    if hba == HbaMethod::Reject {
+        return Err(PgError::HbaRejected { user: user.to_string(), ip: peer });
+    }
+    // A user the configuration does not name is looked up in the server (`auth_user`), if the cluster says so.
+    let auth = match settings.users.get(user) {
+        Some(auth) => Some(auth.clone()),
+        None => super::lookup::look_up(shared, settings, user, database).await?,
+    };
+    let auth = auth.as_deref();
+    // Trusted by address; an unknown user still cannot be served (no credentials for the servers).
+    if hba == HbaMethod::Trust && auth.is_some() {
+        return Ok(());
     }
     let ok = match auth.map(|a| a.method) {
         Some(AuthMethod::Trust) => true,
@@ -178,7 +186,7 @@ async fn authenticate(
             !hash.is_empty() && md5_matches(hash, salt, response)
         }
         // SCRAM, and unknown users too: they fail at the proof, like a wrong password, revealing nothing.
-        _ => match scram(settings, socket, buf, auth.and_then(|a| a.scram.as_ref())).await? {
+        _ => match scram(settings, socket, buf, user, auth.and_then(|a| a.scram.as_ref())).await? {
             Some(key) => {
                 // The server's own secret as the password: the key the client proved is how hapool logs in.
                 if auth.is_some_and(|a| a.kind == PasswordKind::ScramSecret) {
@@ -200,9 +208,17 @@ async fn scram(
     settings: &Settings,
     socket: &mut ClientStream,
     buf: &mut BytesMut,
-    verifier: Option<&crate::pg::auth::scram::ScramVerifier>,
+    user: &str,
+    verifier: Option<&ScramVerifier>,
 ) -> Result<Option<[u8; 32]>, PgError> {
-    let verifier = verifier.unwrap_or(&settings.decoy);
+    let decoy;
+    let verifier = match verifier {
+        Some(verifier) => verifier,
+        None => {
+            decoy = ScramVerifier::decoy(user, &settings.decoy_nonce);
+            &decoy
+        }
+    };
     // Channel binding is offered on TLS, when the certificate's binding data is known.
     let end_point = settings.tls.as_ref().and_then(|t| t.end_point.as_deref()).filter(|_| socket.is_tls());
     let mut out = BytesMut::new();

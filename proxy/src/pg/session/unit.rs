@@ -147,10 +147,10 @@ impl Session {
         if let Some(pool) = self.readers.iter().find(|p| p.node == node.node) {
             return Ok((pool.clone(), Place::Reader));
         }
-        let Some(auth) = self.settings.users.get(self.user()) else {
+        let Some(auth) = self.shared.user_auth(&self.settings, self.user()) else {
             return Err(PgError::AuthFailed { user: self.user().to_string() });
         };
-        let pool = self.shared.pool(&self.settings, auth, self.database(), &node);
+        let pool = self.shared.pool(&self.settings, &auth, self.database(), &node);
         self.readers.push(pool.clone());
         Ok((pool, Place::Reader))
     }
