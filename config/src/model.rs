@@ -157,6 +157,8 @@ pub struct Cluster {
     pub auth_user: Option<String>,
     /// Returns the user name and what the server keeps for its password (`$1`: the user name).
     pub auth_query: String,
+    /// The database `auth_query` runs in (default `postgres`).
+    pub auth_dbname: String,
     pub node: Vec<Node>,
     pub user: Vec<User>,
     /// Client address rules, first match wins; empty: every user authenticates with its own `auth`.

@@ -88,6 +88,7 @@ pub struct RawCluster {
     pub ignore_startup_parameters: Option<Vec<String>>,
     pub auth_user: Option<String>,
     pub auth_query: Option<String>,
+    pub auth_dbname: Option<String>,
     #[serde(default)]
     pub node: Vec<RawNode>,
     #[serde(default)]

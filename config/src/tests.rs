@@ -396,7 +396,8 @@ fn a_secret_the_server_keeps_serves_its_own_auth_method() {
 fn auth_user_names_a_user_with_its_password_and_auth_query_takes_the_name() {
     let c = check(&with("auth_user = \"app\"")).unwrap();
     assert_eq!(c.cluster[0].auth_user.as_deref(), Some("app"));
-    assert_eq!(c.cluster[0].auth_query, "SELECT usename, passwd FROM pg_shadow WHERE usename = $1");
+    assert!(c.cluster[0].auth_query.starts_with("SELECT usename, passwd FROM pg_catalog.pg_shadow WHERE usename = $1"));
+    assert_eq!(c.cluster[0].auth_dbname, "postgres");
     assert_eq!(check(BASE).unwrap().cluster[0].auth_user, None);
     one_error(
         &with("auth_user = \"nobody\""),

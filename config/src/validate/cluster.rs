@@ -84,6 +84,7 @@ fn cluster(ctx: &mut Ctx<'_>, s: &Scope, raw: &RawCluster) -> Cluster {
             .unwrap_or_else(|| vec!["extra_float_digits".to_string()]),
         auth_user: auth_user(ctx, s, engine, raw.auth_user.as_ref(), &user),
         auth_query: auth_query(ctx, s, raw.auth_query.as_ref()),
+        auth_dbname: ctx.string(s, "auth_dbname", raw.auth_dbname.as_ref()).unwrap_or_else(|| "postgres".into()),
         node: nodes(ctx, s, engine, &raw.node),
         user,
         hba: hba(ctx, s, &raw.hba, &raw.user),
@@ -182,12 +183,14 @@ fn auth_user(ctx: &mut Ctx<'_>, s: &Scope, engine: Engine, raw: Option<&String>,
     Some(name)
 }
 
-/// The query that looks a user up (PgBouncer's default: pg_shadow needs a superuser; a SECURITY DEFINER
-/// function serves a less privileged auth_user).
+/// The query that looks a user up (the default is PgBouncer's, schema-qualified, and leaving out a role whose
+/// password has expired: pg_shadow needs a superuser; a SECURITY DEFINER function serves a less privileged
+/// auth_user). `$1` is bound as a parameter, never pasted into the text.
 fn auth_query(ctx: &mut Ctx<'_>, s: &Scope, raw: Option<&String>) -> String {
-    let query = ctx
-        .string(s, "auth_query", raw)
-        .unwrap_or_else(|| "SELECT usename, passwd FROM pg_shadow WHERE usename = $1".to_string());
+    let query = ctx.string(s, "auth_query", raw).unwrap_or_else(|| {
+        "SELECT usename, passwd FROM pg_catalog.pg_shadow WHERE usename = $1 AND (valuntil IS NULL OR valuntil > now())"
+            .to_string()
+    });
     if !query.contains("$1") {
         ctx.report(s, "auth_query", ProblemKind::Unusable { reason: "it must take the user name as $1".into() });
     }

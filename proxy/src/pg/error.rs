@@ -41,9 +41,9 @@ pub enum PgError {
     },
     #[error("server {addr} refused the login: {message}")]
     ServerLogin { addr: SocketAddr, message: String },
-    /// The cluster's `auth_query` could not look the client's user up.
-    #[error("could not look the user up with auth_query: {message}")]
-    AuthQuery { message: String },
+    /// The cluster's `auth_query` could not look the client's user up (why is logged, not told the client).
+    #[error("could not look the user up (auth_query); the proxy's log says why")]
+    AuthQuery,
     #[error("server connection lost: {0}")]
     ServerIo(#[source] std::io::Error),
     #[error("server sent an unexpected message: {0}")]
@@ -75,7 +75,7 @@ impl PgError {
             StartupTimeout { .. } | TlsRequired | HbaRejected { .. } | IdleTimeout { .. } => Side::Client,
             IdleInTransactionTimeout { .. } => Side::Client,
             ServerConnect { .. } | ServerLogin { .. } | ServerIo(_) | ServerProtocol(_) => Side::Server,
-            AuthQuery { .. } => Side::Server,
+            AuthQuery => Side::Server,
             TooManyClients { .. }
             | PoolTimeout { .. }
             | Shutdown
@@ -97,7 +97,7 @@ impl PgError {
             UnknownPool { .. } => "3D000",
             TooManyClients { .. } | PoolTimeout { .. } => "53300",
             StartupTimeout { .. } => "08006",
-            ServerLogin { .. } | AuthQuery { .. } => "08004",
+            ServerLogin { .. } | AuthQuery => "08004",
             Shutdown => "57P01",
             IdleTimeout { .. } => "57P05",
             IdleInTransactionTimeout { .. } => "25P03",

@@ -38,6 +38,9 @@ pub struct RouteState {
 /// Pools by (node, user, database).
 type PoolKey = (NodeId, String, String);
 
+/// Connections of the pool `auth_query` runs on.
+const LOOKUP_CONNECTIONS: usize = 2;
+
 /// What a PostgreSQL listener serves.
 #[derive(Debug, Clone)]
 pub struct PgProxyConfig {
@@ -72,6 +75,11 @@ pub struct Shared {
     pub keys: Arc<KeyRing>,
     /// Users the configuration does not name, as `auth_query` last found them in the server.
     looked_up: Mutex<HashMap<String, Arc<UserAuth>>>,
+    /// The pool `auth_query` runs on (`lookup_pool`).
+    lookup: Mutex<Option<Arc<Pool>>>,
+    /// What unknown users' decoy SCRAM salts are derived from (`ScramVerifier::decoy`): the same for the
+    /// listener's life, so a name shows the same salt across reloads, as a known user's does.
+    pub decoy_nonce: [u8; 32],
     /// Sessions admitted and not yet ended (against `max_client_connections`).
     clients: AtomicUsize,
     /// Idle clients without a task of their own, and the clock of idleness.
@@ -120,6 +128,12 @@ impl Shared {
         user: &UserAuth,
         database: &str,
     ) -> Result<(Arc<Pool>, Arc<RouteState>), PgError> {
+        let (primary, state) = self.primary(settings).await?;
+        Ok((self.pool(settings, user, database, &primary), state))
+    }
+
+    /// The usable primary, waiting up to `query_wait_timeout` for one.
+    async fn primary(&self, settings: &Settings) -> Result<(Usable, Arc<RouteState>), PgError> {
         let wait = settings.cluster.query_wait_timeout;
         let deadline = Instant::now() + wait;
         loop {
@@ -127,7 +141,7 @@ impl Shared {
             let state = self.route();
             let route = &state.route;
             if let Some(primary) = &route.primary {
-                return Ok((self.pool(settings, user, database, primary), state.clone()));
+                return Ok((primary.clone(), state.clone()));
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() || tokio::time::timeout(left, changed).await.is_err() {
@@ -139,6 +153,30 @@ impl Shared {
                 });
             }
         }
+    }
+
+    /// The pool `auth_query` runs on: the primary's, as `auth_user`, in `auth_dbname`. One of its own, of two
+    /// connections: no client's session state is ever on them, and no client can make more of them (the lookup
+    /// comes before the password).
+    pub async fn lookup_pool(&self, settings: &Settings, auth_user: &UserAuth) -> Result<Arc<Pool>, PgError> {
+        let (primary, _) = self.primary(settings).await?;
+        let database = &settings.cluster.auth_dbname;
+        let mut slot = self.lookup.lock().unwrap_or_else(|e| e.into_inner());
+        let current = slot.as_ref().filter(|p| {
+            !p.is_retired()
+                && p.node == primary.node
+                && p.target.addr == primary.addr
+                && p.target.user == auth_user.name
+                && p.target.database == *database
+        });
+        if let Some(pool) = current {
+            return Ok(pool.clone());
+        }
+        let pool = self.new_pool(settings, auth_user, database, &primary, LOOKUP_CONNECTIONS, false);
+        if let Some(old) = slot.replace(pool.clone()) {
+            old.retire();
+        }
+        Ok(pool)
     }
 
     /// A user as the configuration names it, or as `auth_query` last found it in the server (while the cluster
@@ -171,36 +209,47 @@ impl Shared {
     pub fn pool(&self, settings: &Settings, user: &UserAuth, database: &str, node: &Usable) -> Arc<Pool> {
         let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
         let key = (node.node.clone(), user.name.clone(), database.to_string());
-        pools
-            .entry(key)
-            .or_insert_with(|| {
-                let c = &settings.cluster;
-                let target = ServerTarget {
-                    addr: node.addr,
-                    user: user.name.clone(),
-                    database: database.to_string(),
-                    credentials: user.credentials(&self.keys),
-                    connect_timeout: c.connect_timeout,
-                    // From the settings in force now, not the session's (a reload may have rotated the CA since).
-                    tls: RwLock::new(self.settings().server_tls_of(&node.node)),
-                };
-                let pool_settings = PoolSettings {
-                    size: user.pool_size.unwrap_or(c.pool_size) as usize,
-                    query_wait_timeout: c.query_wait_timeout,
-                    idle_timeout: c.idle_timeout,
-                    max_lifetime: c.max_lifetime,
-                    max_prepared: c.max_prepared_statements.max(1) as usize,
-                    min_idle: c.min_idle as usize,
-                };
-                let name = format!("{}@{database}/{}", user.name, node.node);
-                let load = self.loads.of(&node.node);
-                let pool = Arc::new(Pool::new(name, node.node.clone(), target, pool_settings, load));
-                if c.min_idle > 0 {
-                    tokio::spawn(Pool::keep_min_idle(Arc::downgrade(&pool), self.shutdown.clone()));
-                }
-                pool
-            })
-            .clone()
+        let size = user.pool_size.unwrap_or(settings.cluster.pool_size) as usize;
+        pools.entry(key).or_insert_with(|| self.new_pool(settings, user, database, node, size, true)).clone()
+    }
+
+    /// A pool of `size` connections to `node` as `user` in `database`; `min_idle`: whether the cluster's
+    /// `min_idle` applies.
+    fn new_pool(
+        &self,
+        settings: &Settings,
+        user: &UserAuth,
+        database: &str,
+        node: &Usable,
+        size: usize,
+        min_idle: bool,
+    ) -> Arc<Pool> {
+        let c = &settings.cluster;
+        let target = ServerTarget {
+            addr: node.addr,
+            user: user.name.clone(),
+            database: database.to_string(),
+            credentials: user.credentials(&self.keys),
+            connect_timeout: c.connect_timeout,
+            // From the settings in force now, not the session's (a reload may have rotated the CA since).
+            tls: RwLock::new(self.settings().server_tls_of(&node.node)),
+        };
+        let min_idle = if min_idle { c.min_idle as usize } else { 0 };
+        let pool_settings = PoolSettings {
+            size,
+            query_wait_timeout: c.query_wait_timeout,
+            idle_timeout: c.idle_timeout,
+            max_lifetime: c.max_lifetime,
+            max_prepared: c.max_prepared_statements.max(1) as usize,
+            min_idle,
+        };
+        let name = format!("{}@{database}/{}", user.name, node.node);
+        let load = self.loads.of(&node.node);
+        let pool = Arc::new(Pool::new(name, node.node.clone(), target, pool_settings, load));
+        if min_idle > 0 {
+            tokio::spawn(Pool::keep_min_idle(Arc::downgrade(&pool), self.shutdown.clone()));
+        }
+        pool
     }
 
     /// Takes a new topology: nodes no longer usable (down, fenced, gone, moved) have their pools retired,
@@ -283,6 +332,8 @@ impl PgListener {
             per_user: Mutex::new(HashMap::new()),
             keys: Arc::default(),
             looked_up: Mutex::default(),
+            lookup: Mutex::default(),
+            decoy_nonce: rand::random(),
             clients: AtomicUsize::new(0),
             parking: Parking::default(),
             shutdown,
@@ -322,6 +373,10 @@ impl PgListener {
         if unchanged {
             info!(cluster = %old.cluster.name, "configuration unchanged; certificate files read again");
             return Ok(());
+        }
+        // auth_user's password may have changed: the lookup pool starts over too.
+        if let Some(pool) = self.shared.lookup.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            pool.retire();
         }
         let old_pools: Vec<_> = self.shared.pools.lock().unwrap_or_else(|e| e.into_inner()).drain().collect();
         {

@@ -18,9 +18,6 @@ use hapool_tls::ServerTls;
 pub struct Settings {
     pub cluster: Cluster,
     pub users: HashMap<String, Arc<UserAuth>>,
-    /// Unknown users run a SCRAM exchange against a decoy made with this (`ScramVerifier::decoy`) and fail like
-    /// a wrong password.
-    pub decoy_nonce: [u8; 32],
     /// Set when `tls.client_mode` is `allow` or `require`.
     pub tls: Option<ClientTls>,
     /// Per node name; set unless `tls.server_mode` is `disable`.
@@ -69,14 +66,7 @@ impl Settings {
             .map(|n| Ok((n.name.clone(), ServerTls::new(&cluster.tls, &n.host)?)))
             .collect::<Result<_, TlsError>>()
             .map_err(tls_error)?;
-        Ok(Settings {
-            classifier: Classifier::new(&cluster.routing),
-            users,
-            decoy_nonce: rand::random(),
-            tls,
-            server_tls,
-            cluster,
-        })
+        Ok(Settings { classifier: Classifier::new(&cluster.routing), users, tls, server_tls, cluster })
     }
 
     /// The TLS for connections to `node` (`None`: plain text, or a node this configuration does not name).

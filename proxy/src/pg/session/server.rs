@@ -2,6 +2,7 @@
 //! put in their place, and the bookkeeping (transaction status, prepared statements, parameters) updated.
 
 use bytes::{Buf, BytesMut};
+use postgres_protocol::message::frontend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::expect::Expect;
@@ -295,11 +296,45 @@ impl Answer {
     }
 }
 
+/// Runs a one-value query of the proxy's own with one text parameter (`$1`), through the extended protocol: the
+/// value is bound, never part of the text, whatever it holds and whatever the connection's encoding. Its error
+/// is the server's SQLSTATE and message.
+pub async fn query_value_with(
+    conn: &mut ServerConn,
+    sql: &str,
+    param: &str,
+) -> Result<Result<Option<String>, (String, String)>, PgError> {
+    let mut out = BytesMut::new();
+    frontend::parse("", sql, [], &mut out).map_err(PgError::ServerIo)?;
+    let bind = frontend::bind(
+        "",
+        "",
+        [0],
+        [param],
+        |p, buf| {
+            buf.extend_from_slice(p.as_bytes());
+            Ok(postgres_protocol::IsNull::No)
+        },
+        [0],
+        &mut out,
+    );
+    bind.map_err(|_| PgError::ServerProtocol("could not encode a parameter".into()))?;
+    frontend::execute("", 0, &mut out).map_err(PgError::ServerIo)?;
+    frontend::sync(&mut out);
+    let answer = send_and_read(conn, &out).await?;
+    Ok(answer.error.map_or(Ok(answer.value), Err))
+}
+
 /// Sends a simple query and reads everything up to its ReadyForQuery, keeping parameters the server reports.
 async fn exchange(conn: &mut ServerConn, sql: &str) -> Result<Answer, PgError> {
     let mut out = BytesMut::new();
     msg::query(&mut out, sql);
-    conn.stream.write_all(&out).await.map_err(PgError::ServerIo)?;
+    send_and_read(conn, &out).await
+}
+
+/// Sends `out` and reads everything up to the ReadyForQuery it ends with.
+async fn send_and_read(conn: &mut ServerConn, out: &[u8]) -> Result<Answer, PgError> {
+    conn.stream.write_all(out).await.map_err(PgError::ServerIo)?;
     conn.stream.flush().await.map_err(PgError::ServerIo)?;
     let mut answer = Answer::default();
     loop {

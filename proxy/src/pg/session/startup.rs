@@ -93,7 +93,7 @@ pub async fn handshake(
     // Before the password: a login that cannot be served as asked is refused whoever the client is.
     let ignore = &settings.cluster.ignore_startup_parameters;
     let followed = super::startup_params::followed(&params, ignore).map_err(PgError::ClientMessage)?;
-    authenticate(shared, settings, socket, &mut buf, &user, &database, peer).await?;
+    authenticate(shared, settings, socket, &mut buf, &user, peer).await?;
     Ok(Handshake::Ready {
         user,
         database,
@@ -156,7 +156,6 @@ async fn authenticate(
     socket: &mut ClientStream,
     buf: &mut BytesMut,
     user: &str,
-    database: &str,
     peer: IpAddr,
 ) -> Result<(), PgError> {
     let hba = hba_decision(&settings.cluster.hba, user, peer);
@@ -164,13 +163,15 @@ async fn authenticate(
         return Err(PgError::HbaRejected { user: user.to_string(), ip: peer });
     }
     // A user the configuration does not name is looked up in the server (`auth_user`), if the cluster says so.
-    let auth = match settings.users.get(user) {
+    let configured = settings.users.get(user);
+    let auth = match configured {
         Some(auth) => Some(auth.clone()),
-        None => super::lookup::look_up(shared, settings, user, database).await?,
+        None => super::lookup::look_up(shared, settings, user).await?,
     };
     let auth = auth.as_deref();
-    // Trusted by address; an unknown user still cannot be served (no credentials for the servers).
-    if hba == HbaMethod::Trust && auth.is_some() {
+    // Trusted by address: only a configured user (an unknown one cannot be served; one looked up in the server
+    // always gives its password, or a trust rule for "all" would let in every role the server has).
+    if hba == HbaMethod::Trust && configured.is_some() {
         return Ok(());
     }
     let ok = match auth.map(|a| a.method) {
@@ -186,7 +187,7 @@ async fn authenticate(
             !hash.is_empty() && md5_matches(hash, salt, response)
         }
         // SCRAM, and unknown users too: they fail at the proof, like a wrong password, revealing nothing.
-        _ => match scram(settings, socket, buf, user, auth.and_then(|a| a.scram.as_ref())).await? {
+        _ => match scram(shared, settings, socket, buf, user, auth.and_then(|a| a.scram.as_ref())).await? {
             Some(key) => {
                 // The server's own secret as the password: the key the client proved is how hapool logs in.
                 if auth.is_some_and(|a| a.kind == PasswordKind::ScramSecret) {
@@ -205,6 +206,7 @@ async fn authenticate(
 }
 
 async fn scram(
+    shared: &Shared,
     settings: &Settings,
     socket: &mut ClientStream,
     buf: &mut BytesMut,
@@ -215,7 +217,7 @@ async fn scram(
     let verifier = match verifier {
         Some(verifier) => verifier,
         None => {
-            decoy = ScramVerifier::decoy(user, &settings.decoy_nonce);
+            decoy = ScramVerifier::decoy(user, &shared.decoy_nonce);
             &decoy
         }
     };

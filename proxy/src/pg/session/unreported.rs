@@ -146,7 +146,7 @@ impl ExtendedSets {
 }
 
 /// A string literal that reads the same whatever `standard_conforming_strings` is.
-pub(crate) fn literal(text: &str) -> String {
+fn literal(text: &str) -> String {
     format!("E'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
