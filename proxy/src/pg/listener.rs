@@ -205,6 +205,11 @@ impl Shared {
         }
     }
 
+    /// The server no longer has a user `auth_query` found before (or no password for it).
+    pub fn forget_user(&self, name: &str) {
+        self.looked_up.lock().unwrap_or_else(|e| e.into_inner()).remove(name);
+    }
+
     /// The pool for (node, user, database), created on first use.
     pub fn pool(&self, settings: &Settings, user: &UserAuth, database: &str, node: &Usable) -> Arc<Pool> {
         let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());

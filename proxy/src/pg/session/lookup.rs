@@ -34,7 +34,10 @@ pub(super) async fn look_up(
             return Err(PgError::AuthQuery);
         }
     };
-    let Some(secret) = secret else { return Ok(None) };
+    let Some(secret) = secret else {
+        shared.forget_user(user);
+        return Ok(None);
+    };
     let method = match password_kind(&secret) {
         Ok(PasswordKind::ScramSecret) => AuthMethod::ScramSha256,
         Ok(PasswordKind::Md5Hash) => AuthMethod::Md5,
