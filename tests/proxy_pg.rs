@@ -800,6 +800,26 @@ fn settings_among_other_statements_of_a_query_stay_with_the_client() {
     assert_eq!(proxy.servers_opened(), 1, "both clients used the same server connection");
 }
 
+/// Transaction pooling: a followed SET that fails leaves what the connection has unknown to the proxy. The next
+/// client of that connection must not inherit the settings the failing client made before (they are cleared,
+/// not left in place because the proxy no longer knew them).
+#[test]
+fn a_failed_set_does_not_hand_the_clients_earlier_settings_to_the_next() {
+    let pg = cluster();
+    pg.primary().psql("CREATE SCHEMA s1; GRANT USAGE ON SCHEMA s1 TO PUBLIC").unwrap();
+    let proxy = TestProxy::start(&pg, "pool_size = 1", "");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let a = connect(&proxy.app()).await;
+        let b = connect(&proxy.app()).await;
+        a.simple_query("SET search_path = s1").await.unwrap();
+        assert!(a.simple_query("SET work_mem = 'lots'").await.is_err(), "an invalid value");
+        let show = "SELECT current_setting('search_path')";
+        assert_eq!(first_value(b.simple_query(show).await.unwrap()), "\"$user\", public", "b got a's search_path");
+        assert_eq!(first_value(a.simple_query(show).await.unwrap()), "s1", "a keeps its own");
+    });
+}
+
 /// Session pooling: a client's startup settings are set on the server connection it holds and stay its session
 /// defaults, as on PostgreSQL: RESET, RESET ALL, SET … TO DEFAULT and DISCARD ALL return to them, through the
 /// simple and the extended protocol; a RESET rolled back with its transaction leaves the value before it. The

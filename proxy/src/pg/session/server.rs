@@ -188,14 +188,17 @@ impl Session {
     }
 
     /// A followed SET's answer is in (`statement_failed` says whether it failed): the change is the client's
-    /// now, and this connection's. One that failed leaves the connection's values unknown (the next checkout
-    /// sets them all again); one a pipelined BEGIN put inside a transaction holds only if that commits, so it
-    /// is not followed and the connection is cleared before another client gets it, as for a SET sent there.
+    /// now, and this connection's. One that failed, or one a pipelined BEGIN put inside a transaction (it holds
+    /// only if that commits), is not followed: what the connection has is then unknown, so in transaction
+    /// pooling it is cleared before another client gets it (an unknown record alone would let the next client
+    /// keep whatever this one had set there before), and this client's next checkout of it sets its values
+    /// again.
     fn set_ended(&mut self, change: Change) {
         if self.statement_failed || self.tx_status != b'I' {
-            self.server_conn().unreported = None;
-            if self.tx_status != b'I' && self.transaction_pooling {
+            if self.transaction_pooling {
                 self.note_leftovers(Leftovers::SETTINGS);
+            } else {
+                self.server_conn().unreported = None;
             }
             return;
         }
