@@ -820,6 +820,91 @@ fn a_failed_set_does_not_hand_the_clients_earlier_settings_to_the_next() {
     });
 }
 
+/// Transaction pooling, one server connection, client A then client B: state A leaves through the less common
+/// doors never reaches B. SQL EXECUTE of a statement whose effects the proxy did not read, a fast-path function
+/// call, a Bind of a statement the proxy prepared for another client (its name read from pg_prepared_statements),
+/// and a clearing of A's role that the failure of B's own setting would have rolled back, had both gone in one
+/// query.
+#[test]
+fn state_left_through_side_doors_never_reaches_another_client() {
+    let pg = cluster();
+    pg.primary().psql("CREATE SCHEMA s1; GRANT USAGE ON SCHEMA s1 TO PUBLIC; CREATE ROLE reporting").unwrap();
+    let proxy = trusted_proxy(&pg, "pool_size = 1");
+    pg.primary().psql("GRANT reporting TO trusted").unwrap();
+    let timeout = Duration::from_secs(10);
+    let query = |s: &mut TcpStream, sql: &str| {
+        s.write_all(&message(b'Q', format!("{sql}\0").as_bytes())).unwrap();
+        read_to_ready(s)
+    };
+    let value = |answer: &[(u8, Vec<u8>)]| {
+        let row = answer.iter().find(|(tag, _)| *tag == b'D').map(|(_, row)| row.clone()).unwrap_or_default();
+        String::from_utf8_lossy(row.get(6..).unwrap_or_default()).into_owned()
+    };
+    let defaults = "\"$user\", public";
+    let show = "SELECT current_setting('search_path')";
+    let mut a = raw_login(&proxy, timeout);
+    let mut b = raw_login(&proxy, timeout);
+    let mut leaks = Vec::new();
+
+    // B prepares a statement through the protocol (the proxy names it hapool_…); A finds its name.
+    let text = "SELECT set_config('search_path', 's1', false)";
+    let batch = [
+        message(b'P', format!("b1\0{text}\0\0\0").as_bytes()),
+        message(b'B', b"\0b1\0\0\0\0\0\0\0"),
+        message(b'E', b"\0\0\0\0\0"),
+        message(b'S', b""),
+    ];
+    b.write_all(&batch.concat()).unwrap();
+    read_to_ready(&mut b);
+    query(&mut b, "RESET search_path");
+    let name = value(&query(&mut a, "SELECT name FROM pg_prepared_statements WHERE statement LIKE '%search%'"));
+    assert!(name.starts_with("hapool_"), "{name}");
+
+    // SQL EXECUTE of it.
+    query(&mut a, &format!("EXECUTE {name}"));
+    if value(&query(&mut b, show)) != defaults {
+        leaks.push("SQL EXECUTE of a statement the proxy prepared");
+    }
+    // A Bind of it under its proxy-wide name: refused as unknown, as it would be without the proxy.
+    let bind =
+        [message(b'B', format!("\0{name}\0\0\0\0\0\0\0").as_bytes()), message(b'E', b"\0\0\0\0\0"), message(b'S', b"")];
+    a.write_all(&bind.concat()).unwrap();
+    let answer = read_to_ready(&mut a);
+    let error = answer.iter().find(|(tag, _)| *tag == b'E').map(|(_, body)| String::from_utf8_lossy(body).into_owned());
+    if !error.as_deref().is_some_and(|e| e.contains("does not exist")) || value(&query(&mut b, show)) != defaults {
+        leaks.push("a Bind of another client's statement by its proxy-wide name");
+    }
+    // A fast-path call of set_config (oid 2078): three text arguments, a text result.
+    let mut call = 2078i32.to_be_bytes().to_vec();
+    call.extend_from_slice(&1i16.to_be_bytes());
+    call.extend_from_slice(&0i16.to_be_bytes());
+    call.extend_from_slice(&3i16.to_be_bytes());
+    for arg in [&b"search_path"[..], b"s1", b"false"] {
+        call.extend_from_slice(&(arg.len() as i32).to_be_bytes());
+        call.extend_from_slice(arg);
+    }
+    call.extend_from_slice(&0i16.to_be_bytes());
+    a.write_all(&message(b'F', &call)).unwrap();
+    let answer = read_to_ready(&mut a);
+    assert!(answer.iter().any(|(tag, _)| *tag == b'V'), "{answer:?}");
+    if value(&query(&mut b, show)) != defaults {
+        leaks.push("a fast-path function call");
+    }
+    // A's role, and then B's own setting failing at its checkout: the role is cleared all the same.
+    query(&mut a, "SET ROLE reporting");
+    drop(b);
+    let mut b = TcpStream::connect(proxy.addr).unwrap();
+    b.set_read_timeout(Some(timeout)).unwrap();
+    let mut body = 196_608i32.to_be_bytes().to_vec();
+    body.extend_from_slice(b"user\0trusted\0database\0app\0options\0-c TimeZone=Nowhere/Bogus\0\0");
+    b.write_all(&[((body.len() + 4) as i32).to_be_bytes().to_vec(), body].concat()).unwrap();
+    let login = read_to_ready(&mut b);
+    if login.iter().all(|(tag, _)| *tag != b'E') && value(&query(&mut b, "SELECT current_user")) != "trusted" {
+        leaks.push("a role, when the next client's own setting failed");
+    }
+    assert!(leaks.is_empty(), "reached the next client: {leaks:?}");
+}
+
 /// Session pooling: a client's startup settings are set on the server connection it holds and stay its session
 /// defaults, as on PostgreSQL: RESET, RESET ALL, SET … TO DEFAULT and DISCARD ALL return to them, through the
 /// simple and the extended protocol; a RESET rolled back with its transaction leaves the value before it. The

@@ -16,7 +16,7 @@ use crate::pg::server::ServerConn;
 
 /// Read on the primary when a write unit ends. The insert position: never behind the commit just made, even
 /// with `synchronous_commit = off` (the write position could be).
-const PRIMARY_POSITION: &str = "SELECT pg_current_wal_insert_lsn()";
+const PRIMARY_POSITION: &str = "SELECT pg_catalog.pg_current_wal_insert_lsn()";
 
 /// Pause between two checks of a reader that has not caught up yet.
 const POLL: Duration = Duration::from_millis(2);
@@ -61,7 +61,7 @@ impl Causal {
         conn: &mut ServerConn,
         wait: Duration,
     ) -> Result<bool, PgError> {
-        let sql = format!("SELECT pg_last_wal_replay_lsn() >= '{}'::pg_lsn", format_lsn(lsn));
+        let sql = format!("SELECT pg_catalog.pg_last_wal_replay_lsn() >= '{}'::pg_catalog.pg_lsn", format_lsn(lsn));
         let deadline = Instant::now() + wait;
         loop {
             if bounded(query_value(conn, &sql)).await?.as_deref() == Some("t") {

@@ -9,6 +9,9 @@ use super::routing::{Place, Why};
 use super::server;
 use super::unreported::{self, Values};
 use super::{expect, params, routing, Session, RESET_TIMEOUT};
+
+/// Connections tried in turn when clearing another client's state from one fails.
+const CLEAR_ATTEMPTS: usize = 3;
 use crate::pg::error::PgError;
 use crate::pg::msg;
 use crate::pg::pool::{Pool, Pooled};
@@ -33,12 +36,65 @@ impl Session {
         // future holds room for its largest await, and every idle client holds a session future.
         // (Not `try_acquire().filter(..)`: a connection taken and dropped is a connection closed.)
         let causal_check = self.causal.is_some() && place == Place::Reader;
-        if let Some(pooled) = (!causal_check).then(|| pool.try_acquire()).flatten() {
-            self.install(pool, place, pooled);
-            return Ok(());
+        if let Some(mut pooled) = (!causal_check).then(|| pool.try_acquire()).flatten() {
+            if !self.holds_foreign_state(&mut pooled) {
+                self.install(pool, place, pooled);
+                return Ok(());
+            }
+            return Box::pin(self.checkout_cleared(pool, place, Some(pooled))).await;
         }
-        let (pool, place, pooled) = Box::pin(self.acquire_slow(pool, place)).await?;
+        Box::pin(self.checkout_cleared(pool, place, None)).await
+    }
+
+    /// The slow checkout: waits for a connection (unless `first` is one), and clears what another client left
+    /// on it before the client's messages go there. A connection whose clearing fails is closed, and another
+    /// one taken (a few times at most).
+    async fn checkout_cleared(&mut self, pool: Arc<Pool>, place: Place, first: Option<Pooled>) -> Result<(), PgError> {
+        let (mut pool, mut place, mut pooled) = match first {
+            Some(pooled) => (pool, place, pooled),
+            None => self.acquire_slow(pool, place).await?,
+        };
+        for attempt in 1.. {
+            match self.clear_foreign_state(&mut pooled).await {
+                Ok(()) => break,
+                Err(e) if attempt < CLEAR_ATTEMPTS => {
+                    tracing::warn!(pool = %pool.name, error = %e, "clearing another client's state failed: connection closed");
+                    drop(pooled);
+                    (pool, place, pooled) = self.acquire_slow(pool, place).await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
         self.install(pool, place, pooled);
+        Ok(())
+    }
+
+    /// Whether the connection holds session state another client left there (`leftovers`).
+    fn holds_foreign_state(&self, pooled: &mut Pooled) -> bool {
+        pooled.conn().leftovers.is_some_and(|l| l.owner != self.key && !l.kinds.is_empty())
+    }
+
+    /// Clears what another client left on the connection, in a query of its own whose answer is awaited: the
+    /// client's messages reach the connection only once it succeeded. (Sent ahead of them in the same write, a
+    /// reset that failed, or that one of the client's own settings failing after it rolled back, left them
+    /// running in the other client's role, settings and temporary tables.)
+    async fn clear_foreign_state(&mut self, pooled: &mut Pooled) -> Result<(), PgError> {
+        let conn = pooled.conn();
+        let Some(left) = conn.leftovers.filter(|l| l.owner != self.key).map(|l| l.kinds) else { return Ok(()) };
+        let mut sql = String::new();
+        left.reset_sql(&mut sql);
+        if !sql.is_empty() {
+            let ran = tokio::time::timeout(RESET_TIMEOUT, server::run_reset(conn, &sql)).await;
+            ran.map_err(|_| PgError::ServerIo(std::io::ErrorKind::TimedOut.into()))??;
+        }
+        conn.leftovers = None;
+        if left.contains(Leftovers::PREPARED) {
+            conn.prepared.clear();
+        }
+        if left.contains(Leftovers::SETTINGS) {
+            conn.unreported = Some(Values::new());
+            conn.synced = None;
+        }
         Ok(())
     }
 
@@ -69,25 +125,11 @@ impl Session {
         self.last_place = place;
         self.serving = pool;
         let conn = pooled.conn();
+        // Another client's state was cleared by `checkout` already; what is left to do is this client's own.
         let mut sql = String::new();
-        // Another client's session state the proxy does not follow: cleared first. After a reset of settings
-        // every parameter this client expects is set (the server's reports of the reset come after this is sent).
-        let left = conn.leftovers.filter(|l| l.owner != self.key).map_or(Leftovers::NONE, |l| l.kinds);
-        if !left.is_empty() {
-            left.reset_sql(&mut sql);
-            self.foreign_notifications = left.contains(Leftovers::LISTEN);
-            conn.leftovers = None;
-            if left.contains(Leftovers::PREPARED) {
-                conn.prepared.clear();
-            }
-            if left.contains(Leftovers::SETTINGS) {
-                conn.unreported = Some(Values::new());
-                conn.synced = None;
-            }
-        }
         if conn.synced != Some(self.desired_hash) {
-            let known = (!left.contains(Leftovers::SETTINGS)).then_some(&conn.params);
-            sql.extend(params::sync_sql(&self.desired, known));
+            // The server's values: those it reported, its reports of a clearing included (that was awaited).
+            sql.extend(params::sync_sql(&self.desired, Some(&conn.params)));
             conn.synced = Some(self.desired_hash);
         }
         // Compared without building an empty map for a client that set nothing (one per checkout, measured).

@@ -3,6 +3,7 @@
 //! statements are renamed in `renaming`.
 
 use super::expect::Expect;
+use super::leftovers::Leftovers;
 use super::routing::Place;
 use super::{unit, Flow, Session};
 use crate::pg::buffers::rewind;
@@ -144,7 +145,15 @@ impl Session {
                     if renaming { self.follow_statement(frame.body()) } else { self.session_query(frame.body()) };
                 self.forward(frame, expect);
             }
-            b'F' => self.forward(frame, Expect::Query),
+            b'F' => {
+                // A fast-path function call can do what any function does (set_config, an advisory lock…),
+                // and the proxy does not read which one: in transaction pooling the connection is cleared of
+                // everything before another client gets it.
+                if renaming {
+                    self.note_leftovers(Leftovers::ALL);
+                }
+                self.forward(frame, Expect::Query)
+            }
             b'P' if renaming => self.parse(frame),
             b'P' => {
                 if let Some((name, text)) = msg::parse_fields(frame.body()) {

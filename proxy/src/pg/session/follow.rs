@@ -33,7 +33,7 @@ impl Session {
                 Outcome::Fails => {}
                 // What the server will have is unknown: the connection is replaced once the client is done.
                 Outcome::Unknown => self.server_conn().broken = true,
-                Outcome::Drops => self.forget_statements(is(b"discard")),
+                Outcome::Drops => self.forget_statements(),
             }
             if outcome != Outcome::Fails {
                 expect = Expect::QueryDropAll(self.statements.mark_drop());
@@ -63,16 +63,12 @@ impl Session {
         msg::query_text(body).and_then(unreported::several)
     }
 
-    /// The server drops every prepared statement (and with `discard`, resets the session): the client's names
-    /// and what the proxy knows of the connection go too.
-    fn forget_statements(&mut self, discard: bool) {
+    /// The server drops every prepared statement: the client's names and what the proxy knows of the
+    /// connection's statements go too. What `DISCARD ALL` does to settings is taken only once its CommandComplete
+    /// says it ran (`statements_dropped`): one cancelled or timed out leaves them as they were.
+    fn forget_statements(&mut self) {
         self.statements.clear();
         self.server_conn().prepared.clear();
-        if discard {
-            // DISCARD ALL resets every setting too (DEALLOCATE ALL only drops statements).
-            self.reset_unreported();
-            self.server_conn().unreported = Some(Default::default());
-        }
     }
 
     /// Session pooling: what a client leaves is cleared by `DISCARD ALL` when it leaves, but a library it loaded

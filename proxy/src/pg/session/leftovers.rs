@@ -50,7 +50,7 @@ impl Leftovers {
             (Self::LISTEN, "UNLISTEN *;"),
             (Self::TEMP, "DISCARD TEMP;"),
             (Self::PREPARED, "DEALLOCATE ALL;"),
-            (Self::ADVISORY, "SELECT pg_advisory_unlock_all();"),
+            (Self::ADVISORY, "SELECT pg_catalog.pg_advisory_unlock_all();"),
             (Self::SETTINGS, "RESET ROLE;RESET SESSION AUTHORIZATION;RESET ALL;"),
         ];
         for (kind, statements) in parts {
@@ -90,6 +90,8 @@ pub fn query_leftovers(body: &[u8]) -> Leftovers {
         b"discard",
         b"load",
         b"do",
+        b"execute",
+        b"explain",
     ]
     .iter()
     .any(|w| keyword.eq_ignore_ascii_case(w))
@@ -271,7 +273,11 @@ fn statement_leftovers(statement: &str) -> Leftovers {
     let mut words = rest.split(|c: char| sql_space(c) || c == '=').filter(|w| !w.is_empty());
     let is = |word: &str, expected: &str| word.eq_ignore_ascii_case(expected);
     let set = is(verb, "set");
-    let left = if set || is(verb, "reset") {
+    // `EXPLAIN ANALYZE EXECUTE p`, `CREATE TABLE t AS EXECUTE p`: they run the statement, as EXECUTE does.
+    let runs_prepared = (is(verb, "explain") || is(verb, "create")) && rest.split(sql_space).any(|w| is(w, "execute"));
+    let left = if runs_prepared {
+        Some(Leftovers::ALL)
+    } else if set || is(verb, "reset") {
         setting_left(&mut words, set).then_some(Leftovers::SETTINGS)
     } else if is(verb, "listen") {
         Some(Leftovers::LISTEN)
@@ -283,8 +289,10 @@ fn statement_leftovers(statement: &str) -> Leftovers {
         contains_words(statement, "with", "hold").then_some(Leftovers::CURSORS)
     } else if is(verb, "load") {
         Some(Leftovers::LIBRARY)
-    } else if is(verb, "do") {
+    } else if is(verb, "do") || is(verb, "execute") {
         // An anonymous code block can leave anything (a temporary table, LISTEN, a SET…): all of it is cleared.
+        // So can an SQL EXECUTE: of a statement prepared by SQL, or of one the proxy prepared for some client
+        // through the protocol (they share one namespace on the server).
         Some(Leftovers::ALL)
     } else if is(verb, "discard") || is(verb, "deallocate") {
         // What the proxy knows of the connection may be wrong after it (a simple query of DISCARD or DEALLOCATE
@@ -483,6 +491,10 @@ mod tests {
             assert_eq!(loads_library(body), loads, "{body:?}");
         }
         assert_eq!(query_leftovers(b"DO $$ BEGIN CREATE TEMP TABLE t (x int); END $$\0"), Leftovers::ALL);
+        assert_eq!(query_leftovers(b"EXECUTE hapool_7('s1')\0"), Leftovers::ALL);
+        assert_eq!(query_leftovers(b"explain (analyze) execute p\0"), Leftovers::ALL);
+        assert_eq!(query_leftovers(b"CREATE TABLE t AS EXECUTE p\0"), Leftovers::ALL);
+        assert_eq!(query_leftovers(b"EXPLAIN SELECT 1\0"), Leftovers::NONE);
         // Created in the temporary schema by name.
         assert_eq!(query_leftovers(b"CREATE TABLE pg_temp.t (x int)\0"), Leftovers::TEMP);
         assert_eq!(
@@ -570,7 +582,7 @@ mod tests {
         Leftovers::ALL.reset_sql(&mut sql);
         assert_eq!(
             sql,
-            "CLOSE ALL;UNLISTEN *;DISCARD TEMP;DEALLOCATE ALL;SELECT pg_advisory_unlock_all();\
+            "CLOSE ALL;UNLISTEN *;DISCARD TEMP;DEALLOCATE ALL;SELECT pg_catalog.pg_advisory_unlock_all();\
              RESET ROLE;RESET SESSION AUTHORIZATION;RESET ALL;"
         );
         assert!(Leftovers::ALL.contains(Leftovers::PREPARED) && !Leftovers::TEMP.contains(Leftovers::ALL));

@@ -98,9 +98,6 @@ pub struct Session {
     unreported: Option<Box<unreported::Unreported>>,
     /// Whether the statement now running has failed (its ReadyForQuery follows).
     statement_failed: bool,
-    /// The server connection held was another client's, which listened on it: notifications that come before
-    /// the proxy's clearing of it has ended are that client's, and dropped.
-    foreign_notifications: bool,
     key: (i32, i32),
     /// Where a cancel request for this client goes right now.
     cancel: Arc<CancelSlot>,
@@ -276,7 +273,6 @@ impl Session {
             unreported: (!startup_settings.is_empty())
                 .then(|| Box::new(unreported::Unreported::from_startup(&startup_settings))),
             statement_failed: false,
-            foreign_notifications: false,
             key,
             cancel,
             tx_status: b'I',

@@ -57,7 +57,13 @@ impl Session {
             let set = set.cloned();
             self.extended_sets.get_or_insert_default().bound(portal, set);
         }
-        let Some(statement) = statement else { return self.forward(frame, Expect::Bind) };
+        let Some(statement) = statement else {
+            if let Some(unknown) = unknown_proxy_name(name) {
+                msg::bind_renamed(&mut self.to_server, portal, &unknown, rest);
+                return self.outstanding.push(Expect::Bind);
+            }
+            return self.forward(frame, Expect::Bind);
+        };
         self.note_leftovers(statement.leftovers);
         self.ensure_prepared(&statement);
         msg::bind_renamed(&mut self.to_server, portal, &statement.name, rest);
@@ -93,11 +99,17 @@ impl Session {
     }
 
     pub(super) fn describe(&mut self, frame: Frame) {
-        let statement = match msg::target_fields(frame.body()) {
-            Some((b'S', name)) => self.known(name),
-            _ => None,
+        let (statement, unknown) = match msg::target_fields(frame.body()) {
+            Some((b'S', name)) => (self.known(name), unknown_proxy_name(name)),
+            _ => (None, None),
         };
-        let Some(statement) = statement else { return self.forward(frame, Expect::Describe) };
+        let Some(statement) = statement else {
+            if let Some(unknown) = unknown {
+                msg::describe_statement(&mut self.to_server, &unknown);
+                return self.outstanding.push(Expect::Describe);
+            }
+            return self.forward(frame, Expect::Describe);
+        };
         self.ensure_prepared(&statement);
         msg::describe_statement(&mut self.to_server, &statement.name);
         self.outstanding.push(Expect::Describe);
@@ -157,4 +169,12 @@ impl Session {
             self.outstanding.push(Expect::InjectedClose(victim));
         }
     }
+}
+
+/// A statement name the client never gave that has the form of the proxy's own (`hapool_…`): sent on as a name
+/// no statement has, so that the server answers "does not exist", as it would to this client alone, instead of
+/// binding a statement the proxy prepared for other clients (its effects would then go unnoticed: a
+/// `set_config` in it, say). Other unknown names go as they are.
+fn unknown_proxy_name(name: &str) -> Option<String> {
+    name.starts_with("hapool_").then(|| format!("{name} (not prepared by this client)"))
 }

@@ -74,9 +74,6 @@ impl Session {
                 }
                 return;
             }
-            // Notifications for the client that listened on this connection before it came here, until the
-            // proxy's clearing of that (UNLISTEN *) has ended, go nowhere: they are not this client's.
-            b'A' if self.foreign_notifications => return,
             // Notices and notifications can come at any time and are the client's.
             b'N' | b'A' => return self.to_client.extend_from_slice(frame.bytes()),
             b'E' => {
@@ -107,9 +104,6 @@ impl Session {
             }
             b'Z' => {
                 self.tx_status = frame.body().first().copied().unwrap_or(b'I');
-                if self.outstanding.front() == Some(&Expect::InjectedQuery) {
-                    self.foreign_notifications = false;
-                }
                 // A SET the session follows ended: its change holds if it succeeded outside a transaction.
                 if let Some(change) = self.outstanding.take_set() {
                     self.set_ended(*change);

@@ -47,7 +47,7 @@ impl Unreported {
         let baseline: Values = settings
             .iter()
             .map(|(name, value)| {
-                let statement = format!("SELECT set_config({}, {}, false)", literal(name), literal(value));
+                let statement = format!("SELECT pg_catalog.set_config({}, {}, false)", literal(name), literal(value));
                 (key(name), (name.clone(), statement))
             })
             .collect();
@@ -359,8 +359,8 @@ mod tests {
         sync_sql(&u.current, Some(&Values::new()), &mut sql);
         assert_eq!(
             sql,
-            "SELECT set_config(E'app.note', E'it\\'s a \\\\ test', false);\
-             SELECT set_config(E'search_path', E'tenant1, public', false);",
+            "SELECT pg_catalog.set_config(E'app.note', E'it\\'s a \\\\ test', false);\
+             SELECT pg_catalog.set_config(E'search_path', E'tenant1, public', false);",
             "the value as the startup packet gave it: a list stays a list"
         );
         let startup = u.current.clone();
