@@ -61,7 +61,10 @@ impl Causal {
         conn: &mut ServerConn,
         wait: Duration,
     ) -> Result<bool, PgError> {
-        let sql = format!("SELECT pg_catalog.pg_last_wal_replay_lsn() >= '{}'::pg_catalog.pg_lsn", format_lsn(lsn));
+        let sql = format!(
+            "SELECT pg_catalog.pg_last_wal_replay_lsn() OPERATOR(pg_catalog.>=) '{}'::pg_catalog.pg_lsn",
+            format_lsn(lsn)
+        );
         let deadline = Instant::now() + wait;
         loop {
             if bounded(query_value(conn, &sql)).await?.as_deref() == Some("t") {

@@ -9,13 +9,13 @@ use super::routing::{Place, Why};
 use super::server;
 use super::unreported::{self, Values};
 use super::{expect, params, routing, Session, RESET_TIMEOUT};
-
-/// Connections tried in turn when clearing another client's state from one fails.
-const CLEAR_ATTEMPTS: usize = 3;
 use crate::pg::error::PgError;
 use crate::pg::msg;
 use crate::pg::pool::{Pool, Pooled};
 use crate::stats::PoolStats;
+
+/// Connections tried in turn when clearing another client's state from one fails.
+const CLEAR_ATTEMPTS: usize = 3;
 
 impl Session {
     /// Checks a server connection out where `place` says (a reader is chosen here, or the primary when none
@@ -46,27 +46,32 @@ impl Session {
         Box::pin(self.checkout_cleared(pool, place, None)).await
     }
 
-    /// The slow checkout: waits for a connection (unless `first` is one), and clears what another client left
-    /// on it before the client's messages go there. A connection whose clearing fails is closed, and another
-    /// one taken (a few times at most).
+    /// The slow checkout: clears what another client left on `first`, or waits for a connection (cleared too);
+    /// a connection whose clearing fails is closed and another one taken.
     async fn checkout_cleared(&mut self, pool: Arc<Pool>, place: Place, first: Option<Pooled>) -> Result<(), PgError> {
-        let (mut pool, mut place, mut pooled) = match first {
-            Some(pooled) => (pool, place, pooled),
-            None => self.acquire_slow(pool, place).await?,
-        };
-        for attempt in 1.. {
-            match self.clear_foreign_state(&mut pooled).await {
-                Ok(()) => break,
-                Err(e) if attempt < CLEAR_ATTEMPTS => {
-                    tracing::warn!(pool = %pool.name, error = %e, "clearing another client's state failed: connection closed");
-                    drop(pooled);
-                    (pool, place, pooled) = self.acquire_slow(pool, place).await?;
-                }
-                Err(e) => return Err(e),
+        if let Some(pooled) = first {
+            if let Some(pooled) = self.cleared(&pool, pooled).await {
+                self.install(pool, place, pooled);
+                return Ok(());
             }
         }
+        let (pool, place, pooled) = self.acquire_slow(pool, place).await?;
         self.install(pool, place, pooled);
         Ok(())
+    }
+
+    /// The connection cleared of what another client left on it, or `None` when that failed (it is closed).
+    async fn cleared(&mut self, pool: &Pool, mut pooled: Pooled) -> Option<Pooled> {
+        if !self.holds_foreign_state(&mut pooled) {
+            return Some(pooled);
+        }
+        match self.clear_foreign_state(&mut pooled).await {
+            Ok(()) => Some(pooled),
+            Err(e) => {
+                tracing::warn!(pool = %pool.name, error = %e, "clearing another client's state failed: connection closed");
+                None
+            }
+        }
     }
 
     /// Whether the connection holds session state another client left there (`leftovers`).
@@ -105,8 +110,18 @@ impl Session {
         mut pool: Arc<Pool>,
         mut place: Place,
     ) -> Result<(Arc<Pool>, Place, Pooled), PgError> {
+        let mut failed_clears = 0;
         loop {
-            let mut pooled = pool.acquire().await?;
+            // Cleared before anything else runs there (the causal check too).
+            let Some(mut pooled) = self.cleared(&pool, pool.acquire().await?).await else {
+                failed_clears += 1;
+                if failed_clears >= CLEAR_ATTEMPTS {
+                    return Err(PgError::ServerProtocol(
+                        "clearing another client's state failed on every connection tried".into(),
+                    ));
+                }
+                continue;
+            };
             match self.caught_up(&pool, place, &mut pooled).await {
                 Some(true) => return Ok((pool, place, pooled)),
                 Some(false) => pooled.release(),
@@ -191,7 +206,10 @@ impl Session {
     /// after. The connection keeps them for the client's first checkout.
     pub(super) async fn try_startup_settings(&mut self) -> Result<(), PgError> {
         let Some(want) = self.unreported.as_deref().map(|u| u.baseline.clone()) else { return Ok(()) };
-        let mut pooled = self.pool.acquire().await?;
+        let pool = self.pool.clone();
+        let Some(mut pooled) = self.cleared(&pool, pool.acquire().await?).await else {
+            return Err(PgError::ServerProtocol("clearing another client's state failed".into()));
+        };
         let conn = pooled.conn();
         let mut sql = String::new();
         unreported::sync_sql(&want, conn.unreported.as_ref(), &mut sql);

@@ -269,12 +269,16 @@ fn after_word<'a>(text: &'a [u8], word: &[u8]) -> Option<&'a [u8]> {
 fn statement_leftovers(statement: &str) -> Leftovers {
     // Words are separated by comments too (`CREATE /* x */ TEMP TABLE`, `SET/**/name`).
     let statement = &*sqltext::blank_comments(statement);
-    let (verb, rest) = statement.split_once(sql_space).unwrap_or((statement, ""));
+    // The verb ends where an identifier cannot go on (`EXECUTE"p"`, `LISTEN"ch"`, `explain(analyze)` are read
+    // as PostgreSQL reads them).
+    let verb_end = statement.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(statement.len());
+    let (verb, rest) = statement.split_at(verb_end);
     let mut words = rest.split(|c: char| sql_space(c) || c == '=').filter(|w| !w.is_empty());
     let is = |word: &str, expected: &str| word.eq_ignore_ascii_case(expected);
     let set = is(verb, "set");
     // `EXPLAIN ANALYZE EXECUTE p`, `CREATE TABLE t AS EXECUTE p`: they run the statement, as EXECUTE does.
-    let runs_prepared = (is(verb, "explain") || is(verb, "create")) && rest.split(sql_space).any(|w| is(w, "execute"));
+    let runs_prepared = (is(verb, "explain") || is(verb, "create"))
+        && rest.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).any(|w| is(w, "execute"));
     let left = if runs_prepared {
         Some(Leftovers::ALL)
     } else if set || is(verb, "reset") {
@@ -495,6 +499,12 @@ mod tests {
         assert_eq!(query_leftovers(b"explain (analyze) execute p\0"), Leftovers::ALL);
         assert_eq!(query_leftovers(b"CREATE TABLE t AS EXECUTE p\0"), Leftovers::ALL);
         assert_eq!(query_leftovers(b"EXPLAIN SELECT 1\0"), Leftovers::NONE);
+        for glued in
+            [&b"EXECUTE\"hapool_7\"\0"[..], b"explain(analyze)execute p\0", b"CREATE TABLE t AS EXECUTE\"p\"\0"]
+        {
+            assert_eq!(query_leftovers(glued), Leftovers::ALL, "{}", String::from_utf8_lossy(glued));
+        }
+        assert_eq!(query_leftovers(b"LISTEN\"ch\"\0"), Leftovers::LISTEN);
         // Created in the temporary schema by name.
         assert_eq!(query_leftovers(b"CREATE TABLE pg_temp.t (x int)\0"), Leftovers::TEMP);
         assert_eq!(

@@ -83,8 +83,8 @@ impl Session {
                 if msg::error_code(frame.body()) == Some("0A000") {
                     self.server_conn().broken = true;
                 }
-                // The proxy's own reset or parameter sync failed: what the connection now has is unknown. The
-                // next checkout would set everything again, but a reset could fail again: it is replaced. The
+                // The proxy's own parameter sync failed: what the connection now has is unknown. The next
+                // checkout would set everything again, but that could fail again: it is replaced. The
                 // client sees the error; the values of its own SETs replayed here are dropped, so that one a
                 // server refuses (on a replica, say) does not fail every later statement too (its startup
                 // values stay: a server accepted them at login).
