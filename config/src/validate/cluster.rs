@@ -188,7 +188,8 @@ fn auth_user(ctx: &mut Ctx<'_>, s: &Scope, engine: Engine, raw: Option<&String>,
 /// auth_user). `$1` is bound as a parameter, never pasted into the text.
 fn auth_query(ctx: &mut Ctx<'_>, s: &Scope, raw: Option<&String>) -> String {
     let query = ctx.string(s, "auth_query", raw).unwrap_or_else(|| {
-        "SELECT usename, passwd FROM pg_catalog.pg_shadow WHERE usename = $1 AND (valuntil IS NULL OR valuntil > now())"
+        "SELECT usename, passwd FROM pg_catalog.pg_shadow WHERE usename = $1 \
+         AND (valuntil IS NULL OR valuntil OPERATOR(pg_catalog.>) pg_catalog.now())"
             .to_string()
     });
     if !query.contains("$1") {

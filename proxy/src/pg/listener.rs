@@ -194,20 +194,28 @@ impl Shared {
     pub fn remember_user(&self, auth: Arc<UserAuth>) {
         let before = self.looked_up.lock().unwrap_or_else(|e| e.into_inner()).insert(auth.name.clone(), auth.clone());
         if before.is_some_and(|b| b.password != auth.password) {
-            let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
-            let stale: Vec<PoolKey> = pools.keys().filter(|(_, user, _)| *user == auth.name).cloned().collect();
-            let mut replaced = self.replaced.lock().unwrap_or_else(|e| e.into_inner());
-            for key in stale {
-                if let Some(pool) = pools.remove(&key) {
-                    replaced.push(Arc::downgrade(&pool));
-                }
-            }
+            self.start_pools_over(&auth.name);
         }
     }
 
-    /// The server no longer has a user `auth_query` found before (or no password for it).
+    /// The server no longer has a user `auth_query` found before (or no password for it): its pools start over
+    /// too, should it come back with another secret.
     pub fn forget_user(&self, name: &str) {
-        self.looked_up.lock().unwrap_or_else(|e| e.into_inner()).remove(name);
+        if self.looked_up.lock().unwrap_or_else(|e| e.into_inner()).remove(name).is_some() {
+            self.start_pools_over(name);
+        }
+    }
+
+    /// The pools of `user` are made again at their next use; sessions keep the ones they have until they end.
+    fn start_pools_over(&self, user: &str) {
+        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        let stale: Vec<PoolKey> = pools.keys().filter(|(_, name, _)| name == user).cloned().collect();
+        let mut replaced = self.replaced.lock().unwrap_or_else(|e| e.into_inner());
+        for key in stale {
+            if let Some(pool) = pools.remove(&key) {
+                replaced.push(Arc::downgrade(&pool));
+            }
+        }
     }
 
     /// The pool for (node, user, database), created on first use.
@@ -368,7 +376,8 @@ impl PgListener {
                 // those of pools an earlier reload replaced, which sessions begun before it still use.
                 let replaced = self.shared.replaced.lock().unwrap_or_else(|e| e.into_inner());
                 let older = replaced.iter().filter_map(std::sync::Weak::upgrade);
-                for pool in pools.values().cloned().chain(older) {
+                let lookup = self.shared.lookup.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                for pool in pools.values().cloned().chain(older).chain(lookup) {
                     if let Some(tls) = settings.server_tls.get(&pool.node.0) {
                         pool.target.set_tls(tls.clone());
                     }

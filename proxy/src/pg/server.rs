@@ -66,8 +66,8 @@ pub struct ServerConn {
     /// after anything may have reset them.
     pub synced: Option<u64>,
     /// The values of unreported parameters (search_path, statement_timeout…) a client set on this connection:
-    /// empty for the server's defaults, `None` unknown (a statement that may have set one failed, or one was set
-    /// inside a transaction).
+    /// empty for the server's defaults, `None` unknown (a statement that may have set one failed, one was set
+    /// inside a transaction, or in a way the proxy does not read: `set_config`, a DO block…).
     pub unreported: Option<Values>,
     /// Which prepared statements the server has is not known for sure (a Close sent because a drop of every
     /// statement may have run first was skipped after an error): every Parse is preceded by a Close until the

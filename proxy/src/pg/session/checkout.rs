@@ -207,8 +207,15 @@ impl Session {
     pub(super) async fn try_startup_settings(&mut self) -> Result<(), PgError> {
         let Some(want) = self.unreported.as_deref().map(|u| u.baseline.clone()) else { return Ok(()) };
         let pool = self.pool.clone();
-        let Some(mut pooled) = self.cleared(&pool, pool.acquire().await?).await else {
-            return Err(PgError::ServerProtocol("clearing another client's state failed".into()));
+        let mut tries = 0;
+        let mut pooled = loop {
+            if let Some(pooled) = self.cleared(&pool, pool.acquire().await?).await {
+                break pooled;
+            }
+            tries += 1;
+            if tries >= CLEAR_ATTEMPTS {
+                return Err(PgError::ServerProtocol("clearing another client's state failed".into()));
+            }
         };
         let conn = pooled.conn();
         let mut sql = String::new();

@@ -44,7 +44,8 @@ pub enum Expect {
     /// statement may have run first (a Close of a statement that is gone is no error): its CloseComplete is
     /// dropped.
     Reclose(Arc<str>),
-    /// A query the proxy sent (parameter sync, reset): everything up to ReadyForQuery is dropped.
+    /// A query the proxy sent (parameter sync, startup settings put back): everything up to ReadyForQuery is
+    /// dropped.
     InjectedQuery,
     /// An answer the proxy gives itself, sent to the client when it reaches the head of the queue.
     Synthetic(Bytes),

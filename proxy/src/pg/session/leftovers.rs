@@ -1,7 +1,7 @@
 //! What a client's statements leave on a server connection that the proxy does not follow: a session-level
-//! `SET` or `RESET` of a parameter the server does not report that the session does not follow itself (see
-//! `unreported`: inside a transaction, in a multi-statement query, through the extended protocol, behind a
-//! comment), `set_config(…, false)`, a role, a `LISTEN`, a temporary table (`CREATE TEMP …`, `SELECT … INTO
+//! `SET` or `RESET` of a parameter the server does not report (inside a transaction, behind a comment; one the
+//! session follows for its client, among other statements or through the extended protocol, still counts, so
+//! that the connection is cleared for the next client), `set_config(…, false)`, a role, a `LISTEN`, a temporary table (`CREATE TEMP …`, `SELECT … INTO
 //! TEMP`), an SQL-level `PREPARE`, a cursor `WITH HOLD`, a session-level advisory lock. In transaction pooling
 //! such a connection is cleared of them (`Leftovers::reset_sql`) before another client gets it, so nothing of
 //! one client's session reaches another. Pure: the session asks, the checkout resets.
@@ -264,8 +264,9 @@ fn after_word<'a>(text: &'a [u8], word: &[u8]) -> Option<&'a [u8]> {
     (spaces > 0).then(|| &rest[spaces..])
 }
 
-/// One statement. A plain autocommit SET the session follows (`unreported`) is not noted by the session, but
-/// counts here: the same text inside a transaction, or in a Parse, is not followed.
+/// One statement. A plain autocommit SET the session follows alone in a simple query (`unreported`) is not
+/// noted by the session, but counts here: among other statements, inside a transaction, or in a Parse, the
+/// connection is still cleared before another client gets it.
 fn statement_leftovers(statement: &str) -> Leftovers {
     // Words are separated by comments too (`CREATE /* x */ TEMP TABLE`, `SET/**/name`).
     let statement = &*sqltext::blank_comments(statement);

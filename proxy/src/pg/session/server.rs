@@ -197,7 +197,13 @@ impl Session {
             return;
         }
         let on_server = self.unreported.get_or_insert_default().apply(change);
-        self.server_conn().unreported = Some(on_server);
+        // In transaction pooling a record already unknown (a settings change the proxy does not read, noted
+        // since) stays so: the client's next checkout of the connection sets all its values again. In session
+        // pooling a followed change is what the restoring of startup values starts from again.
+        let conn = self.server.as_mut().expect("a server is checked out").conn();
+        if conn.unreported.is_some() || !self.transaction_pooling {
+            conn.unreported = Some(on_server);
+        }
     }
 
     /// The server ran `DISCARD ALL` or `DEALLOCATE ALL`, in whatever form the client sent it (a simple query
@@ -231,7 +237,7 @@ impl Session {
 
     /// The client's settings go back to its startup values (none: the server's defaults), as after
     /// `DISCARD ALL` on PostgreSQL; its next checkout brings the connection to them.
-    pub(super) fn reset_unreported(&mut self) {
+    fn reset_unreported(&mut self) {
         if !self.unreported.as_mut().is_some_and(|u| u.reset()) {
             self.unreported = None;
         }
