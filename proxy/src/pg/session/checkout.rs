@@ -60,6 +60,17 @@ impl Session {
         Ok(())
     }
 
+    /// A connection of `pool`, cleared of what another client left on it; one whose clearing fails is closed and
+    /// another one taken, a few times at most.
+    async fn acquire_cleared(&mut self, pool: &Arc<Pool>) -> Result<Pooled, PgError> {
+        for _ in 0..CLEAR_ATTEMPTS {
+            if let Some(pooled) = self.cleared(pool, pool.acquire().await?).await {
+                return Ok(pooled);
+            }
+        }
+        Err(PgError::ServerProtocol("clearing another client's state failed on every connection tried".into()))
+    }
+
     /// The connection cleared of what another client left on it, or `None` when that failed (it is closed).
     async fn cleared(&mut self, pool: &Pool, mut pooled: Pooled) -> Option<Pooled> {
         if !self.holds_foreign_state(&mut pooled) {
@@ -110,18 +121,9 @@ impl Session {
         mut pool: Arc<Pool>,
         mut place: Place,
     ) -> Result<(Arc<Pool>, Place, Pooled), PgError> {
-        let mut failed_clears = 0;
         loop {
             // Cleared before anything else runs there (the causal check too).
-            let Some(mut pooled) = self.cleared(&pool, pool.acquire().await?).await else {
-                failed_clears += 1;
-                if failed_clears >= CLEAR_ATTEMPTS {
-                    return Err(PgError::ServerProtocol(
-                        "clearing another client's state failed on every connection tried".into(),
-                    ));
-                }
-                continue;
-            };
+            let mut pooled = self.acquire_cleared(&pool).await?;
             match self.caught_up(&pool, place, &mut pooled).await {
                 Some(true) => return Ok((pool, place, pooled)),
                 Some(false) => pooled.release(),
@@ -144,7 +146,7 @@ impl Session {
         let mut sql = String::new();
         if conn.synced != Some(self.desired_hash) {
             // The server's values: those it reported, its reports of a clearing included (that was awaited).
-            sql.extend(params::sync_sql(&self.desired, Some(&conn.params)));
+            sql.extend(params::sync_sql(&self.desired, &conn.params));
             conn.synced = Some(self.desired_hash);
         }
         // Compared without building an empty map for a client that set nothing (one per checkout, measured).
@@ -207,16 +209,7 @@ impl Session {
     pub(super) async fn try_startup_settings(&mut self) -> Result<(), PgError> {
         let Some(want) = self.unreported.as_deref().map(|u| u.baseline.clone()) else { return Ok(()) };
         let pool = self.pool.clone();
-        let mut tries = 0;
-        let mut pooled = loop {
-            if let Some(pooled) = self.cleared(&pool, pool.acquire().await?).await {
-                break pooled;
-            }
-            tries += 1;
-            if tries >= CLEAR_ATTEMPTS {
-                return Err(PgError::ServerProtocol("clearing another client's state failed".into()));
-            }
-        };
+        let mut pooled = self.acquire_cleared(&pool).await?;
         let conn = pooled.conn();
         let mut sql = String::new();
         unreported::sync_sql(&want, conn.unreported.as_ref(), &mut sql);

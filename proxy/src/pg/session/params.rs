@@ -63,14 +63,11 @@ pub fn fingerprint(desired: &[(String, String)]) -> u64 {
 }
 
 /// The SETs that bring a server to the client's values, or `None` when it already has them. `server`: the values
-/// the server reported, `None` when they are unknown (after a reset: every value is set).
-pub fn sync_sql(
-    desired: &[(String, String)],
-    server: Option<&std::collections::HashMap<String, String>>,
-) -> Option<String> {
+/// the server reported.
+pub fn sync_sql(desired: &[(String, String)], server: &std::collections::HashMap<String, String>) -> Option<String> {
     let mut sql = String::new();
     for (name, value) in desired {
-        if server.and_then(|s| s.get(name)) != Some(value) {
+        if server.get(name) != Some(value) {
             sql.push_str(&format!("SET {} = '{}';", quote_ident(name), value.replace('\'', "''")));
         }
     }
@@ -103,11 +100,11 @@ mod tests {
     fn only_differences_are_set_and_quoted() {
         let d = pairs(&[("TimeZone", "Europe/Paris"), ("application_name", "it's")]);
         let server: HashMap<String, String> = [("TimeZone".to_string(), "Europe/Paris".to_string())].into();
-        assert_eq!(sync_sql(&d, Some(&server)).unwrap(), "SET \"application_name\" = 'it''s';");
+        assert_eq!(sync_sql(&d, &server).unwrap(), "SET \"application_name\" = 'it''s';");
         let same: HashMap<String, String> = d.iter().cloned().collect();
-        assert_eq!(sync_sql(&d, Some(&same)), None);
+        assert_eq!(sync_sql(&d, &same), None);
         let every = "SET \"TimeZone\" = 'Europe/Paris';SET \"application_name\" = 'it''s';";
-        assert_eq!(sync_sql(&d, None).unwrap(), every, "unknown: every value is set");
+        assert_eq!(sync_sql(&d, &HashMap::new()).unwrap(), every, "nothing reported: every value is set");
     }
 
     #[test]

@@ -24,7 +24,7 @@ impl Session {
             self.unnamed_drops_all = text_drops_all(rest);
             let set = text_set(rest);
             if set.is_some() || self.extended_sets.is_some() {
-                self.extended_sets.get_or_insert_default().unnamed = set;
+                self.extended_sets.get_or_insert_default().prepared("", set);
             }
             return self.forward(frame, Expect::Parse { created: None });
         }
@@ -50,7 +50,7 @@ impl Session {
         self.note_drop_portal(portal, drops);
         let set = match &statement {
             Some(s) => s.set.as_ref(),
-            None if name.is_empty() => self.extended_sets.as_ref().and_then(|e| e.unnamed.as_ref()),
+            None if name.is_empty() => self.extended_sets.as_ref().and_then(|e| e.of_statement("")),
             None => None,
         };
         if set.is_some() || self.extended_sets.is_some() {

@@ -102,7 +102,7 @@ impl Unreported {
 /// committed (an error later in the batch rolls them back).
 #[derive(Debug, Default)]
 pub struct ExtendedSets {
-    pub unnamed: Option<Change>,
+    unnamed: Option<Change>,
     /// Session pooling: the client's named statements that make one (in transaction pooling the proxy-wide
     /// statement carries it).
     named: Vec<(Box<str>, Change)>,
