@@ -860,11 +860,13 @@ fn state_left_through_side_doors_never_reaches_another_client() {
     let name = value(&query(&mut a, "SELECT name FROM pg_prepared_statements WHERE statement LIKE '%search%'"));
     assert!(name.starts_with("hapool_"), "{name}");
 
-    // SQL EXECUTE of it.
+    // SQL EXECUTE of it. The connection is cleared of what that may leave, but keeps the shared statements.
+    let shared = "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'hapool%'";
     query(&mut a, &format!("EXECUTE {name}"));
     if value(&query(&mut b, show)) != defaults {
         leaks.push("SQL EXECUTE of a statement the proxy prepared");
     }
+    assert_eq!(value(&query(&mut b, shared)), "1", "an EXECUTE makes no statement: the shared one stays");
     // A Bind of it under its proxy-wide name: refused as unknown, as it would be without the proxy.
     let bind =
         [message(b'B', format!("\0{name}\0\0\0\0\0\0\0").as_bytes()), message(b'E', b"\0\0\0\0\0"), message(b'S', b"")];
@@ -890,6 +892,7 @@ fn state_left_through_side_doors_never_reaches_another_client() {
     if value(&query(&mut b, show)) != defaults {
         leaks.push("a fast-path function call");
     }
+    assert_eq!(value(&query(&mut b, shared)), "1", "nor does a fast-path call");
     // A's role, and then B's own setting failing at its checkout: the role is cleared all the same.
     query(&mut a, "SET ROLE reporting");
     drop(b);
@@ -953,6 +956,11 @@ fn session_pooling_keeps_startup_settings_as_the_defaults() {
             run(&a, sql).await;
         }
         assert_eq!(shown(&a).await, "s2 | t1 | 1234ms", "a RESET rolled back changes nothing");
+        for sql in ["BEGIN", "RESET search_path", "COMMIT"] {
+            run(&a, sql).await;
+        }
+        assert_eq!(shown(&a).await, startup, "a RESET committed in a transaction block returns to the startup value");
+        run(&a, "SET search_path = s2").await;
         // The extended protocol: tokio-postgres prepares a named statement for each.
         a.execute("RESET search_path", &[]).await.unwrap();
         assert_eq!(shown(&a).await, startup, "a RESET through the extended protocol");
@@ -1093,6 +1101,127 @@ fn a_set_through_the_extended_protocol_is_followed_once_its_batch_commits() {
         "the committed SET holds, the rolled back one not: {:?}",
         String::from_utf8_lossy(&row.1)
     );
+}
+
+/// SETs inside transaction blocks and extended-protocol batches hold exactly when PostgreSQL keeps them: each
+/// sequence runs on a fresh client of a transaction-pooled proxy (one server connection, handed to another client
+/// before the last query) and of a session-pooled one, which passes everything through as a direct connection
+/// would. The client sees through both what it set; the other client never sees it. Where a SAVEPOINT came after
+/// a SET, what holds is not read: the connection is cleared, and only the second part is checked.
+#[test]
+fn sets_in_transactions_hold_as_their_transactions_end() {
+    let pg = cluster();
+    pg.primary().psql("CREATE SCHEMA s1; CREATE SCHEMA s2; GRANT USAGE ON SCHEMA s1, s2 TO PUBLIC").unwrap();
+    let pooled = trusted_proxy(&pg, "pool_size = 1");
+    let users = "\n  [[cluster.user]]\n  name = \"trusted\"\n  password = \"tpw\"\n  auth = \"trust\"\n";
+    let direct = TestProxy::start(&pg, "pool_mode = \"session\"", users);
+    let simple = |sql: &str| message(b'Q', format!("{sql}\0").as_bytes());
+    let batch = |sqls: &[&str]| {
+        let mut out = Vec::new();
+        for sql in sqls {
+            out.extend(message(b'P', format!("\0{sql}\0\0\0").as_bytes()));
+            out.extend(message(b'B', b"\0\0\0\0\0\0\0\0"));
+            out.extend(message(b'E', b"\0\0\0\0\0"));
+        }
+        out.extend(message(b'S', b""));
+        out
+    };
+    let shown = |s: &mut TcpStream| {
+        s.write_all(&message(b'Q', b"SELECT current_setting('search_path')\0")).unwrap();
+        let answer = read_to_ready(s);
+        let row = answer.iter().find(|(tag, _)| *tag == b'D').expect("a row").1.clone();
+        String::from_utf8_lossy(&row[6..]).into_owned()
+    };
+    let default = "\"$user\", public";
+    // Each step ends with one ReadyForQuery.
+    let cases: Vec<(&str, Vec<Vec<u8>>, bool)> = vec![
+        ("committed", vec![simple("BEGIN"), simple("SET search_path = s1"), simple("COMMIT")], true),
+        ("rolled back", vec![simple("BEGIN"), simple("SET search_path = s1"), simple("ROLLBACK")], true),
+        ("END", vec![simple("BEGIN"), simple("SET search_path = s1"), simple("END")], true),
+        (
+            "failed, then COMMIT",
+            vec![simple("BEGIN"), simple("SET search_path = s1"), simple("SELECT 1/0"), simple("COMMIT")],
+            true,
+        ),
+        (
+            "undone to a savepoint made before it",
+            vec![
+                simple("BEGIN"),
+                simple("SAVEPOINT a"),
+                simple("SET search_path = s1"),
+                simple("ROLLBACK TO a"),
+                simple("SET search_path = s2"),
+                simple("COMMIT"),
+            ],
+            true,
+        ),
+        (
+            "a savepoint released",
+            vec![
+                simple("BEGIN"),
+                simple("SAVEPOINT a"),
+                simple("SET search_path = s2"),
+                simple("RELEASE a"),
+                simple("COMMIT"),
+            ],
+            true,
+        ),
+        (
+            "among other statements",
+            vec![simple("BEGIN"), simple("SET search_path = s1; SELECT 1"), simple("COMMIT")],
+            true,
+        ),
+        (
+            "a RESET rolled back",
+            vec![simple("SET search_path = s2"), simple("BEGIN"), simple("RESET search_path"), simple("ROLLBACK")],
+            true,
+        ),
+        ("a batch's ROLLBACK", vec![batch(&["SET search_path = s1", "ROLLBACK"])], true),
+        ("a batch's COMMIT", vec![batch(&["BEGIN", "SET search_path = s1", "COMMIT"])], true),
+        ("a batch's block rolled back", vec![batch(&["BEGIN", "SET search_path = s1", "ROLLBACK"])], true),
+        (
+            "committed in a batch that opens another block",
+            vec![
+                batch(&["BEGIN", "SET search_path = s1", "COMMIT", "BEGIN", "SET search_path = s2"]),
+                simple("ROLLBACK"),
+            ],
+            true,
+        ),
+        (
+            "a savepoint after it",
+            vec![
+                simple("BEGIN"),
+                simple("SET search_path = s1"),
+                simple("SAVEPOINT a"),
+                simple("SET search_path = s2"),
+                simple("ROLLBACK TO a"),
+                simple("COMMIT"),
+            ],
+            false,
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (name, steps, exact) in cases {
+        let run = |proxy: &TestProxy| {
+            let mut s = raw_login(proxy, Duration::from_secs(10));
+            for bytes in &steps {
+                s.write_all(bytes).unwrap();
+                read_to_ready(&mut s);
+            }
+            s
+        };
+        let want = shown(&mut run(&direct));
+        let mut client = run(&pooled);
+        let mut other = raw_login(&pooled, Duration::from_secs(10));
+        if shown(&mut other) != default {
+            wrong.push(format!("{name}: reached the other client"));
+        }
+        let got = shown(&mut client);
+        if exact && got != want {
+            wrong.push(format!("{name}: {got} through transaction pooling, {want} on the server"));
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
 }
 
 fn trusted_proxy(pg: &PgCluster, cluster_keys: &str) -> TestProxy {

@@ -148,9 +148,9 @@ impl Session {
             b'F' => {
                 // A fast-path function call can do what any function does (set_config, an advisory lock…),
                 // and the proxy does not read which one: in transaction pooling the connection is cleared of
-                // everything before another client gets it.
+                // all of that before another client gets it.
                 if renaming {
-                    self.note_leftovers(Leftovers::ALL);
+                    self.note_leftovers(Leftovers::CALLED);
                 }
                 self.forward(frame, Expect::Query)
             }

@@ -21,8 +21,8 @@ impl Session {
         !self.transaction_pooling && self.unreported.is_some()
     }
 
-    /// What the server owes for a simple query in session pooling: a SET or RESET outside a transaction of a
-    /// client with startup settings is followed (`Expect::QuerySet`).
+    /// What the server owes for a simple query in session pooling: a SET or RESET of a client with startup
+    /// settings is followed (`Expect::QuerySet`; inside a transaction block, once it commits: `settled`).
     pub(super) fn session_query(&mut self, body: &[u8]) -> Expect {
         self.replace_if_loading(body);
         if !self.keeps_startup_settings() {
@@ -37,15 +37,6 @@ impl Session {
             self.settings_unknown();
         }
         change.map_or(Expect::Query, |change| Expect::QuerySet(Box::new(change)))
-    }
-
-    /// A statement changed settings in a way not followed (`set_config`, a SET inside a transaction block or
-    /// among statements that control transactions, a DO block…): what the connection has is unknown, and no
-    /// startup value is restored from a stale record until a followed change says again what it has.
-    fn settings_unknown(&mut self) {
-        if let Some(pooled) = self.server.as_mut() {
-            pooled.conn().unreported = None;
-        }
     }
 
     /// A Parse in session pooling: the statement's SET or RESET, if it is one, is noted under its name (the

@@ -10,7 +10,7 @@ use crate::pg::sqltext;
 
 impl Session {
     /// Follows the simple-query statements that change what a server connection holds (transaction pooling):
-    /// `DISCARD ALL` and `DEALLOCATE ALL` drop its prepared statements; plain autocommit SETs and RESETs of
+    /// `DISCARD ALL` and `DEALLOCATE ALL` drop its prepared statements; plain SETs and RESETs of
     /// parameters the server does not report are followed (`unreported`); anything else a client leaves on the
     /// connection marks it to be cleared before another client gets it (`leftovers`). The text is read only
     /// when the first word is one of theirs (or another statement follows a `;`). What the server owes for it:
@@ -54,12 +54,8 @@ impl Session {
         expect
     }
 
-    /// The SETs and RESETs the session follows in a query of several statements sent outside a transaction
-    /// (`unreported::several`).
+    /// The SETs and RESETs the session follows in a query of several statements (`unreported::several`).
     pub(super) fn follow_several(&self, body: &[u8]) -> Option<unreported::Change> {
-        if self.tx_status != b'I' {
-            return None;
-        }
         msg::query_text(body).and_then(unreported::several)
     }
 
@@ -98,18 +94,11 @@ impl Session {
         conn.leftovers = Some(Owned { owner, kinds: before.with(kinds) });
     }
 
-    /// A plain SET or RESET of an unreported parameter outside a transaction: its change applies when the
-    /// statement succeeds (`Expect::QuerySet`, read at its ReadyForQuery), and every later connection of the
-    /// client is brought to it. Inside a transaction the outcome depends on COMMIT: not followed (the
-    /// connection's values become unknown, and it is cleared before another client gets it). The change, when
-    /// followed.
-    pub(super) fn follow_unreported(&mut self, body: &[u8]) -> Option<unreported::Change> {
-        let change = msg::query_text(body).and_then(unreported::change)?;
-        if self.tx_status != b'I' {
-            self.server_conn().unreported = None;
-            return None;
-        }
-        Some(change)
+    /// A plain SET or RESET of an unreported parameter: its change applies when the statement succeeds
+    /// (`Expect::QuerySet`, read at its ReadyForQuery; inside a transaction block, once that commits: see
+    /// `settled`), and every later connection of the client is brought to it. The change, when followed.
+    pub(super) fn follow_unreported(&self, body: &[u8]) -> Option<unreported::Change> {
+        msg::query_text(body).and_then(unreported::change)
     }
 }
 

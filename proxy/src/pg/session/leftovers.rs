@@ -1,5 +1,5 @@
 //! What a client's statements leave on a server connection that the proxy does not follow: a session-level
-//! `SET` or `RESET` of a parameter the server does not report (inside a transaction, behind a comment; one the
+//! `SET` or `RESET` of a parameter the server does not report (behind a comment; one the
 //! session follows for its client, among other statements or through the extended protocol, still counts, so
 //! that the connection is cleared for the next client), `set_config(…, false)`, a role, a `LISTEN`, a temporary table (`CREATE TEMP …`, `SELECT … INTO
 //! TEMP`), an SQL-level `PREPARE`, a cursor `WITH HOLD`, a session-level advisory lock. In transaction pooling
@@ -27,6 +27,10 @@ impl Leftovers {
     pub const ADVISORY: Self = Self(32);
     /// Every kind a reset clears (what `DISCARD ALL` would clear, short of plans and sequences).
     pub const ALL: Self = Self(63);
+    /// What a function call or a run of a prepared statement may leave, unread: every kind but SQL-level
+    /// prepared statements, which neither makes (a `PREPARE` cannot be prepared, and no built-in function
+    /// prepares one). So a connection cleared of it keeps the statements the proxy shares between clients.
+    pub const CALLED: Self = Self(63 & !8);
     /// A library loaded into the server process (`LOAD`): nothing unloads it, so the connection is replaced.
     pub const LIBRARY: Self = Self(64);
 
@@ -264,9 +268,9 @@ fn after_word<'a>(text: &'a [u8], word: &[u8]) -> Option<&'a [u8]> {
     (spaces > 0).then(|| &rest[spaces..])
 }
 
-/// One statement. A plain autocommit SET the session follows alone in a simple query (`unreported`) is not
-/// noted by the session, but counts here: among other statements, inside a transaction, or in a Parse, the
-/// connection is still cleared before another client gets it.
+/// One statement. A plain SET the session follows alone in a simple query (`unreported`) is not noted by the
+/// session, but counts here: among other statements or in a Parse, the connection is still cleared before
+/// another client gets it.
 fn statement_leftovers(statement: &str) -> Leftovers {
     // Words are separated by comments too (`CREATE /* x */ TEMP TABLE`, `SET/**/name`).
     let statement = &*sqltext::blank_comments(statement);
@@ -281,7 +285,7 @@ fn statement_leftovers(statement: &str) -> Leftovers {
     let runs_prepared = (is(verb, "explain") || is(verb, "create"))
         && rest.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).any(|w| is(w, "execute"));
     let left = if runs_prepared {
-        Some(Leftovers::ALL)
+        Some(Leftovers::CALLED)
     } else if set || is(verb, "reset") {
         setting_left(&mut words, set).then_some(Leftovers::SETTINGS)
     } else if is(verb, "listen") {
@@ -294,11 +298,14 @@ fn statement_leftovers(statement: &str) -> Leftovers {
         contains_words(statement, "with", "hold").then_some(Leftovers::CURSORS)
     } else if is(verb, "load") {
         Some(Leftovers::LIBRARY)
-    } else if is(verb, "do") || is(verb, "execute") {
+    } else if is(verb, "do") {
         // An anonymous code block can leave anything (a temporary table, LISTEN, a SET…): all of it is cleared.
-        // So can an SQL EXECUTE: of a statement prepared by SQL, or of one the proxy prepared for some client
-        // through the protocol (they share one namespace on the server).
         Some(Leftovers::ALL)
+    } else if is(verb, "execute") {
+        // So can an SQL EXECUTE, short of a prepared statement: of a statement prepared by SQL (whose PREPARE
+        // was noted), or of one the proxy prepared for some client through the protocol (they share one
+        // namespace on the server).
+        Some(Leftovers::CALLED)
     } else if is(verb, "discard") || is(verb, "deallocate") {
         // What the proxy knows of the connection may be wrong after it (a simple query of DISCARD or DEALLOCATE
         // ALL alone is followed by the session instead, which drops this mark): DEALLOCATE, of all or of one by
@@ -496,14 +503,14 @@ mod tests {
             assert_eq!(loads_library(body), loads, "{body:?}");
         }
         assert_eq!(query_leftovers(b"DO $$ BEGIN CREATE TEMP TABLE t (x int); END $$\0"), Leftovers::ALL);
-        assert_eq!(query_leftovers(b"EXECUTE hapool_7('s1')\0"), Leftovers::ALL);
-        assert_eq!(query_leftovers(b"explain (analyze) execute p\0"), Leftovers::ALL);
-        assert_eq!(query_leftovers(b"CREATE TABLE t AS EXECUTE p\0"), Leftovers::ALL);
+        assert_eq!(query_leftovers(b"EXECUTE hapool_7('s1')\0"), Leftovers::CALLED);
+        assert_eq!(query_leftovers(b"explain (analyze) execute p\0"), Leftovers::CALLED);
+        assert_eq!(query_leftovers(b"CREATE TABLE t AS EXECUTE p\0"), Leftovers::CALLED);
         assert_eq!(query_leftovers(b"EXPLAIN SELECT 1\0"), Leftovers::NONE);
         for glued in
             [&b"EXECUTE\"hapool_7\"\0"[..], b"explain(analyze)execute p\0", b"CREATE TABLE t AS EXECUTE\"p\"\0"]
         {
-            assert_eq!(query_leftovers(glued), Leftovers::ALL, "{}", String::from_utf8_lossy(glued));
+            assert_eq!(query_leftovers(glued), Leftovers::CALLED, "{}", String::from_utf8_lossy(glued));
         }
         assert_eq!(query_leftovers(b"LISTEN\"ch\"\0"), Leftovers::LISTEN);
         // Created in the temporary schema by name.

@@ -16,6 +16,7 @@ mod park;
 mod renaming;
 pub mod routing;
 mod server;
+mod settled;
 pub mod startup;
 pub mod startup_params;
 pub mod statements;
@@ -135,6 +136,8 @@ pub struct Session {
     drop_portals: Option<Box<Vec<Box<str>>>>,
     /// SETs the session follows that come through the extended protocol (boxed: few clients send one).
     extended_sets: Option<Box<unreported::ExtendedSets>>,
+    /// Followed SETs that succeeded inside a transaction block, held until it ends (`settled`; boxed: rare).
+    in_transaction: Option<Box<unreported::InTransaction>>,
 }
 
 /// How serving a client stopped (short of an error).
@@ -293,6 +296,7 @@ impl Session {
             unnamed_drops_all: false,
             drop_portals: None,
             extended_sets: None,
+            in_transaction: None,
             shared,
             settings,
         });

@@ -6,8 +6,6 @@ use postgres_protocol::message::frontend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::expect::Expect;
-use super::leftovers::Leftovers;
-use super::unreported::Change;
 use super::{params, Session};
 use crate::pg::buffers::rewind;
 use crate::pg::codec::{decode, message_len, next_message, FrameRef};
@@ -108,9 +106,10 @@ impl Session {
                 if let Some(change) = self.outstanding.take_set() {
                     self.set_ended(*change);
                 }
-                // So do those of the extended-protocol batch this ends, if nothing in it failed.
-                if self.extended_sets.as_ref().is_some_and(|sets| !sets.ran.is_empty()) {
-                    self.extended_sets_ended();
+                // So do those of the extended-protocol batch this ends, if nothing in it failed; those waiting on
+                // a transaction's end that was not read are unknown once outside it.
+                if self.sets_await_transaction() {
+                    self.sets_at_ready();
                 }
                 // Only with nothing of the client's in flight behind it: the restoring query then runs before
                 // anything the client sends next, and outside any transaction of its.
@@ -122,6 +121,9 @@ impl Session {
             b'C' if head_forwarded => {
                 if let Some(discard) = msg::drops_every_statement(frame.body()) {
                     self.statements_dropped(discard);
+                }
+                if self.sets_await_transaction() {
+                    self.transaction_tag(frame.body());
                 }
             }
             _ => {}
@@ -170,40 +172,6 @@ impl Session {
             statement.validated.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         self.emit_synthetic();
-    }
-
-    /// The SETs that ran in the extended-protocol batch whose ReadyForQuery came: each as `set_ended` says.
-    #[cold]
-    fn extended_sets_ended(&mut self) {
-        let ran = self.extended_sets.as_mut().map(|sets| std::mem::take(&mut sets.ran)).unwrap_or_default();
-        for change in ran {
-            self.set_ended(change);
-        }
-    }
-
-    /// A followed SET's answer is in (`statement_failed` says whether it failed): the change is the client's
-    /// now, and this connection's. One that failed, or one a pipelined BEGIN put inside a transaction (it holds
-    /// only if that commits), is not followed: what the connection has is then unknown, so in transaction
-    /// pooling it is cleared before another client gets it (an unknown record alone would let the next client
-    /// keep whatever this one had set there before), and this client's next checkout of it sets its values
-    /// again.
-    fn set_ended(&mut self, change: Change) {
-        if self.statement_failed || self.tx_status != b'I' {
-            if self.transaction_pooling {
-                self.note_leftovers(Leftovers::SETTINGS);
-            } else {
-                self.server_conn().unreported = None;
-            }
-            return;
-        }
-        let on_server = self.unreported.get_or_insert_default().apply(change);
-        // In transaction pooling a record already unknown (a settings change the proxy does not read, noted
-        // since) stays so: the client's next checkout of the connection sets all its values again. In session
-        // pooling a followed change is what the restoring of startup values starts from again.
-        let conn = self.server.as_mut().expect("a server is checked out").conn();
-        if conn.unreported.is_some() || !self.transaction_pooling {
-            conn.unreported = Some(on_server);
-        }
     }
 
     /// The server ran `DISCARD ALL` or `DEALLOCATE ALL`, in whatever form the client sent it (a simple query

@@ -1,5 +1,5 @@
 //! Session parameters the server does not report (`search_path`, `statement_timeout`, `work_mem`, custom
-//! `app.tenant` settings…): the proxy reads a client's plain autocommit `SET` / `RESET` of one from the
+//! `app.tenant` settings…): the proxy reads a client's plain `SET` / `RESET` of one from the
 //! statement (and takes those it sent in its startup packet, see `startup_params`), and brings every server
 //! connection the client gets to the same values. Pure.
 
@@ -142,6 +142,39 @@ impl ExtendedSets {
     /// The change an Execute of `portal` makes.
     pub fn at(&self, portal: &str) -> Option<Change> {
         self.portals.iter().find(|(p, _)| &**p == portal).map(|(_, change)| change.clone())
+    }
+}
+
+/// Followed SETs that succeeded inside a transaction block (and those of an extended-protocol batch when a
+/// transaction's end is read before its ReadyForQuery): they hold only if it commits.
+#[derive(Debug, Default)]
+pub struct InTransaction {
+    pub changes: Vec<Change>,
+    /// A SAVEPOINT or PREPARE TRANSACTION came after one of them: which of them a later `ROLLBACK` tag undoes
+    /// (it also ends `ROLLBACK TO SAVEPOINT`), or whether a prepared transaction commits, is not read.
+    pub uncertain: bool,
+}
+
+/// What a CommandComplete says about the transaction block followed SETs wait on.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TxTag {
+    /// `COMMIT`, `END`, `COMMIT AND CHAIN`: what ran before it holds.
+    Commit,
+    /// `ROLLBACK`, `ABORT`, a `COMMIT` of a failed transaction, and `ROLLBACK TO SAVEPOINT`: what ran since the
+    /// block began (or since a savepoint made before it) is undone.
+    Rollback,
+    /// `SAVEPOINT`, `PREPARE TRANSACTION`.
+    Uncertain,
+}
+
+/// The transaction tag of a CommandComplete body, if it is one. A SAVEPOINT made before any SET waiting does not
+/// matter: a `ROLLBACK TO` it undoes them all.
+pub fn transaction_tag(command_complete: &[u8]) -> Option<TxTag> {
+    match command_complete {
+        b"COMMIT\0" => Some(TxTag::Commit),
+        b"ROLLBACK\0" => Some(TxTag::Rollback),
+        b"SAVEPOINT\0" | b"PREPARE TRANSACTION\0" => Some(TxTag::Uncertain),
+        _ => None,
     }
 }
 
@@ -337,6 +370,23 @@ mod tests {
         assert_eq!(sql, "SET Work_Mem = '32MB';", "unknown: everything wanted");
         u.apply(Change::ResetAll);
         assert!(u.current.is_empty());
+    }
+
+    #[test]
+    fn transaction_tags() {
+        let cases = [
+            (&b"COMMIT\0"[..], Some(TxTag::Commit)),
+            (b"ROLLBACK\0", Some(TxTag::Rollback)),
+            (b"SAVEPOINT\0", Some(TxTag::Uncertain)),
+            (b"PREPARE TRANSACTION\0", Some(TxTag::Uncertain)),
+            (b"COMMIT PREPARED\0", None),
+            (b"RELEASE\0", None),
+            (b"SET\0", None),
+            (b"SELECT 1\0", None),
+        ];
+        for (tag, want) in cases {
+            assert_eq!(transaction_tag(tag), want, "{}", String::from_utf8_lossy(tag));
+        }
     }
 
     #[test]
