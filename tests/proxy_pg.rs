@@ -860,13 +860,11 @@ fn state_left_through_side_doors_never_reaches_another_client() {
     let name = value(&query(&mut a, "SELECT name FROM pg_prepared_statements WHERE statement LIKE '%search%'"));
     assert!(name.starts_with("hapool_"), "{name}");
 
-    // SQL EXECUTE of it. The connection is cleared of what that may leave, but keeps the shared statements.
-    let shared = "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'hapool%'";
+    // SQL EXECUTE of it.
     query(&mut a, &format!("EXECUTE {name}"));
     if value(&query(&mut b, show)) != defaults {
         leaks.push("SQL EXECUTE of a statement the proxy prepared");
     }
-    assert_eq!(value(&query(&mut b, shared)), "1", "an EXECUTE makes no statement: the shared one stays");
     // A Bind of it under its proxy-wide name: refused as unknown, as it would be without the proxy.
     let bind =
         [message(b'B', format!("\0{name}\0\0\0\0\0\0\0").as_bytes()), message(b'E', b"\0\0\0\0\0"), message(b'S', b"")];
@@ -876,7 +874,12 @@ fn state_left_through_side_doors_never_reaches_another_client() {
     if !error.as_deref().is_some_and(|e| e.contains("does not exist")) || value(&query(&mut b, show)) != defaults {
         leaks.push("a Bind of another client's statement by its proxy-wide name");
     }
-    // A fast-path call of set_config (oid 2078): three text arguments, a text result.
+    // A fast-path call of set_config (oid 2078): three text arguments, a text result. A built-in function
+    // makes no prepared statement: the connection is cleared of what it may leave, but keeps the statement
+    // the proxy shares (B's, prepared there again first).
+    b.write_all(&batch.concat()).unwrap();
+    read_to_ready(&mut b);
+    query(&mut b, "RESET search_path");
     let mut call = 2078i32.to_be_bytes().to_vec();
     call.extend_from_slice(&1i16.to_be_bytes());
     call.extend_from_slice(&0i16.to_be_bytes());
@@ -892,16 +895,12 @@ fn state_left_through_side_doors_never_reaches_another_client() {
     if value(&query(&mut b, show)) != defaults {
         leaks.push("a fast-path function call");
     }
-    assert_eq!(value(&query(&mut b, shared)), "1", "nor does a fast-path call");
+    let shared = "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'hapool%'";
+    assert_eq!(value(&query(&mut b, shared)), "1", "a built-in's fast-path call leaves the shared statement");
     // A's role, and then B's own setting failing at its checkout: the role is cleared all the same.
     query(&mut a, "SET ROLE reporting");
     drop(b);
-    let mut b = TcpStream::connect(proxy.addr).unwrap();
-    b.set_read_timeout(Some(timeout)).unwrap();
-    let mut body = 196_608i32.to_be_bytes().to_vec();
-    body.extend_from_slice(b"user\0trusted\0database\0app\0options\0-c TimeZone=Nowhere/Bogus\0\0");
-    b.write_all(&[((body.len() + 4) as i32).to_be_bytes().to_vec(), body].concat()).unwrap();
-    let login = read_to_ready(&mut b);
+    let (mut b, login) = login_with_options(&proxy, "-c TimeZone=Nowhere/Bogus");
     assert!(login.iter().all(|(tag, _)| *tag != b'E'), "{login:?}");
     if value(&query(&mut b, "SELECT current_user")) != "trusted" {
         leaks.push("a role, when the next client's own setting failed");
@@ -986,12 +985,7 @@ fn session_pooling_restores_a_startup_setting_outside_the_clients_pipeline() {
     let pg = cluster();
     pg.primary().psql("CREATE SCHEMA s1; GRANT USAGE ON SCHEMA s1 TO PUBLIC").unwrap();
     let proxy = trusted_proxy(&pg, "pool_mode = \"session\"\npool_size = 1");
-    let mut s = TcpStream::connect(proxy.addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut body = 196_608i32.to_be_bytes().to_vec();
-    body.extend_from_slice(b"user\0trusted\0database\0app\0options\0-c search_path=s1\0\0");
-    s.write_all(&[((body.len() + 4) as i32).to_be_bytes().to_vec(), body].concat()).unwrap();
-    read_to_ready(&mut s);
+    let (mut s, _) = login_with_options(&proxy, "-c search_path=s1");
     let query = |sql: &str| message(b'Q', format!("{sql}\0").as_bytes());
     let shown = |s: &mut TcpStream| {
         s.write_all(&query("SELECT current_setting('search_path')")).unwrap();
@@ -1221,6 +1215,23 @@ fn sets_in_transactions_hold_as_their_transactions_end() {
             wrong.push(format!("{name}: {got} through transaction pooling, {want} on the server"));
         }
     }
+    // A client that logged in with a search_path: its RESET returns to that value, also when another change
+    // commits with it (the connection is left at the server's default, and the other change must not hide that).
+    for proxy in [&pooled, &direct] {
+        let (mut s, _) = login_with_options(proxy, "-c search_path=s1");
+        for sql in ["SET search_path = s2", "BEGIN", "RESET search_path", "SET work_mem = '8MB'", "COMMIT"] {
+            s.write_all(&simple(sql)).unwrap();
+            read_to_ready(&mut s);
+        }
+        let mut other = raw_login(proxy, Duration::from_secs(10));
+        if shown(&mut other) != default {
+            wrong.push(format!("a committed RESET and SET ({}): reached the other client", proxy.addr));
+        }
+        let got = shown(&mut s);
+        if got != "s1" {
+            wrong.push(format!("a committed RESET and SET ({}): {got}, not the startup value", proxy.addr));
+        }
+    }
     assert!(wrong.is_empty(), "{wrong:#?}");
 }
 
@@ -1243,6 +1254,18 @@ fn raw_login(proxy: &TestProxy, read_timeout: Duration) -> TcpStream {
         got.extend_from_slice(&buf[..n]);
     }
     s
+}
+
+/// A raw connection logged in as `trusted` with `options` in its startup packet, and the messages of its login
+/// up to its first ReadyForQuery (10 s read timeout).
+fn login_with_options(proxy: &TestProxy, options: &str) -> (TcpStream, Vec<(u8, Vec<u8>)>) {
+    let mut s = TcpStream::connect(proxy.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut body = 196_608i32.to_be_bytes().to_vec();
+    body.extend_from_slice(format!("user\0trusted\0database\0app\0options\0{options}\0\0").as_bytes());
+    s.write_all(&[((body.len() + 4) as i32).to_be_bytes().to_vec(), body].concat()).unwrap();
+    let login = read_to_ready(&mut s);
+    (s, login)
 }
 
 /// Writes raw protocol messages after a trust login and returns what came back until `until` (a tag) or 5 s.

@@ -35,5 +35,6 @@ fuzz_target!(|data: &[u8]| {
     while let Ok(Some(frame)) = codec::next_message(&data[at..], 1 << 20) {
         at += frame.bytes().len();
         let _ = msg::parameter_fields(frame.body());
+        let _ = session::unreported::transaction_tag(frame.body());
     }
 });

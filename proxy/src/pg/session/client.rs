@@ -3,7 +3,7 @@
 //! statements are renamed in `renaming`.
 
 use super::expect::Expect;
-use super::leftovers::Leftovers;
+use super::leftovers;
 use super::routing::Place;
 use super::{unit, Flow, Session};
 use crate::pg::buffers::rewind;
@@ -150,7 +150,7 @@ impl Session {
                 // and the proxy does not read which one: in transaction pooling the connection is cleared of
                 // all of that before another client gets it.
                 if renaming {
-                    self.note_leftovers(Leftovers::CALLED);
+                    self.note_leftovers(leftovers::fast_path_leftovers(frame.body()));
                 }
                 self.forward(frame, Expect::Query)
             }

@@ -27,9 +27,9 @@ impl Leftovers {
     pub const ADVISORY: Self = Self(32);
     /// Every kind a reset clears (what `DISCARD ALL` would clear, short of plans and sequences).
     pub const ALL: Self = Self(63);
-    /// What a function call or a run of a prepared statement may leave, unread: every kind but SQL-level
-    /// prepared statements, which neither makes (a `PREPARE` cannot be prepared, and no built-in function
-    /// prepares one). So a connection cleared of it keeps the statements the proxy shares between clients.
+    /// What a call of a built-in function may leave, unread: every kind but SQL-level prepared statements,
+    /// which no built-in function makes (those that run SQL, as `query_to_xml`, run it read-only). So a
+    /// connection cleared of it keeps the statements the proxy shares between clients.
     pub const CALLED: Self = Self(63 & !8);
     /// A library loaded into the server process (`LOAD`): nothing unloads it, so the connection is replaced.
     pub const LIBRARY: Self = Self(64);
@@ -268,6 +268,17 @@ fn after_word<'a>(text: &'a [u8], word: &[u8]) -> Option<&'a [u8]> {
     (spaces > 0).then(|| &rest[spaces..])
 }
 
+/// What a fast-path function call (`F`, its body starting with the function's OID) may leave. A built-in
+/// function (an OID below PostgreSQL's first one for user objects: libpq's large-object calls, `set_config`…):
+/// `CALLED`. Any other may PREPARE through SPI: everything.
+pub fn fast_path_leftovers(body: &[u8]) -> Leftovers {
+    const FIRST_NORMAL_OBJECT_ID: u32 = 16384;
+    match body.first_chunk::<4>() {
+        Some(oid) if u32::from_be_bytes(*oid) < FIRST_NORMAL_OBJECT_ID => Leftovers::CALLED,
+        _ => Leftovers::ALL,
+    }
+}
+
 /// One statement. A plain SET the session follows alone in a simple query (`unreported`) is not noted by the
 /// session, but counts here: among other statements or in a Parse, the connection is still cleared before
 /// another client gets it.
@@ -285,7 +296,7 @@ fn statement_leftovers(statement: &str) -> Leftovers {
     let runs_prepared = (is(verb, "explain") || is(verb, "create"))
         && rest.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).any(|w| is(w, "execute"));
     let left = if runs_prepared {
-        Some(Leftovers::CALLED)
+        Some(Leftovers::ALL)
     } else if set || is(verb, "reset") {
         setting_left(&mut words, set).then_some(Leftovers::SETTINGS)
     } else if is(verb, "listen") {
@@ -298,14 +309,12 @@ fn statement_leftovers(statement: &str) -> Leftovers {
         contains_words(statement, "with", "hold").then_some(Leftovers::CURSORS)
     } else if is(verb, "load") {
         Some(Leftovers::LIBRARY)
-    } else if is(verb, "do") {
-        // An anonymous code block can leave anything (a temporary table, LISTEN, a SET…): all of it is cleared.
+    } else if is(verb, "do") || is(verb, "execute") {
+        // An anonymous code block can leave anything (a temporary table, LISTEN, a SET…, a PREPARE made through
+        // SPI): all of it is cleared. So can an SQL EXECUTE: of a statement prepared by SQL, or of one the proxy
+        // prepared for some client through the protocol (they share one namespace on the server), and of any
+        // function either calls.
         Some(Leftovers::ALL)
-    } else if is(verb, "execute") {
-        // So can an SQL EXECUTE, short of a prepared statement: of a statement prepared by SQL (whose PREPARE
-        // was noted), or of one the proxy prepared for some client through the protocol (they share one
-        // namespace on the server).
-        Some(Leftovers::CALLED)
     } else if is(verb, "discard") || is(verb, "deallocate") {
         // What the proxy knows of the connection may be wrong after it (a simple query of DISCARD or DEALLOCATE
         // ALL alone is followed by the session instead, which drops this mark): DEALLOCATE, of all or of one by
@@ -503,14 +512,19 @@ mod tests {
             assert_eq!(loads_library(body), loads, "{body:?}");
         }
         assert_eq!(query_leftovers(b"DO $$ BEGIN CREATE TEMP TABLE t (x int); END $$\0"), Leftovers::ALL);
-        assert_eq!(query_leftovers(b"EXECUTE hapool_7('s1')\0"), Leftovers::CALLED);
-        assert_eq!(query_leftovers(b"explain (analyze) execute p\0"), Leftovers::CALLED);
-        assert_eq!(query_leftovers(b"CREATE TABLE t AS EXECUTE p\0"), Leftovers::CALLED);
+        assert_eq!(query_leftovers(b"EXECUTE hapool_7('s1')\0"), Leftovers::ALL);
+        assert_eq!(query_leftovers(b"explain (analyze) execute p\0"), Leftovers::ALL);
+        assert_eq!(query_leftovers(b"CREATE TABLE t AS EXECUTE p\0"), Leftovers::ALL);
         assert_eq!(query_leftovers(b"EXPLAIN SELECT 1\0"), Leftovers::NONE);
+        // Fast-path calls: lo_open (952), set_config (2078), a user's function, a body too short.
+        for (oid, want) in [(952u32, Leftovers::CALLED), (2078, Leftovers::CALLED), (16384, Leftovers::ALL)] {
+            assert_eq!(fast_path_leftovers(&oid.to_be_bytes()), want, "{oid}");
+        }
+        assert_eq!(fast_path_leftovers(b"\0\0"), Leftovers::ALL);
         for glued in
             [&b"EXECUTE\"hapool_7\"\0"[..], b"explain(analyze)execute p\0", b"CREATE TABLE t AS EXECUTE\"p\"\0"]
         {
-            assert_eq!(query_leftovers(glued), Leftovers::CALLED, "{}", String::from_utf8_lossy(glued));
+            assert_eq!(query_leftovers(glued), Leftovers::ALL, "{}", String::from_utf8_lossy(glued));
         }
         assert_eq!(query_leftovers(b"LISTEN\"ch\"\0"), Leftovers::LISTEN);
         // Created in the temporary schema by name.

@@ -5,7 +5,7 @@
 //! has the tag `ROLLBACK` too): what the connection has is then unknown, as for any change not followed.
 
 use super::leftovers::Leftovers;
-use super::unreported::{self, Change, TxTag};
+use super::unreported::{self, Change, TxTag, Values};
 use super::Session;
 
 impl Session {
@@ -61,15 +61,23 @@ impl Session {
         self.apply_change(change);
     }
 
-    /// A change that holds: the client's record, and the connection's.
+    /// A change that holds: the client's record, and the connection's (from what the connection had, which
+    /// after a RESET or a `DISCARD ALL` is not the client's values: the server's default stands there).
     fn apply_change(&mut self, change: Change) {
-        let on_server = self.unreported.get_or_insert_default().apply(change);
-        // In transaction pooling a record already unknown (a settings change the proxy does not read, noted
-        // since) stays so: the client's next checkout of the connection sets all its values again. In session
-        // pooling a followed change is what the restoring of startup values starts from again.
+        let transaction_pooling = self.transaction_pooling;
+        let client = self.unreported.get_or_insert_default();
         let conn = self.server.as_mut().expect("a server is checked out").conn();
-        if conn.unreported.is_some() || !self.transaction_pooling {
-            conn.unreported = Some(on_server);
+        match conn.unreported.as_mut() {
+            Some(on_server) => client.apply(change, on_server),
+            // Transaction pooling: a record unknown (a settings change the proxy does not read, noted since) stays
+            // so; the client's next checkout of the connection sets all its values again.
+            None if transaction_pooling => client.apply(change, &mut Values::new()),
+            // Session pooling: a followed change is what the restoring of startup values starts from again.
+            None => {
+                let mut on_server = client.current.clone();
+                client.apply(change, &mut on_server);
+                conn.unreported = Some(on_server);
+            }
         }
     }
 

@@ -54,13 +54,11 @@ impl Unreported {
         Unreported { current: baseline.clone(), baseline }
     }
 
-    /// Applies a change (its statement succeeded); returns what the server connection it ran on now has: a
-    /// `RESET` there goes to the server's default, not to the client's startup value (brought back by the
-    /// next checkout).
-    pub fn apply(&mut self, change: Change) -> Values {
-        let mut on_server = self.current.clone();
-        self.apply_to(change, &mut on_server);
-        on_server
+    /// Applies a change (its statement succeeded) to the client's values and to `on_server`, what the server
+    /// connection it ran on has: a `RESET` there goes to the server's default, not to the client's startup value
+    /// (brought back by the next checkout, or in session pooling once the client has nothing in flight).
+    pub fn apply(&mut self, change: Change, on_server: &mut Values) {
+        self.apply_to(change, on_server);
     }
 
     fn apply_to(&mut self, change: Change, on_server: &mut Values) {
@@ -150,8 +148,9 @@ impl ExtendedSets {
 #[derive(Debug, Default)]
 pub struct InTransaction {
     pub changes: Vec<Change>,
-    /// A SAVEPOINT or PREPARE TRANSACTION came after one of them: which of them a later `ROLLBACK` tag undoes
-    /// (it also ends `ROLLBACK TO SAVEPOINT`), or whether a prepared transaction commits, is not read.
+    /// A SAVEPOINT, PREPARE TRANSACTION, CALL or DO came after one of them: which of them a later `ROLLBACK`
+    /// tag undoes (it also ends `ROLLBACK TO SAVEPOINT`), whether a prepared transaction commits, or what a
+    /// procedure committed or rolled back, is not read.
     pub uncertain: bool,
 }
 
@@ -163,7 +162,8 @@ pub enum TxTag {
     /// `ROLLBACK`, `ABORT`, a `COMMIT` of a failed transaction, and `ROLLBACK TO SAVEPOINT`: what ran since the
     /// block began (or since a savepoint made before it) is undone.
     Rollback,
-    /// `SAVEPOINT`, `PREPARE TRANSACTION`.
+    /// `SAVEPOINT`, `PREPARE TRANSACTION`, and a `CALL` or `DO` (outside a block, a procedure may commit or
+    /// roll back what came before it).
     Uncertain,
 }
 
@@ -173,7 +173,7 @@ pub fn transaction_tag(command_complete: &[u8]) -> Option<TxTag> {
     match command_complete {
         b"COMMIT\0" => Some(TxTag::Commit),
         b"ROLLBACK\0" => Some(TxTag::Rollback),
-        b"SAVEPOINT\0" | b"PREPARE TRANSACTION\0" => Some(TxTag::Uncertain),
+        b"SAVEPOINT\0" | b"PREPARE TRANSACTION\0" | b"CALL\0" | b"DO\0" => Some(TxTag::Uncertain),
         _ => None,
     }
 }
@@ -354,22 +354,24 @@ mod tests {
     #[test]
     fn changes_apply_and_connections_sync() {
         let mut u = Unreported::default();
-        u.apply(change("SET work_mem = '64MB'").unwrap());
-        u.apply(change("SET search_path = s1").unwrap());
-        u.apply(change("SET Work_Mem = '32MB'").unwrap());
+        let mut on_server = Values::new();
+        u.apply(change("SET work_mem = '64MB'").unwrap(), &mut on_server);
+        u.apply(change("SET search_path = s1").unwrap(), &mut on_server);
+        u.apply(change("SET Work_Mem = '32MB'").unwrap(), &mut on_server);
+        assert_eq!(on_server, u.current);
         let mut sql = String::new();
         sync_sql(&u.current, Some(&Values::new()), &mut sql);
         assert_eq!(sql, "SET search_path = s1;SET Work_Mem = '32MB';");
         let have = u.current.clone();
-        u.apply(change("RESET search_path").unwrap());
+        u.apply(change("RESET search_path").unwrap(), &mut on_server);
         sql.clear();
         sync_sql(&u.current, Some(&have), &mut sql);
         assert_eq!(sql, "RESET search_path;", "only the difference");
         sql.clear();
         sync_sql(&u.current, None, &mut sql);
         assert_eq!(sql, "SET Work_Mem = '32MB';", "unknown: everything wanted");
-        u.apply(Change::ResetAll);
-        assert!(u.current.is_empty());
+        u.apply(Change::ResetAll, &mut on_server);
+        assert!(u.current.is_empty() && on_server.is_empty());
     }
 
     #[test]
@@ -379,6 +381,7 @@ mod tests {
             (b"ROLLBACK\0", Some(TxTag::Rollback)),
             (b"SAVEPOINT\0", Some(TxTag::Uncertain)),
             (b"PREPARE TRANSACTION\0", Some(TxTag::Uncertain)),
+            (b"CALL\0", Some(TxTag::Uncertain)),
             (b"COMMIT PREPARED\0", None),
             (b"RELEASE\0", None),
             (b"SET\0", None),
@@ -414,15 +417,20 @@ mod tests {
             "the value as the startup packet gave it: a list stays a list"
         );
         let startup = u.current.clone();
-        let on_server = u.apply(change("SET search_path = s2").unwrap());
+        let mut on_server = startup.clone();
+        u.apply(change("SET search_path = s2").unwrap(), &mut on_server);
         assert_eq!(on_server, u.current, "a SET: the server has what the client has");
-        let on_server = u.apply(change("RESET search_path").unwrap());
+        u.apply(change("RESET search_path").unwrap(), &mut on_server);
         assert_eq!(u.current, startup, "back to the startup value");
         assert!(!on_server.contains_key("search_path"), "the server went to its own default");
-        u.apply(change("SET work_mem = '8MB'").unwrap());
-        let on_server = u.apply(Change::ResetAll);
+        u.apply(change("SET work_mem = '8MB'").unwrap(), &mut on_server);
+        assert!(
+            !on_server.contains_key("search_path") && on_server.contains_key("work_mem"),
+            "a later change leaves the server's default where it was: {on_server:?}"
+        );
+        u.apply(Change::ResetAll, &mut on_server);
         assert_eq!((u.current.clone(), on_server), (startup.clone(), Values::new()));
-        u.apply(change("SET search_path = s3").unwrap());
+        u.apply(change("SET search_path = s3").unwrap(), &mut Values::new());
         assert!(u.reset(), "DISCARD ALL: the startup values stay");
         assert_eq!(u.current, startup);
         assert!(!Unreported::default().reset(), "without startup values nothing is left to follow");
@@ -454,7 +462,8 @@ mod tests {
         // Applied in order: a RESET, then a SET of another parameter, leave the first at the server's default.
         let mut u = Unreported::from_startup(&[("search_path".into(), "s1".into())]);
         let startup = u.current.clone();
-        let on_server = u.apply(several("RESET search_path; SET work_mem = '8MB'").unwrap());
+        let mut on_server = startup.clone();
+        u.apply(several("RESET search_path; SET work_mem = '8MB'").unwrap(), &mut on_server);
         assert_eq!(u.current.get("search_path"), startup.get("search_path"), "back to the startup value");
         assert!(!on_server.contains_key("search_path") && on_server.contains_key("work_mem"), "{on_server:?}");
     }
