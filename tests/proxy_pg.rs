@@ -1235,6 +1235,62 @@ fn sets_in_transactions_hold_as_their_transactions_end() {
     assert!(wrong.is_empty(), "{wrong:#?}");
 }
 
+/// Errors in the extended protocol, answered as PostgreSQL answers them: each sequence runs through a
+/// transaction-pooled proxy (one server connection) and a session-pooled one, which passes everything through,
+/// and the tags of the answers must be the same.
+/// - An error that comes back before the client's Sync (after a Flush): PostgreSQL ignores everything up to the
+///   Sync, so nothing of it is answered (the proxy used to answer the Close itself, queue the rest, and fall out
+///   of step), and the statement parsed there does not exist afterwards.
+/// - A Parse in a failed transaction of a statement the server already has: refused at the Parse.
+/// - The unnamed statement another client made on the connection is not this client's to bind.
+#[test]
+fn extended_protocol_errors_are_answered_as_postgresql_answers_them() {
+    let pg = cluster();
+    let pooled = trusted_proxy(&pg, "pool_size = 1");
+    let users = "\n  [[cluster.user]]\n  name = \"trusted\"\n  password = \"tpw\"\n  auth = \"trust\"\n";
+    let direct = TestProxy::start(&pg, "pool_mode = \"session\"", users);
+    let parse = |name: &str, sql: &str| message(b'P', format!("{name}\0{sql}\0\0\0").as_bytes());
+    let bind = |statement: &str| message(b'B', format!("\0{statement}\0\0\0\0\0\0\0").as_bytes());
+    let execute = || message(b'E', b"\0\0\0\0\0");
+    let (sync, flush) = (message(b'S', b""), message(b'H', b""));
+    let tags = |answers: Vec<(u8, Vec<u8>)>| answers.iter().map(|(tag, _)| *tag as char).collect::<String>();
+    let mut seen = Vec::new();
+    for proxy in [&direct, &pooled] {
+        let mut answers = Vec::new();
+        let mut s = raw_login(proxy, Duration::from_secs(10));
+        // Prepared once, so that the transaction-pooled proxy knows the server has it.
+        s.write_all(&[parse("known", "SELECT 1"), sync.clone()].concat()).unwrap();
+        answers.push(tags(read_to_ready(&mut s)));
+        s.write_all(&[parse("", "SELECT 1/0"), bind(""), execute(), flush.clone()].concat()).unwrap();
+        answers.push(tags(read_to_nth(&mut s, b'E', 1)));
+        let rest = [message(b'C', b"Sknown\0"), parse("s", "SELECT 2"), bind("s"), execute(), sync.clone()];
+        s.write_all(&rest.concat()).unwrap();
+        answers.push(tags(read_to_ready(&mut s)));
+        s.write_all(&[bind("s"), execute(), sync.clone(), bind("known"), execute(), sync.clone()].concat()).unwrap();
+        answers.push(tags(read_to_readies(&mut s, 2)));
+        // A Parse in a failed transaction.
+        s.write_all(&message(b'Q', b"BEGIN; SELECT 1/0\0")).unwrap();
+        answers.push(tags(read_to_ready(&mut s)));
+        s.write_all(&[parse("known", "SELECT 1"), bind("known"), execute(), sync.clone()].concat()).unwrap();
+        answers.push(tags(read_to_ready(&mut s)));
+        s.write_all(&message(b'Q', b"ROLLBACK\0")).unwrap();
+        answers.push(tags(read_to_ready(&mut s)));
+        seen.push(answers);
+    }
+    assert_eq!(seen[1], seen[0], "through transaction pooling, and as PostgreSQL answered");
+
+    // Client A's unnamed statement, then client B's Bind of the unnamed statement on that connection.
+    let mut a = raw_login(&pooled, Duration::from_secs(10));
+    a.write_all(&[parse("", "SELECT 'made by a'"), bind(""), execute(), sync.clone()].concat()).unwrap();
+    assert!(read_to_ready(&mut a).iter().any(|(tag, _)| *tag == b'D'));
+    let mut b = raw_login(&pooled, Duration::from_secs(10));
+    b.write_all(&[bind(""), execute(), sync.clone()].concat()).unwrap();
+    let answer = read_to_ready(&mut b);
+    assert_eq!(tags(answer.clone()), "EZ", "not A's statement: {answer:?}");
+    a.write_all(&[bind(""), execute(), sync].concat()).unwrap();
+    assert_eq!(tags(read_to_ready(&mut a)), "2DCZ", "A's own, while no one else made one since");
+}
+
 fn trusted_proxy(pg: &PgCluster, cluster_keys: &str) -> TestProxy {
     pg.primary().psql("CREATE ROLE trusted LOGIN PASSWORD 'tpw'").unwrap();
     let users = "\n  [[cluster.user]]\n  name = \"trusted\"\n  password = \"tpw\"\n  auth = \"trust\"\n";
@@ -1375,6 +1431,50 @@ fn min_idle_connections_are_opened_ahead_of_demand() {
     let warm = eventually(Duration::from_secs(10), || idle() >= 3 && idle() == servers());
     assert!(warm, "three idle server connections wait for clients ({} idle of {})", idle(), servers());
     assert!(servers() <= 4, "{} server connections", servers());
+}
+
+/// Idle server connections close once idle for `idle_timeout`, also those no checkout reaches (checkouts take
+/// the most recently used); and `min_idle` never takes a pool past `pool_size`, however many are checked out.
+#[test]
+fn idle_connections_close_after_idle_timeout_and_min_idle_stays_within_the_pool() {
+    let pg = cluster();
+    let servers = || -> u64 {
+        let n = pg.primary().psql("SELECT count(*) FROM pg_stat_activity WHERE usename = 'app'").unwrap();
+        n.parse().unwrap()
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // Three clients in transactions at once open three connections; once they commit, all three are idle.
+    let hold = |proxy: &TestProxy, n: usize| {
+        rt.block_on(async {
+            let mut clients = Vec::new();
+            for _ in 0..n {
+                let c = connect(&proxy.app()).await;
+                c.simple_query("BEGIN; SELECT 1").await.unwrap();
+                clients.push(c);
+            }
+            clients
+        })
+    };
+    let proxy = TestProxy::start(&pg, "pool_size = 4\nidle_timeout = \"1s\"", "");
+    let clients = hold(&proxy, 3);
+    assert_eq!(servers(), 3);
+    rt.block_on(async {
+        for c in &clients {
+            c.simple_query("COMMIT").await.unwrap();
+        }
+    });
+    assert!(eventually(Duration::from_secs(10), || servers() == 0), "{} still open", servers());
+    drop((clients, proxy));
+
+    let proxy = TestProxy::start(&pg, "pool_size = 4\nmin_idle = 3", "");
+    let clients = hold(&proxy, 3);
+    let mut most = 0;
+    for _ in 0..15 {
+        most = most.max(servers());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(most, 4, "three checked out and one idle, within pool_size");
+    drop(clients);
 }
 
 #[test]
@@ -1706,7 +1806,13 @@ fn read_to_ready(s: &mut TcpStream) -> Vec<(u8, Vec<u8>)> {
 
 /// The messages a raw connection reads up to and including its `n`th next ReadyForQuery (one read may bring
 /// the answers to several Syncs: nothing is read past the last one asked for, as the proxy sends nothing more).
-fn read_to_readies(s: &mut TcpStream, mut n: usize) -> Vec<(u8, Vec<u8>)> {
+fn read_to_readies(s: &mut TcpStream, n: usize) -> Vec<(u8, Vec<u8>)> {
+    read_to_nth(s, b'Z', n)
+}
+
+/// The messages a raw connection reads up to and including the `n`th next one with `tag`, as (tag, body);
+/// nothing may come after it.
+fn read_to_nth(s: &mut TcpStream, tag: u8, mut n: usize) -> Vec<(u8, Vec<u8>)> {
     let (mut got, mut messages, mut buf) = (Vec::new(), Vec::new(), [0u8; 4096]);
     loop {
         while got.len() >= 5 {
@@ -1716,7 +1822,7 @@ fn read_to_readies(s: &mut TcpStream, mut n: usize) -> Vec<(u8, Vec<u8>)> {
             }
             let frame: Vec<u8> = got.drain(..len + 1).collect();
             messages.push((frame[0], frame[5..].to_vec()));
-            if frame[0] == b'Z' {
+            if frame[0] == tag {
                 n -= 1;
                 if n == 0 {
                     assert!(got.is_empty(), "more came than the answers asked for: {got:?}");

@@ -259,9 +259,7 @@ impl Shared {
         let name = format!("{}@{database}/{}", user.name, node.node);
         let load = self.loads.of(&node.node);
         let pool = Arc::new(Pool::new(name, node.node.clone(), target, pool_settings, load));
-        if min_idle > 0 {
-            tokio::spawn(Pool::keep_min_idle(Arc::downgrade(&pool), self.shutdown.clone()));
-        }
+        tokio::spawn(Pool::maintain(Arc::downgrade(&pool), self.shutdown.clone()));
         pool
     }
 

@@ -197,30 +197,63 @@ impl Pool {
         self.server_params.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Keeps `min_idle` connections open while the pool lives (holds only a weak reference) and until
-    /// shutdown; checks once a second. A failed connect is retried at the next check.
-    pub async fn keep_min_idle(pool: std::sync::Weak<Pool>, shutdown: CancellationToken) {
+    /// Looks after the pool while it lives (holds only a weak reference) and until shutdown, once a second:
+    /// closes idle connections past `idle_timeout` or `max_lifetime` (checkouts take the most recent first, so
+    /// those at the bottom of the stack would otherwise stay open for good), and keeps `min_idle` connections
+    /// open, within `size`. A failed connect is retried at the next check.
+    pub async fn maintain(pool: std::sync::Weak<Pool>, shutdown: CancellationToken) {
         loop {
             let Some(pool) = pool.upgrade().filter(|p| !p.is_retired()) else { return };
-            // A user whose password is the server's SCRAM secret waits for a client to prove its key.
-            while pool.idle_count() < pool.settings.min_idle && pool.target.credentials.ready(&pool.target.user) {
-                let Ok(slot) = pool.slots.try_acquire() else { break };
-                match Box::pin(ServerConn::connect(&pool.target, pool.settings.max_prepared)).await {
-                    Ok(conn) => {
-                        PoolStats::add(&pool.stats.servers_opened, 1);
-                        pool.remember_params(&conn);
-                        pool.checked_out(slot, Box::new(conn)).release();
-                    }
-                    Err(e) => {
-                        tracing::warn!(pool = %pool.name, error = %e, "cannot open a min_idle connection");
-                        break;
-                    }
-                }
-            }
+            pool.close_expired();
+            Box::pin(pool.open_min_idle()).await;
             drop(pool);
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 _ = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    /// Closes the idle connections past `max_lifetime`, and those past `idle_timeout` beyond the `min_idle` most
+    /// recently used.
+    fn close_expired(&self) {
+        let now = coarse_now();
+        let expired = {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            let all = std::mem::take(&mut *idle);
+            let spared_from = all.len().saturating_sub(self.settings.min_idle);
+            let (kept, expired): (Vec<_>, Vec<_>) = all.into_iter().enumerate().partition(|(i, (conn, since))| {
+                let too_old = now.saturating_sub(conn.created) >= self.settings.max_lifetime;
+                let unused = now.saturating_sub(*since) >= self.settings.idle_timeout;
+                !too_old && (!unused || *i >= spared_from)
+            });
+            *idle = kept.into_iter().map(|(_, entry)| entry).collect();
+            expired
+        };
+        // Closed outside the lock.
+        drop(expired);
+    }
+
+    /// Opens connections until `min_idle` are idle, as long as the open ones stay within `size`: the permits
+    /// count the connections not checked out, so there is room while fewer are idle than permits are free.
+    async fn open_min_idle(self: &Arc<Self>) {
+        // A user whose password is the server's SCRAM secret waits for a client to prove its key.
+        while self.target.credentials.ready(&self.target.user) {
+            let idle = self.idle_count();
+            if idle >= self.settings.min_idle || idle >= self.slots.available_permits() {
+                return;
+            }
+            let Ok(slot) = self.slots.try_acquire() else { return };
+            match Box::pin(ServerConn::connect(&self.target, self.settings.max_prepared)).await {
+                Ok(conn) => {
+                    PoolStats::add(&self.stats.servers_opened, 1);
+                    self.remember_params(&conn);
+                    self.checked_out(slot, Box::new(conn)).release();
+                }
+                Err(e) => {
+                    tracing::warn!(pool = %self.name, error = %e, "cannot open a min_idle connection");
+                    return;
+                }
             }
         }
     }

@@ -76,6 +76,9 @@ pub struct ServerConn {
     /// Session state of one client's that the proxy does not follow (see `session::leftovers`): another
     /// client gets the connection cleared of it first. `None`: nothing beyond what the proxy follows.
     pub leftovers: Option<Owned>,
+    /// The client (its key) whose Parse made the server's unnamed statement last (transaction pooling): another
+    /// client's Bind or Describe of the unnamed statement is sent as one of a name no statement has.
+    pub unnamed_owner: Option<(i32, i32)>,
 }
 
 impl ServerConn {
@@ -132,6 +135,7 @@ impl ServerConn {
             unreported: Some(Values::new()),
             leftovers: None,
             statements_uncertain: false,
+            unnamed_owner: None,
         })
     }
 }

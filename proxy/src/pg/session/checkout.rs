@@ -231,6 +231,8 @@ impl Session {
     /// in session pooling, DISCARD ALL) and reused; one still busy, or one a reset failed on, is closed.
     pub(super) async fn return_server(&mut self) {
         let Some(mut pooled) = self.server.take() else { return };
+        // A cancel of this client's from now on must not reach the connection the next client may get.
+        self.cancel.set(None);
         if !self.outstanding.is_empty() || self.copy_in || self.unsynced {
             return; // dropped: closed; the server aborts what it was doing.
         }

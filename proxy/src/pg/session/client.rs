@@ -37,6 +37,13 @@ impl Session {
                     return Err(PgError::ClientMessage(format!("invalid frontend message type {}", other as char)))
                 }
             }
+            if self.server_skipping {
+                // The rest of a batch the server failed: it ignores all of it but the Sync, which goes on.
+                if frame.tag() != b'S' {
+                    continue;
+                }
+                self.server_skipping = false;
+            }
             if self.skip_to_sync {
                 // The rest of a unit that could not be placed: PostgreSQL's own behaviour after an error.
                 if frame.tag() == b'S' {

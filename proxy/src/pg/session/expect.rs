@@ -101,6 +101,8 @@ pub struct Skipped {
     pub close_skipped: bool,
     /// A `Reclose` the server skipped: whether its statement exists depends on whether a drop ran before.
     pub reclose_skipped: bool,
+    /// No Sync was queued: the server skips what the client sends until the Sync it has yet to send.
+    pub sync_to_come: bool,
 }
 
 /// The queue of outstanding requests of one server connection.
@@ -160,11 +162,12 @@ impl Outstanding {
     }
 
     /// After an ErrorResponse to an extended-protocol message: the server skips every message up to the next
-    /// Sync, so their answers (and our synthetic ones among them) never come.
+    /// Sync (a simple Query among them too), so their answers (and our synthetic ones among them) never come.
+    /// When no Sync is queued, the client has yet to send it (`Skipped::sync_to_come`).
     pub fn skip_to_sync(&mut self) -> Skipped {
         let mut skipped = Skipped::default();
         while let Some(head) = self.queue.front() {
-            if head.ends_error() {
+            if *head == Expect::Sync {
                 break;
             }
             match self.queue.pop_front() {
@@ -176,6 +179,7 @@ impl Outstanding {
                 _ => {}
             }
         }
+        skipped.sync_to_come = self.queue.is_empty();
         skipped
     }
 
@@ -257,9 +261,16 @@ mod tests {
         q.pop();
         let skipped = q.skip_to_sync();
         assert_eq!(skipped.not_prepared, vec![Arc::from("hp_1"), Arc::from("hp_2")]);
-        assert!(skipped.close_skipped);
+        assert!(skipped.close_skipped && !skipped.sync_to_come);
         assert_eq!(q.pop(), Some(Expect::Sync));
         assert_eq!(q.pop(), Some(Expect::Execute));
+        // A simple query behind the failed message is skipped too; with no Sync sent yet, one is to come.
+        q.push(Expect::Execute);
+        q.push(Expect::Query);
+        q.push(Expect::Synthetic(Bytes::from_static(b"3")));
+        q.pop();
+        let skipped = q.skip_to_sync();
+        assert!(q.is_empty() && skipped.sync_to_come);
     }
 
     #[test]

@@ -107,6 +107,10 @@ pub struct Session {
     copy_in: bool,
     /// A unit was refused (no replica for a read): the client's messages up to its Sync are dropped.
     skip_to_sync: bool,
+    /// The server answered an extended-protocol message with an error before the client sent the batch's Sync:
+    /// the server ignores everything up to that Sync, and the proxy drops it (no answer is owed for it, none
+    /// is given here, and nothing it would change is taken as changed).
+    server_skipping: bool,
     /// Extended-protocol messages went to the server since the last Sync (an implicit transaction is open).
     unsynced: bool,
     /// Which socket the next wait looks at first (alternates, so neither side can starve the other).
@@ -281,6 +285,7 @@ impl Session {
             tx_status: b'I',
             copy_in: false,
             skip_to_sync: false,
+            server_skipping: false,
             unsynced: false,
             server_first: false,
             peer,

@@ -10,7 +10,7 @@ use super::leftovers;
 use super::statements::Statement;
 use super::Session;
 use crate::pg::codec::Frame;
-use crate::pg::msg;
+use crate::pg::msg::{self, Severity};
 
 impl Session {
     /// Parse of a named statement: answered locally when the server already has it.
@@ -20,6 +20,8 @@ impl Session {
         };
         if name.is_empty() {
             // Bound and executed on this connection, in this unit.
+            let key = self.key;
+            self.server_conn().unnamed_owner = Some(key);
             self.note_leftovers(leftovers::query_leftovers(rest));
             self.unnamed_drops_all = text_drops_all(rest);
             let set = text_set(rest);
@@ -27,6 +29,15 @@ impl Session {
                 self.extended_sets.get_or_insert_default().prepared("", set);
             }
             return self.forward(frame, Expect::Parse { created: None });
+        }
+        if self.tx_status == b'E' && self.outstanding.is_empty() {
+            // A failed transaction, surely (nothing is in flight to end it): PostgreSQL refuses the Parse, makes
+            // no statement, and ignores what follows up to the Sync. Answered here, where the statement may be
+            // on the server already (then nothing would go there to fail).
+            let aborted = "current transaction is aborted, commands ignored until end of transaction block";
+            msg::error(&mut self.to_client, Severity::Error, "25P02", aborted, None);
+            self.server_skipping = true;
+            return;
         }
         let statement = self.shared.statements.intern(rest);
         self.statements.insert(name.to_string(), statement.clone());
@@ -58,7 +69,7 @@ impl Session {
             self.extended_sets.get_or_insert_default().bound(portal, set);
         }
         let Some(statement) = statement else {
-            if let Some(unknown) = unknown_proxy_name(name) {
+            if let Some(unknown) = self.foreign_name(name) {
                 msg::bind_renamed(&mut self.to_server, portal, &unknown, rest);
                 return self.outstanding.push(Expect::Bind);
             }
@@ -100,7 +111,7 @@ impl Session {
 
     pub(super) fn describe(&mut self, frame: Frame) {
         let (statement, unknown) = match msg::target_fields(frame.body()) {
-            Some((b'S', name)) => (self.known(name), unknown_proxy_name(name)),
+            Some((b'S', name)) => (self.known(name), self.foreign_name(name)),
             _ => (None, None),
         };
         let Some(statement) = statement else {
@@ -171,10 +182,19 @@ impl Session {
     }
 }
 
-/// A statement name the client never gave that has the form of the proxy's own (`hapool_…`): sent on as a name
-/// no statement has, so that the server answers "does not exist", as it would to this client alone, instead of
-/// binding a statement the proxy prepared for other clients (its effects would then go unnoticed: a
-/// `set_config` in it, say). Other unknown names go as they are.
-fn unknown_proxy_name(name: &str) -> Option<String> {
-    name.starts_with("hapool_").then(|| format!("{name} (not prepared by this client)"))
+impl Session {
+    /// A statement name this client may not bind or describe as it stands: a proxy-wide name (`hapool_…`, visible
+    /// in `pg_prepared_statements`), or the unnamed statement when another client's Parse made it (the server
+    /// keeps it across transactions). It goes as one no statement has, so that the server answers "does not
+    /// exist", as it would to this client alone, instead of running a statement made for another client (its
+    /// effects would then go unnoticed: a `set_config` in it, say, or a DELETE). Other unknown names go as they
+    /// are.
+    fn foreign_name(&mut self, name: &str) -> Option<String> {
+        if name.is_empty() {
+            let key = self.key;
+            return (self.server_conn().unnamed_owner != Some(key))
+                .then(|| "(the unnamed statement of another client)".to_string());
+        }
+        name.starts_with("hapool_").then(|| format!("{name} (not prepared by this client)"))
+    }
 }

@@ -76,6 +76,9 @@ impl Session {
             b'N' | b'A' => return self.to_client.extend_from_slice(frame.bytes()),
             b'E' => {
                 self.statement_failed = true;
+                // An error ends a COPY FROM STDIN on the server's side: what the client still sends of it is
+                // dropped there, and a Sync is answered again.
+                self.copy_in = false;
                 // "cached plan must not change result type": after DDL, statements prepared on this connection
                 // (shared by every client) keep failing; it is replaced by a fresh one once the client is done.
                 if msg::error_code(frame.body()) == Some("0A000") {
@@ -154,6 +157,8 @@ impl Session {
                 self.server_conn().prepared.remove(name);
             }
             let skipped = self.outstanding.skip_to_sync();
+            // What the client sends next, until its Sync, the server ignores: so does the proxy (`client`).
+            self.server_skipping = skipped.sync_to_come;
             let conn = self.server_conn();
             for name in &skipped.not_prepared {
                 conn.prepared.remove(name);
@@ -303,8 +308,11 @@ async fn exchange(conn: &mut ServerConn, sql: &str) -> Result<Answer, PgError> {
     send_and_read(conn, &out).await
 }
 
-/// Sends `out` and reads everything up to the ReadyForQuery it ends with.
+/// Sends `out` and reads everything up to the ReadyForQuery it ends with. Until then the connection is marked
+/// broken: one whose exchange fails or is abandoned (its caller's timeout drops this future) is closed, never
+/// given to a client with the rest of an answer still on its way.
 async fn send_and_read(conn: &mut ServerConn, out: &[u8]) -> Result<Answer, PgError> {
+    let was_broken = std::mem::replace(&mut conn.broken, true);
     conn.stream.write_all(out).await.map_err(PgError::ServerIo)?;
     conn.stream.flush().await.map_err(PgError::ServerIo)?;
     let mut answer = Answer::default();
@@ -313,7 +321,10 @@ async fn send_and_read(conn: &mut ServerConn, out: &[u8]) -> Result<Answer, PgEr
             decode(&mut conn.rbuf, MAX_SERVER_MESSAGE).map_err(|e| PgError::ServerProtocol(e.to_string()))?
         {
             match frame.tag() {
-                b'Z' => return Ok(answer),
+                b'Z' => {
+                    conn.broken = was_broken;
+                    return Ok(answer);
+                }
                 b'D' if answer.value.is_none() => answer.value = msg::first_column(frame.body()),
                 b'E' => {
                     let field = |f| msg::error_field(frame.body(), f).unwrap_or_default().to_string();
