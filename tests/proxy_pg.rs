@@ -2040,6 +2040,20 @@ fn per_user_limits_and_the_startup_timeout() {
     assert!(started.elapsed() < Duration::from_secs(5), "closed after about a second");
 }
 
+/// A client that sends a statement and its Terminate together, and goes: the statement runs, as it would on a
+/// direct connection (it was dropped with the Terminate).
+#[test]
+fn a_statement_sent_with_the_terminate_still_runs() {
+    let pg = cluster();
+    pg.primary().psql_db("app", "CREATE TABLE fired (x int); GRANT ALL ON fired TO PUBLIC").unwrap();
+    let proxy = trusted_proxy(&pg, "pool_size = 1");
+    let mut s = raw_login(&proxy, Duration::from_secs(10));
+    s.write_all(&[message(b'Q', b"INSERT INTO fired VALUES (1)\0"), message(b'X', b"")].concat()).unwrap();
+    drop(s);
+    let count = || pg.primary().psql_db("app", "SELECT count(*) FROM fired").unwrap();
+    assert!(eventually(Duration::from_secs(10), || count() == "1"), "{} rows", count());
+}
+
 #[test]
 fn an_unknown_message_type_ends_only_that_client() {
     let pg = cluster();

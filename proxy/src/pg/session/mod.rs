@@ -351,6 +351,11 @@ impl Session {
     async fn serve(&mut self) -> Result<Served, PgError> {
         loop {
             if self.process_client().await? == Flow::Terminate {
+                // What the client sent before its Terminate still reaches the server, which runs it as it would
+                // for the client alone (a fire-and-forget INSERT, say); the connection then closes under it.
+                if !self.to_server.is_empty() {
+                    let _ = self.flush().await;
+                }
                 return Ok(Served::Left);
             }
             self.flush().await?;
