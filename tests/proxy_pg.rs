@@ -1279,6 +1279,25 @@ fn extended_protocol_errors_are_answered_as_postgresql_answers_them() {
     }
     assert_eq!(seen[1], seen[0], "through transaction pooling, and as PostgreSQL answered");
 
+    // Two batches sent at once, the first failing before the Parse of a statement the proxy makes there for the
+    // client (it had been evicted, max_prepared_statements = 1): the second batch, which took it for made,
+    // still finds it.
+    let evicting = TestProxy::start(&pg, "pool_size = 1\nmax_prepared_statements = 1", users);
+    let mut seen = Vec::new();
+    for proxy in [&direct, &evicting] {
+        let mut s = raw_login(proxy, Duration::from_secs(10));
+        s.write_all(&[parse("s", "SELECT 1"), parse("t", "SELECT 2"), sync.clone()].concat()).unwrap();
+        let mut answers = vec![tags(read_to_ready(&mut s))];
+        let first = [parse("", "SELECT 1/0"), bind(""), execute(), bind("s"), execute(), sync.clone()];
+        let second = [bind("s"), execute(), sync.clone()];
+        s.write_all(&[first.concat(), second.concat()].concat()).unwrap();
+        answers.push(tags(read_to_readies(&mut s, 2)));
+        s.write_all(&[bind("t"), execute(), bind("s"), execute(), sync.clone()].concat()).unwrap();
+        answers.push(tags(read_to_ready(&mut s)));
+        seen.push(answers);
+    }
+    assert_eq!(seen[1], seen[0], "pipelined batches after an error, as PostgreSQL answered them");
+
     // Client A's unnamed statement, then client B's Bind of the unnamed statement on that connection.
     let mut a = raw_login(&pooled, Duration::from_secs(10));
     a.write_all(&[parse("", "SELECT 'made by a'"), bind(""), execute(), sync.clone()].concat()).unwrap();

@@ -221,6 +221,15 @@ impl PreparedSet {
         evicted
     }
 
+    /// Records `name` as prepared once the server said so, without evicting: the set may hold one more than
+    /// its capacity until the next `insert` (which closes the oldest).
+    pub fn confirm(&mut self, name: &Arc<str>) {
+        if !self.names.contains_key(name) {
+            self.tick += 1;
+            self.names.insert(name.clone(), self.tick);
+        }
+    }
+
     pub fn remove(&mut self, name: &str) {
         self.names.remove(name);
     }

@@ -183,15 +183,38 @@ impl Outstanding {
         skipped
     }
 
-    /// Whether a request that drops every prepared statement is still on its way.
-    pub fn drop_in_flight(&self) -> bool {
-        self.queue.iter().any(|e| e.drop_mark().is_some())
+    /// Whether what the proxy's records say of the statement `name` on the server may not hold by the time what
+    /// is sent now runs: a request that drops every prepared statement is still on its way, or a Parse or Close
+    /// of `name` in an earlier batch still in flight (an error there makes the server skip it). One pass.
+    pub fn unsure_of(&self, name: &str) -> bool {
+        let mut touched = false;
+        for e in &self.queue {
+            match e {
+                Expect::ExecuteDropAll(_) | Expect::QueryDropAll(_) => return true,
+                Expect::Parse { created: Some(n) }
+                | Expect::InjectedParse(n)
+                | Expect::InjectedClose(n)
+                | Expect::Reclose(n)
+                    if **n == *name =>
+                {
+                    touched = true
+                }
+                Expect::Sync if touched => return true,
+                _ => {}
+            }
+        }
+        false
     }
 
     /// The mark of a drop of every statement sent in the batch being sent now (no Sync or simple query since):
     /// what comes behind it runs only if the drop ran.
     pub fn drop_in_batch(&self) -> Option<u32> {
         self.queue.iter().rev().take_while(|e| !e.ends_error()).find_map(Expect::drop_mark)
+    }
+
+    /// Whether a Close of the statement `name` is on its way (the proxy evicted it).
+    pub fn closes(&self, name: &str) -> bool {
+        self.queue.iter().any(|e| matches!(e, Expect::InjectedClose(n) if **n == *name))
     }
 
     /// Statements whose Parse is still on its way to being answered: sent after every request before them.
@@ -281,13 +304,24 @@ mod tests {
         q.push(Expect::Reclose("hp_1".into()));
         q.push(Expect::InjectedParse("hp_1".into()));
         q.push(Expect::Sync);
-        assert!(q.drop_in_flight());
+        assert!(q.unsure_of("hp_9"));
         assert!(Expect::ExecuteDropAll(1).completed_by(b'C') && !Expect::Reclose("x".into()).forwarded());
         q.pop();
         let skipped = q.skip_to_sync();
-        assert!(!q.drop_in_flight());
+        assert!(!q.unsure_of("hp_9"));
         assert!(skipped.reclose_skipped && !skipped.close_skipped);
         assert_eq!(skipped.not_prepared, vec![Arc::from("hp_1")]);
+    }
+
+    #[test]
+    fn a_statement_made_or_closed_in_an_earlier_batch_in_flight_is_unsure() {
+        let mut q = Outstanding::default();
+        q.push(Expect::Execute);
+        q.push(Expect::InjectedParse("hp_1".into()));
+        q.push(Expect::InjectedClose("hp_2".into()));
+        assert!(!q.unsure_of("hp_1") && !q.unsure_of("hp_2"), "the same batch: skipped together with what follows");
+        q.push(Expect::Sync);
+        assert!(q.unsure_of("hp_1") && q.unsure_of("hp_2") && !q.unsure_of("hp_3"));
     }
 
     #[test]

@@ -42,11 +42,12 @@ impl Session {
         let statement = self.shared.statements.intern(rest);
         self.statements.insert(name.to_string(), statement.clone());
         let present = self.server_conn().prepared.touch(&statement.name);
-        if present && !self.may_be_dropped() {
+        let unsure = self.unsure_of(&statement.name);
+        if present && !unsure {
             self.outstanding.push(Expect::Synthetic(msg::empty(b'1')));
             return;
         }
-        self.make_room_for(&statement, present);
+        self.make_room_for(&statement, present, unsure);
         self.to_server.extend_from_slice(&statement.parse);
         self.outstanding.push(Expect::Parse { created: Some(statement.name.clone()) });
     }
@@ -103,10 +104,11 @@ impl Session {
         self.drop_portals.as_ref().is_some_and(|portals| portals.iter().any(|p| &**p == portal))
     }
 
-    /// Whether statements the proxy takes for present on the server may be gone by the time what is sent now
-    /// runs: a drop of every statement is on its way ahead of it, or an error left that unknown.
-    fn may_be_dropped(&mut self) -> bool {
-        self.outstanding.drop_in_flight() || self.server_conn().statements_uncertain
+    /// Whether the server may not have what the proxy takes it to have of the statement `name` by the time what
+    /// is sent now runs: a drop of every statement is on its way ahead of it, a Parse or Close of it in an
+    /// earlier batch still in flight may be skipped after an error there, or an error left that unknown.
+    fn unsure_of(&mut self, name: &str) -> bool {
+        self.outstanding.unsure_of(name) || self.server_conn().statements_uncertain
     }
 
     pub(super) fn describe(&mut self, frame: Frame) {
@@ -150,24 +152,24 @@ impl Session {
 
     fn ensure_prepared(&mut self, statement: &Arc<Statement>) {
         let present = self.server_conn().prepared.touch(&statement.name);
-        if present && !self.may_be_dropped() {
+        let unsure = self.unsure_of(&statement.name);
+        if present && !unsure {
             return;
         }
-        self.make_room_for(statement, present);
+        self.make_room_for(statement, present, unsure);
         self.to_server.extend_from_slice(&statement.parse);
         self.outstanding.push(Expect::InjectedParse(statement.name.clone()));
     }
 
     /// Before a Parse of `statement` goes to the server: room in its set when the server lacks it. When it is
-    /// `present` there as far as the proxy knows, it may be gone by the time the Parse runs (`may_be_dropped`):
-    /// it is closed first, which is no error when it is gone, so the Parse works either way.
-    /// After an error left the server's statements unknown (`statements_uncertain`), one the proxy takes for
-    /// absent is closed first too.
-    fn make_room_for(&mut self, statement: &Arc<Statement>, present: bool) {
+    /// `present` there as far as the proxy knows, it may be gone by the time the Parse runs; and when the proxy is
+    /// `unsure` (`unsure_of`), one it takes for absent may be there: either way it is closed first, which is no
+    /// error when it is gone, so the Parse works either way.
+    fn make_room_for(&mut self, statement: &Arc<Statement>, present: bool, unsure: bool) {
         if !present {
             self.evict_for(statement);
         }
-        if present || self.server_conn().statements_uncertain {
+        if present || unsure {
             msg::close_statement(&mut self.to_server, &statement.name);
             self.outstanding.push(Expect::Reclose(statement.name.clone()));
         }

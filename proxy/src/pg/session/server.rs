@@ -173,8 +173,16 @@ impl Session {
                 conn.broken = true;
                 conn.statements_uncertain = true;
             }
-        } else if let Some(statement) = created.and_then(|name| self.statements.by_proxy_name(name)) {
-            statement.validated.store(true, std::sync::atomic::Ordering::Relaxed);
+        } else if let Some(name) = created {
+            // On the server now. An error in an earlier batch may have struck it off the record meanwhile (its
+            // own Parse there was skipped; this one, sent because of that doubt, made it): back on, unless the
+            // proxy has evicted it since.
+            if !self.outstanding.closes(name) {
+                self.server_conn().prepared.confirm(name);
+            }
+            if let Some(statement) = self.statements.by_proxy_name(name) {
+                statement.validated.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
         }
         self.emit_synthetic();
     }
