@@ -1241,7 +1241,10 @@ fn sets_in_transactions_hold_as_their_transactions_end() {
 /// - An error that comes back before the client's Sync (after a Flush): PostgreSQL ignores everything up to the
 ///   Sync, so nothing of it is answered (the proxy used to answer the Close itself, queue the rest, and fall out
 ///   of step), and the statement parsed there does not exist afterwards.
-/// - A Parse in a failed transaction of a statement the server already has: refused at the Parse.
+/// - A Parse in a failed transaction of a statement the server already has: refused at the Parse; one of
+///   ROLLBACK is not.
+/// - A simple query sent behind a failing Execute before the Sync: ignored until the Sync, and the connection
+///   is not given to another client before it.
 /// - The unnamed statement another client made on the connection is not this client's to bind.
 #[test]
 fn extended_protocol_errors_are_answered_as_postgresql_answers_them() {
@@ -1273,8 +1276,18 @@ fn extended_protocol_errors_are_answered_as_postgresql_answers_them() {
         answers.push(tags(read_to_ready(&mut s)));
         s.write_all(&[parse("known", "SELECT 1"), bind("known"), execute(), sync.clone()].concat()).unwrap();
         answers.push(tags(read_to_ready(&mut s)));
-        s.write_all(&message(b'Q', b"ROLLBACK\0")).unwrap();
+        // A ROLLBACK is parsed in a failed transaction, and ends it.
+        s.write_all(&[parse("rb", "ROLLBACK"), bind("rb"), execute(), sync.clone()].concat()).unwrap();
         answers.push(tags(read_to_ready(&mut s)));
+        // A simple query behind a failing Execute, before any Sync: ignored as well; the Sync ends it all. The
+        // connection waits for that Sync before another client may have it.
+        s.write_all(&[parse("", "SELECT 1/0"), bind(""), execute(), message(b'Q', b"SELECT 2\0")].concat()).unwrap();
+        answers.push(tags(read_to_nth(&mut s, b'E', 1)));
+        let mut other = raw_login(proxy, Duration::from_secs(10));
+        other.write_all(&message(b'Q', b"SELECT 3\0")).unwrap();
+        s.write_all(&sync).unwrap();
+        answers.push(tags(read_to_ready(&mut s)));
+        answers.push(tags(read_to_ready(&mut other)));
         seen.push(answers);
     }
     assert_eq!(seen[1], seen[0], "through transaction pooling, and as PostgreSQL answered");

@@ -140,6 +140,7 @@ impl Session {
 
     fn route(&mut self, frame: Frame) {
         let renaming = self.transaction_pooling;
+        let batch_begins = !self.unsynced;
         match frame.tag() {
             b'P' | b'B' | b'D' | b'E' | b'C' => self.unsynced = true,
             b'S' | b'Q' => self.unsynced = false,
@@ -161,7 +162,7 @@ impl Session {
                 }
                 self.forward(frame, Expect::Query)
             }
-            b'P' if renaming => self.parse(frame),
+            b'P' if renaming => self.parse(frame, batch_begins),
             b'P' => {
                 if let Some((name, text)) = msg::parse_fields(frame.body()) {
                     self.session_parse(name, text);

@@ -101,6 +101,8 @@ pub struct Skipped {
     pub close_skipped: bool,
     /// A `Reclose` the server skipped: whether its statement exists depends on whether a drop ran before.
     pub reclose_skipped: bool,
+    /// A Parse the server skipped that would have made the unnamed statement (transaction pooling).
+    pub unnamed_skipped: bool,
     /// No Sync was queued: the server skips what the client sends until the Sync it has yet to send.
     pub sync_to_come: bool,
 }
@@ -174,6 +176,7 @@ impl Outstanding {
                 Some(Expect::Parse { created: Some(n) }) | Some(Expect::InjectedParse(n)) => {
                     skipped.not_prepared.push(n)
                 }
+                Some(Expect::Parse { created: None }) => skipped.unnamed_skipped = true,
                 Some(Expect::InjectedClose(_)) => skipped.close_skipped = true,
                 Some(Expect::Reclose(_)) => skipped.reclose_skipped = true,
                 _ => {}
@@ -185,16 +188,17 @@ impl Outstanding {
 
     /// Whether what the proxy's records say of the statement `name` on the server may not hold by the time what
     /// is sent now runs: a request that drops every prepared statement is still on its way, or a Parse or Close
-    /// of `name` in an earlier batch still in flight (an error there makes the server skip it). One pass.
+    /// of `name` that changed the record, in an earlier batch still in flight (an error there makes the server
+    /// skip it). A Parse behind a `Reclose` changed nothing of the record (it was present before and after), so
+    /// a pipeline of batches that each make sure of a statement does not keep making it again. One pass.
     pub fn unsure_of(&self, name: &str) -> bool {
-        let mut touched = false;
+        let (mut touched, mut reclosed) = (false, false);
         for e in &self.queue {
             match e {
                 Expect::ExecuteDropAll(_) | Expect::QueryDropAll(_) => return true,
-                Expect::Parse { created: Some(n) }
-                | Expect::InjectedParse(n)
-                | Expect::InjectedClose(n)
-                | Expect::Reclose(n)
+                Expect::Reclose(n) if **n == *name => reclosed = true,
+                Expect::InjectedParse(n) if **n == *name && std::mem::take(&mut reclosed) => {}
+                Expect::Parse { created: Some(n) } | Expect::InjectedParse(n) | Expect::InjectedClose(n)
                     if **n == *name =>
                 {
                     touched = true
@@ -322,6 +326,12 @@ mod tests {
         assert!(!q.unsure_of("hp_1") && !q.unsure_of("hp_2"), "the same batch: skipped together with what follows");
         q.push(Expect::Sync);
         assert!(q.unsure_of("hp_1") && q.unsure_of("hp_2") && !q.unsure_of("hp_3"));
+        // Made sure of again (closed, then made) in a batch of its own: that changed nothing of the record.
+        let mut q = Outstanding::default();
+        q.push(Expect::Reclose("hp_1".into()));
+        q.push(Expect::InjectedParse("hp_1".into()));
+        q.push(Expect::Sync);
+        assert!(!q.unsure_of("hp_1"));
     }
 
     #[test]

@@ -13,13 +13,16 @@ use crate::pg::codec::Frame;
 use crate::pg::msg::{self, Severity};
 
 impl Session {
-    /// Parse of a named statement: answered locally when the server already has it.
-    pub(super) fn parse(&mut self, frame: Frame) {
+    /// Parse of a named statement: answered locally when the server already has it. `batch_begins`: it is the
+    /// first message since a Sync or a simple query (the transaction status is then the server's).
+    pub(super) fn parse(&mut self, frame: Frame, batch_begins: bool) {
         let Some((name, rest)) = msg::parse_fields(frame.body()) else {
             return self.forward(frame, Expect::Parse { created: None });
         };
         if name.is_empty() {
-            // Bound and executed on this connection, in this unit.
+            // Bound and executed on this connection, in this unit. The server's unnamed statement is now this
+            // client's (a Parse that fails leaves none; one skipped after an error leaves the one before, which
+            // is then no one's: `server`).
             let key = self.key;
             self.server_conn().unnamed_owner = Some(key);
             self.note_leftovers(leftovers::query_leftovers(rest));
@@ -30,10 +33,11 @@ impl Session {
             }
             return self.forward(frame, Expect::Parse { created: None });
         }
-        if self.tx_status == b'E' && self.outstanding.is_empty() {
-            // A failed transaction, surely (nothing is in flight to end it): PostgreSQL refuses the Parse, makes
-            // no statement, and ignores what follows up to the Sync. Answered here, where the statement may be
-            // on the server already (then nothing would go there to fail).
+        if self.tx_status == b'E' && self.outstanding.is_empty() && batch_begins && !ends_transaction(rest) {
+            // A failed transaction, surely (nothing has gone since its ReadyForQuery): PostgreSQL refuses the
+            // Parse of anything but COMMIT, ROLLBACK (TO SAVEPOINT) or PREPARE TRANSACTION, makes no statement,
+            // and ignores what follows up to the Sync. Answered here, where the statement may be on the server
+            // already (then nothing would go there to fail).
             let aborted = "current transaction is aborted, commands ignored until end of transaction block";
             msg::error(&mut self.to_client, Severity::Error, "25P02", aborted, None);
             self.server_skipping = true;
@@ -182,6 +186,13 @@ impl Session {
             self.outstanding.push(Expect::InjectedClose(victim));
         }
     }
+}
+
+/// Whether a Parse's text may end a failed transaction (PostgreSQL parses those in one): `COMMIT`, `END`,
+/// `ROLLBACK`, `ABORT`, `PREPARE TRANSACTION` (taken by its first word; a plain `PREPARE` goes the usual way too).
+fn ends_transaction(text: &[u8]) -> bool {
+    let word = crate::pg::sqltext::leading_keyword(text);
+    ["commit", "end", "rollback", "abort", "prepare"].iter().any(|w| word.eq_ignore_ascii_case(w.as_bytes()))
 }
 
 impl Session {

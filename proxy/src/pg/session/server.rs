@@ -76,9 +76,12 @@ impl Session {
             b'N' | b'A' => return self.to_client.extend_from_slice(frame.bytes()),
             b'E' => {
                 self.statement_failed = true;
-                // An error ends a COPY FROM STDIN on the server's side: what the client still sends of it is
-                // dropped there, and a Sync is answered again.
-                self.copy_in = false;
+                // An error ends a COPY FROM STDIN begun by an Execute on the server's side: it then waits for a
+                // Sync (and drops the client's CopyData). One begun by a simple Query keeps the connection until
+                // the client's CopyDone or CopyFail, which the server drops.
+                if self.outstanding.front().is_some_and(|head| !head.ends_error()) {
+                    self.copy_in = false;
+                }
                 // "cached plan must not change result type": after DDL, statements prepared on this connection
                 // (shared by every client) keep failing; it is replaced by a fresh one once the client is done.
                 if msg::error_code(frame.body()) == Some("0A000") {
@@ -157,15 +160,26 @@ impl Session {
                 self.server_conn().prepared.remove(name);
             }
             let skipped = self.outstanding.skip_to_sync();
-            // What the client sends next, until its Sync, the server ignores: so does the proxy (`client`).
-            self.server_skipping = skipped.sync_to_come;
+            // What the client sends next, until its Sync, the server ignores: so does the proxy (`client`). The
+            // server waits for that Sync: the connection is not at a boundary until then (a simple Query the
+            // client sent ahead of it, skipped, had cleared `unsynced`).
+            if skipped.sync_to_come {
+                self.server_skipping = true;
+                self.unsynced = true;
+            }
             let conn = self.server_conn();
             for name in &skipped.not_prepared {
                 conn.prepared.remove(name);
             }
+            if skipped.unnamed_skipped {
+                // The server kept the unnamed statement it had, which is not this client's.
+                conn.unnamed_owner = None;
+            }
             if skipped.close_skipped {
-                // A statement we think closed still exists there: do not reuse this connection.
+                // A statement we think closed still exists there: every Parse closes first from now on, and the
+                // connection is not reused.
                 conn.broken = true;
+                conn.statements_uncertain = true;
             }
             if skipped.reclose_skipped {
                 // Whether the statements it was to close exist is unknown: closed before every Parse from now
