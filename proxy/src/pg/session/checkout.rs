@@ -195,8 +195,16 @@ impl Session {
     pub(super) fn maybe_release(&mut self) {
         if self.transaction_pooling && self.at_boundary() && self.to_server.is_empty() {
             if let Some(pooled) = self.server.take() {
+                if self.cancel.release() {
+                    // A cancel of this client's is on its way to the connection: it stays with the client until
+                    // that is through (the session is woken then), so that it cannot stop another client's query.
+                    let conn = pooled.conn_ref();
+                    self.cancel.set(Some((conn.addr, conn.key.0, conn.key.1)));
+                    self.server = Some(pooled);
+                    self.held_for_cancel = true;
+                    return;
+                }
                 PoolStats::add(&self.serving.stats.transactions, 1);
-                self.cancel.set(None);
                 pooled.release();
             }
         }
@@ -231,9 +239,9 @@ impl Session {
     /// in session pooling, DISCARD ALL) and reused; one still busy, or one a reset failed on, is closed.
     pub(super) async fn return_server(&mut self) {
         let Some(mut pooled) = self.server.take() else { return };
-        // A cancel of this client's from now on must not reach the connection the next client may get.
-        self.cancel.set(None);
-        if !self.outstanding.is_empty() || self.copy_in || self.unsynced {
+        // A cancel of this client's from now on must not reach the connection the next client may get; one still
+        // on its way to it could: then it is closed.
+        if self.cancel.release() || !self.outstanding.is_empty() || self.copy_in || self.unsynced {
             return; // dropped: closed; the server aborts what it was doing.
         }
         // DISCARD ALL cannot run inside a transaction block: the transaction ends first, in a query of its own.

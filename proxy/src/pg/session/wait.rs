@@ -18,6 +18,9 @@ pub(super) enum Event {
     Retired,
     /// The parking clock ticked while the client was idle: time to look at its idleness.
     Tick,
+    /// A cancel forwarded to the server connection the session kept at a boundary for it is through: the
+    /// connection may go back.
+    Forwarded,
 }
 
 impl Session {
@@ -32,6 +35,10 @@ impl Session {
         }
         if self.holds_retired() {
             return Poll::Ready(Event::Retired);
+        }
+        if self.held_for_cancel && !self.cancel.forwarding() {
+            self.held_for_cancel = false;
+            return Poll::Ready(Event::Forwarded);
         }
         let epoch = self.shared.parking.epoch();
         if epoch != self.seen_epoch {
