@@ -196,17 +196,23 @@ impl Session {
         if self.transaction_pooling && self.at_boundary() && self.to_server.is_empty() {
             if let Some(pooled) = self.server.take() {
                 if self.cancel.release() {
-                    // A cancel of this client's is on its way to the connection: it stays with the client until
-                    // that is through (the session is woken then), so that it cannot stop another client's query.
-                    let conn = pooled.conn_ref();
-                    self.cancel.set(Some((conn.addr, conn.key.0, conn.key.1)));
-                    self.server = Some(pooled);
-                    self.held_for_cancel = true;
+                    // A cancel of this client's is on its way to the connection: kept out of the pool until that
+                    // is through (the session is woken then: `Event::Forwarded`), so that it cannot stop another
+                    // client's query. Kept aside, not used: the client's next unit is placed as any other.
+                    self.held_for_cancel = Some(Box::new(pooled));
                     return;
                 }
                 PoolStats::add(&self.serving.stats.transactions, 1);
                 pooled.release();
             }
+        }
+    }
+
+    /// The connection kept for a cancel goes back to its pool: the cancel is through (`Event::Forwarded`).
+    pub(super) fn release_held(&mut self) {
+        if let Some(held) = self.held_for_cancel.take() {
+            PoolStats::add(&self.serving.stats.transactions, 1);
+            held.release();
         }
     }
 
@@ -238,6 +244,8 @@ impl Session {
     /// After the client left: a server with nothing in flight is cleaned (a transaction left open rolled back;
     /// in session pooling, DISCARD ALL) and reused; one still busy, or one a reset failed on, is closed.
     pub(super) async fn return_server(&mut self) {
+        // One kept for a cancel still on its way is closed.
+        drop(self.held_for_cancel.take());
         let Some(mut pooled) = self.server.take() else { return };
         // A cancel of this client's from now on must not reach the connection the next client may get; one still
         // on its way to it could: then it is closed.

@@ -37,6 +37,11 @@ impl Session {
                     return Err(PgError::ClientMessage(format!("invalid frontend message type {}", other as char)))
                 }
             }
+            if matches!(frame.tag(), b'd' | b'c' | b'f') && !self.copy_in && self.outstanding.is_empty() {
+                // The rest of a COPY the server ended with an error (nothing in flight could start one): the
+                // server drops it too.
+                continue;
+            }
             if self.server_skipping {
                 // The rest of a batch the server failed: it ignores all of it but the Sync, which goes on.
                 if frame.tag() != b'S' {

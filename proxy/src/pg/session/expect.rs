@@ -38,6 +38,11 @@ pub enum Expect {
     QuerySet(Box<Change>),
     /// A Parse the proxy sent so that a Bind/Describe finds its statement: its ParseComplete is dropped.
     InjectedParse(Arc<str>),
+    /// The same, behind a `Reclose`, of a statement the record has, sent only because a Parse or Close of it in
+    /// an earlier batch is still in flight: whether it runs or is skipped, the statement is then as that batch
+    /// left it, so later batches need not doubt it for this one (a pipeline of batches would otherwise keep
+    /// making it again).
+    Remade(Arc<str>),
     /// A Close of an evicted statement: its CloseComplete is dropped.
     InjectedClose(Arc<str>),
     /// A Close of a statement the proxy takes for present, sent right before its Parse because a drop of every
@@ -55,7 +60,7 @@ impl Expect {
     /// Whether a server message with `tag` is the last one this request produces.
     pub fn completed_by(&self, tag: u8) -> bool {
         match self {
-            Expect::Parse { .. } | Expect::InjectedParse(_) => tag == b'1',
+            Expect::Parse { .. } | Expect::InjectedParse(_) | Expect::Remade(_) => tag == b'1',
             Expect::Bind => tag == b'2',
             Expect::Close | Expect::InjectedClose(_) | Expect::Reclose(_) => tag == b'3',
             Expect::Describe => tag == b'T' || tag == b'n',
@@ -71,7 +76,11 @@ impl Expect {
     pub fn forwarded(&self) -> bool {
         !matches!(
             self,
-            Expect::InjectedParse(_) | Expect::InjectedClose(_) | Expect::Reclose(_) | Expect::InjectedQuery
+            Expect::InjectedParse(_)
+                | Expect::Remade(_)
+                | Expect::InjectedClose(_)
+                | Expect::Reclose(_)
+                | Expect::InjectedQuery
         )
     }
 
@@ -90,6 +99,16 @@ impl Expect {
             _ => None,
         }
     }
+}
+
+/// How sure the proxy is of what the server has of a statement (`Outstanding::unsure_of`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsure {
+    No,
+    /// A Parse or Close of it in an earlier batch still in flight.
+    EarlierBatch,
+    /// A drop of every statement in flight (or, as the session sees it, an error left them unknown).
+    Dropped,
 }
 
 /// What happened to requests skipped after an error, for the session to repair its bookkeeping.
@@ -173,7 +192,7 @@ impl Outstanding {
                 break;
             }
             match self.queue.pop_front() {
-                Some(Expect::Parse { created: Some(n) }) | Some(Expect::InjectedParse(n)) => {
+                Some(Expect::Parse { created: Some(n) }) | Some(Expect::InjectedParse(n)) | Some(Expect::Remade(n)) => {
                     skipped.not_prepared.push(n)
                 }
                 Some(Expect::Parse { created: None }) => skipped.unnamed_skipped = true,
@@ -187,27 +206,28 @@ impl Outstanding {
     }
 
     /// Whether what the proxy's records say of the statement `name` on the server may not hold by the time what
-    /// is sent now runs: a request that drops every prepared statement is still on its way, or a Parse or Close
-    /// of `name` that changed the record, in an earlier batch still in flight (an error there makes the server
-    /// skip it). A Parse behind a `Reclose` changed nothing of the record (it was present before and after), so
-    /// a pipeline of batches that each make sure of a statement does not keep making it again. One pass.
-    pub fn unsure_of(&self, name: &str) -> bool {
-        let (mut touched, mut reclosed) = (false, false);
+    /// is sent now runs (`Unsure`): a request that drops every prepared statement is still on its way, or a Parse
+    /// or Close of `name` that changed the record is, in an earlier batch (an error there makes the server skip
+    /// it). One pass.
+    pub fn unsure_of(&self, name: &str) -> Unsure {
+        let (mut touched, mut earlier) = (false, false);
         for e in &self.queue {
             match e {
-                Expect::ExecuteDropAll(_) | Expect::QueryDropAll(_) => return true,
-                Expect::Reclose(n) if **n == *name => reclosed = true,
-                Expect::InjectedParse(n) if **n == *name && std::mem::take(&mut reclosed) => {}
+                Expect::ExecuteDropAll(_) | Expect::QueryDropAll(_) => return Unsure::Dropped,
                 Expect::Parse { created: Some(n) } | Expect::InjectedParse(n) | Expect::InjectedClose(n)
                     if **n == *name =>
                 {
                     touched = true
                 }
-                Expect::Sync if touched => return true,
+                Expect::Sync if touched => earlier = true,
                 _ => {}
             }
         }
-        false
+        if earlier {
+            Unsure::EarlierBatch
+        } else {
+            Unsure::No
+        }
     }
 
     /// The mark of a drop of every statement sent in the batch being sent now (no Sync or simple query since):
@@ -224,7 +244,7 @@ impl Outstanding {
     /// Statements whose Parse is still on its way to being answered: sent after every request before them.
     pub fn pending_creations(&self) -> impl Iterator<Item = &Arc<str>> {
         self.queue.iter().filter_map(|e| match e {
-            Expect::Parse { created: Some(n) } | Expect::InjectedParse(n) => Some(n),
+            Expect::Parse { created: Some(n) } | Expect::InjectedParse(n) | Expect::Remade(n) => Some(n),
             _ => None,
         })
     }
@@ -308,11 +328,11 @@ mod tests {
         q.push(Expect::Reclose("hp_1".into()));
         q.push(Expect::InjectedParse("hp_1".into()));
         q.push(Expect::Sync);
-        assert!(q.unsure_of("hp_9"));
+        assert_eq!(q.unsure_of("hp_9"), Unsure::Dropped);
         assert!(Expect::ExecuteDropAll(1).completed_by(b'C') && !Expect::Reclose("x".into()).forwarded());
         q.pop();
         let skipped = q.skip_to_sync();
-        assert!(!q.unsure_of("hp_9"));
+        assert_eq!(q.unsure_of("hp_9"), Unsure::No);
         assert!(skipped.reclose_skipped && !skipped.close_skipped);
         assert_eq!(skipped.not_prepared, vec![Arc::from("hp_1")]);
     }
@@ -323,15 +343,17 @@ mod tests {
         q.push(Expect::Execute);
         q.push(Expect::InjectedParse("hp_1".into()));
         q.push(Expect::InjectedClose("hp_2".into()));
-        assert!(!q.unsure_of("hp_1") && !q.unsure_of("hp_2"), "the same batch: skipped together with what follows");
+        let sure = |q: &Outstanding, name| q.unsure_of(name) == Unsure::No;
+        assert!(sure(&q, "hp_1") && sure(&q, "hp_2"), "the same batch: skipped together with what follows");
         q.push(Expect::Sync);
-        assert!(q.unsure_of("hp_1") && q.unsure_of("hp_2") && !q.unsure_of("hp_3"));
-        // Made sure of again (closed, then made) in a batch of its own: that changed nothing of the record.
+        assert_eq!((q.unsure_of("hp_1"), q.unsure_of("hp_2")), (Unsure::EarlierBatch, Unsure::EarlierBatch));
+        assert!(sure(&q, "hp_3"));
+        // Made again only for that doubt: it changes nothing of the record.
         let mut q = Outstanding::default();
         q.push(Expect::Reclose("hp_1".into()));
-        q.push(Expect::InjectedParse("hp_1".into()));
+        q.push(Expect::Remade("hp_1".into()));
         q.push(Expect::Sync);
-        assert!(!q.unsure_of("hp_1"));
+        assert!(sure(&q, "hp_1"));
     }
 
     #[test]

@@ -111,9 +111,10 @@ pub struct Session {
     /// the server ignores everything up to that Sync, and the proxy drops it (no answer is owed for it, none
     /// is given here, and nothing it would change is taken as changed).
     server_skipping: bool,
-    /// At a boundary, the server connection stays with the client while a cancel of its is forwarded to it
-    /// (`CancelSlot::release`); the wait reports when that is through (`Event::Forwarded`).
-    held_for_cancel: bool,
+    /// A server connection given up at a boundary while a cancel of the client's was being forwarded to it
+    /// (`CancelSlot::release`): kept out of the pool, unused, until the wait reports that the cancel is through
+    /// (`Event::Forwarded`). Boxed: rare.
+    held_for_cancel: Option<Box<Pooled>>,
     /// Extended-protocol messages went to the server since the last Sync (an implicit transaction is open).
     unsynced: bool,
     /// Which socket the next wait looks at first (alternates, so neither side can starve the other).
@@ -289,7 +290,7 @@ impl Session {
             copy_in: false,
             skip_to_sync: false,
             server_skipping: false,
-            held_for_cancel: false,
+            held_for_cancel: None,
             unsynced: false,
             server_first: false,
             peer,
@@ -397,8 +398,8 @@ impl Session {
                 Event::Server(Err(e)) => return Err(PgError::ServerIo(e)),
                 Event::Shutdown => return Err(PgError::Shutdown),
                 Event::Retired => return Err(PgError::NodeGone { node: self.serving.node.0.clone() }),
-                Event::Tick => {}      // idleness is looked at before the next wait
-                Event::Forwarded => {} // the connection kept for a cancel goes back at the loop's release
+                Event::Tick => {} // idleness is looked at before the next wait
+                Event::Forwarded => self.release_held(),
             }
         }
     }

@@ -23,6 +23,7 @@ impl Session {
     fn can_park(&self) -> bool {
         self.parks_at_all()
             && self.server.is_none()
+            && self.held_for_cancel.is_none()
             && self.at_boundary()
             && self.cbuf.is_empty()
             && self.pending.is_none()

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::expect::Expect;
+use super::expect::{Expect, Unsure};
 use super::follow::{text_drops_all, text_set};
 use super::leftovers;
 use super::statements::Statement;
@@ -46,7 +46,7 @@ impl Session {
         let statement = self.shared.statements.intern(rest);
         self.statements.insert(name.to_string(), statement.clone());
         let present = self.server_conn().prepared.touch(&statement.name);
-        let unsure = self.unsure_of(&statement.name);
+        let unsure = self.unsure_of(&statement.name) != Unsure::No;
         if present && !unsure {
             self.outstanding.push(Expect::Synthetic(msg::empty(b'1')));
             return;
@@ -111,8 +111,11 @@ impl Session {
     /// Whether the server may not have what the proxy takes it to have of the statement `name` by the time what
     /// is sent now runs: a drop of every statement is on its way ahead of it, a Parse or Close of it in an
     /// earlier batch still in flight may be skipped after an error there, or an error left that unknown.
-    fn unsure_of(&mut self, name: &str) -> bool {
-        self.outstanding.unsure_of(name) || self.server_conn().statements_uncertain
+    fn unsure_of(&mut self, name: &str) -> Unsure {
+        match self.outstanding.unsure_of(name) {
+            _ if self.server_conn().statements_uncertain => Unsure::Dropped,
+            unsure => unsure,
+        }
     }
 
     pub(super) fn describe(&mut self, frame: Frame) {
@@ -157,12 +160,15 @@ impl Session {
     fn ensure_prepared(&mut self, statement: &Arc<Statement>) {
         let present = self.server_conn().prepared.touch(&statement.name);
         let unsure = self.unsure_of(&statement.name);
-        if present && !unsure {
+        if present && unsure == Unsure::No {
             return;
         }
-        self.make_room_for(statement, present, unsure);
+        self.make_room_for(statement, present, unsure != Unsure::No);
         self.to_server.extend_from_slice(&statement.parse);
-        self.outstanding.push(Expect::InjectedParse(statement.name.clone()));
+        let name = statement.name.clone();
+        // Made again only for an earlier batch's doubt, it changes nothing of the record (`Expect::Remade`).
+        let remade = present && unsure == Unsure::EarlierBatch;
+        self.outstanding.push(if remade { Expect::Remade(name) } else { Expect::InjectedParse(name) });
     }
 
     /// Before a Parse of `statement` goes to the server: room in its set when the server lacks it. When it is

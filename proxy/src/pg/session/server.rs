@@ -77,8 +77,7 @@ impl Session {
             b'E' => {
                 self.statement_failed = true;
                 // An error ends a COPY FROM STDIN begun by an Execute on the server's side: it then waits for a
-                // Sync (and drops the client's CopyData). One begun by a simple Query keeps the connection until
-                // the client's CopyDone or CopyFail, which the server drops.
+                // Sync (and drops the client's CopyData). One begun by a simple Query ends at its ReadyForQuery.
                 if self.outstanding.front().is_some_and(|head| !head.ends_error()) {
                     self.copy_in = false;
                 }
@@ -108,6 +107,8 @@ impl Session {
             }
             b'Z' => {
                 self.tx_status = frame.body().first().copied().unwrap_or(b'I');
+                // No COPY goes on past a ReadyForQuery (one that failed in a simple query ends with it).
+                self.copy_in = false;
                 // A SET the session follows ended: its change holds if it succeeded outside a transaction.
                 if let Some(change) = self.outstanding.take_set() {
                     self.set_ended(*change);
@@ -152,7 +153,9 @@ impl Session {
             self.extended_sets.get_or_insert_default().ran.push((**change).clone());
         }
         let created = match &head {
-            Some(Expect::Parse { created: Some(name) } | Expect::InjectedParse(name)) => Some(name),
+            Some(Expect::Parse { created: Some(name) } | Expect::InjectedParse(name) | Expect::Remade(name)) => {
+                Some(name)
+            }
             _ => None,
         };
         if failed {

@@ -18,8 +18,8 @@ pub(super) enum Event {
     Retired,
     /// The parking clock ticked while the client was idle: time to look at its idleness.
     Tick,
-    /// A cancel forwarded to the server connection the session kept at a boundary for it is through: the
-    /// connection may go back.
+    /// A cancel forwarded to the server connection the session kept aside for it is through: the connection
+    /// may go back.
     Forwarded,
 }
 
@@ -36,8 +36,7 @@ impl Session {
         if self.holds_retired() {
             return Poll::Ready(Event::Retired);
         }
-        if self.held_for_cancel && !self.cancel.forwarding() {
-            self.held_for_cancel = false;
+        if self.held_for_cancel.is_some() && !self.cancel.forwarding() {
             return Poll::Ready(Event::Forwarded);
         }
         let epoch = self.shared.parking.epoch();
