@@ -22,6 +22,11 @@ impl Session {
     /// may serve) and queues the SETs that give it the client's session parameters. A unit that `executes`
     /// nothing (a Describe before the Bind/Execute that follow) keeps the reader of the unit before it.
     pub(super) async fn checkout(&mut self, place: Place, executes: bool) -> Result<(), PgError> {
+        if self.held_for_cancel.is_some() {
+            // The connection kept for a cancel holds a slot the client may now wait for: back to the pool if the
+            // cancel is through, closed if not (then the cancel reaches no one's query).
+            self.give_up_held();
+        }
         if self.shared.generation() != self.route.route.generation || self.pool.is_retired() {
             Box::pin(self.repoint()).await?;
         }
@@ -195,6 +200,7 @@ impl Session {
     pub(super) fn maybe_release(&mut self) {
         if self.transaction_pooling && self.at_boundary() && self.to_server.is_empty() {
             if let Some(pooled) = self.server.take() {
+                PoolStats::add(&self.serving.stats.transactions, 1);
                 if self.cancel.release() {
                     // A cancel of this client's is on its way to the connection: kept out of the pool until that
                     // is through (the session is woken then: `Event::Forwarded`), so that it cannot stop another
@@ -202,17 +208,18 @@ impl Session {
                     self.held_for_cancel = Some(Box::new(pooled));
                     return;
                 }
-                PoolStats::add(&self.serving.stats.transactions, 1);
                 pooled.release();
             }
         }
     }
 
-    /// The connection kept for a cancel goes back to its pool: the cancel is through (`Event::Forwarded`).
-    pub(super) fn release_held(&mut self) {
+    /// The connection kept for a cancel goes back to its pool once the cancel is through (`Event::Forwarded`);
+    /// given up before, it is closed.
+    pub(super) fn give_up_held(&mut self) {
         if let Some(held) = self.held_for_cancel.take() {
-            PoolStats::add(&self.serving.stats.transactions, 1);
-            held.release();
+            if !self.cancel.forwarding() {
+                held.release();
+            }
         }
     }
 
@@ -245,7 +252,7 @@ impl Session {
     /// in session pooling, DISCARD ALL) and reused; one still busy, or one a reset failed on, is closed.
     pub(super) async fn return_server(&mut self) {
         // One kept for a cancel still on its way is closed.
-        drop(self.held_for_cancel.take());
+        self.give_up_held();
         let Some(mut pooled) = self.server.take() else { return };
         // A cancel of this client's from now on must not reach the connection the next client may get; one still
         // on its way to it could: then it is closed.

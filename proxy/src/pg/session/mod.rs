@@ -399,7 +399,7 @@ impl Session {
                 Event::Shutdown => return Err(PgError::Shutdown),
                 Event::Retired => return Err(PgError::NodeGone { node: self.serving.node.0.clone() }),
                 Event::Tick => {} // idleness is looked at before the next wait
-                Event::Forwarded => self.release_held(),
+                Event::Forwarded => self.give_up_held(),
             }
         }
     }
