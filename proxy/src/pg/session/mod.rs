@@ -359,7 +359,8 @@ impl Session {
                 // What the client sent before its Terminate still reaches the server, which runs it as it would
                 // for the client alone (a fire-and-forget INSERT, say); the connection then closes under it.
                 if !self.to_server.is_empty() {
-                    let _ = tokio::time::timeout(RESET_TIMEOUT, self.flush()).await;
+                    // Boxed: its timer would otherwise enlarge every session's future.
+                    let _ = Box::pin(tokio::time::timeout(RESET_TIMEOUT, self.flush())).await;
                 }
                 return Ok(Served::Left);
             }
