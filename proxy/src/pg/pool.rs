@@ -218,17 +218,17 @@ impl Pool {
     /// recently used.
     fn close_expired(&self) {
         let now = coarse_now();
-        let expired = {
+        let expired: Vec<_> = {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-            let all = std::mem::take(&mut *idle);
-            let spared_from = all.len().saturating_sub(self.settings.min_idle);
-            let (kept, expired): (Vec<_>, Vec<_>) = all.into_iter().enumerate().partition(|(i, (conn, since))| {
+            let spared_from = idle.len().saturating_sub(self.settings.min_idle);
+            let mut at = 0;
+            idle.extract_if(.., |(conn, since)| {
+                let spared = at >= spared_from;
+                at += 1;
                 let too_old = now.saturating_sub(conn.created) >= self.settings.max_lifetime;
-                let unused = now.saturating_sub(*since) >= self.settings.idle_timeout;
-                !too_old && (!unused || *i >= spared_from)
-            });
-            *idle = kept.into_iter().map(|(_, entry)| entry).collect();
-            expired
+                too_old || (!spared && now.saturating_sub(*since) >= self.settings.idle_timeout)
+            })
+            .collect()
         };
         // Closed outside the lock.
         drop(expired);

@@ -1,8 +1,9 @@
 //! When a followed SET holds. Outside a transaction block, once its own answer says it succeeded (an
 //! extended-protocol batch's SETs at its ReadyForQuery, if nothing in the batch failed). Inside one, only if the
 //! block commits: such SETs wait (`InTransaction`) for the `COMMIT` or `ROLLBACK` that ends it, read from the
-//! CommandComplete tags the server sends. A SAVEPOINT after one of them makes the outcome unread (a `ROLLBACK TO`
-//! has the tag `ROLLBACK` too): what the connection has is then unknown, as for any change not followed.
+//! CommandComplete tags the server sends. A SAVEPOINT (or PREPARE TRANSACTION, CALL, DO) after one of them makes
+//! the outcome unread (a `ROLLBACK TO` has the tag `ROLLBACK` too): what the connection has is then unknown, as
+//! for any change not followed.
 
 use super::leftovers::Leftovers;
 use super::unreported::{self, Change, TxTag, Values};
@@ -16,12 +17,12 @@ impl Session {
     }
 
     /// A CommandComplete while followed SETs wait: a COMMIT makes them the client's and the connection's, a
-    /// ROLLBACK undoes them on the server (the records are right as they are), a SAVEPOINT or PREPARE
-    /// TRANSACTION leaves the outcome unread.
+    /// ROLLBACK undoes them on the server (the records are right as they are), a SAVEPOINT, PREPARE
+    /// TRANSACTION, CALL or DO leaves the outcome unread.
     #[cold]
     pub(super) fn transaction_tag(&mut self, command_complete: &[u8]) {
         let Some(tag) = unreported::transaction_tag(command_complete) else { return };
-        let ran = self.extended_sets.as_mut().map(|sets| std::mem::take(&mut sets.ran)).unwrap_or_default();
+        let ran = self.take_ran();
         let mut waiting = self.in_transaction.take().map(|w| *w).unwrap_or_default();
         waiting.changes.extend(ran);
         match tag {
@@ -39,13 +40,18 @@ impl Session {
     /// outside a transaction, any still waiting on one whose end was not read (a COMMIT that failed): unknown.
     #[cold]
     pub(super) fn sets_at_ready(&mut self) {
-        let ran = self.extended_sets.as_mut().map(|sets| std::mem::take(&mut sets.ran)).unwrap_or_default();
+        let ran = self.take_ran();
         for change in ran {
             self.set_ended(change);
         }
         if self.tx_status == b'I' && self.in_transaction.take().is_some() {
             self.settings_unknown();
         }
+    }
+
+    /// The SETs that ran in the extended-protocol batch being answered, taken out.
+    fn take_ran(&mut self) -> Vec<Change> {
+        self.extended_sets.as_mut().map(|sets| std::mem::take(&mut sets.ran)).unwrap_or_default()
     }
 
     /// A followed SET's answer is in (`statement_failed` says whether it failed). One that succeeded outside a
