@@ -1311,6 +1311,40 @@ fn extended_protocol_errors_are_answered_as_postgresql_answers_them() {
     }
     assert_eq!(seen[1], seen[0], "pipelined batches after an error, as PostgreSQL answered them");
 
+    // A Close and a Parse sent behind a failing Execute, before its error came back, are skipped by the server:
+    // the closed name still names its statement, the parsed one names none. Nor does a Parse that fails make
+    // a name. (Errors are compared by SQLSTATE: a Bind of an unknown name gets 26000.)
+    let codes = |answers: Vec<(u8, Vec<u8>)>| {
+        let code = |body: &[u8]| {
+            body.split(|b| *b == 0)
+                .find_map(|f| f.strip_prefix(b"C"))
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default()
+                .into_owned()
+        };
+        let code_of = |(tag, body): &(u8, Vec<u8>)| match tag {
+            b'E' => format!("E{} ", code(body)),
+            _ => (*tag as char).to_string(),
+        };
+        answers.iter().map(code_of).collect::<String>()
+    };
+    let mut seen = Vec::new();
+    for proxy in [&direct, &pooled] {
+        let mut s = raw_login(proxy, Duration::from_secs(10));
+        s.write_all(&[parse("kept", "SELECT 1"), parse("bad", "SELEC"), sync.clone()].concat()).unwrap();
+        let mut answers = vec![codes(read_to_ready(&mut s))];
+        let close = message(b'C', b"Skept\0");
+        let batch = [parse("", "SELECT 1/0"), bind(""), execute(), close, parse("skipped", "SELECT 2"), sync.clone()];
+        s.write_all(&batch.concat()).unwrap();
+        answers.push(codes(read_to_ready(&mut s)));
+        for name in ["kept", "skipped", "bad"] {
+            s.write_all(&[bind(name), execute(), sync.clone()].concat()).unwrap();
+            answers.push(format!("{name}: {}", codes(read_to_ready(&mut s))));
+        }
+        seen.push(answers);
+    }
+    assert_eq!(seen[1], seen[0], "statement names after skipped and failed messages, as PostgreSQL keeps them");
+
     // Client A's unnamed statement, then client B's Bind of the unnamed statement on that connection.
     let mut a = raw_login(&pooled, Duration::from_secs(10));
     a.write_all(&[parse("", "SELECT 'made by a'"), bind(""), execute(), sync.clone()].concat()).unwrap();

@@ -172,7 +172,7 @@ impl Session {
                 if let Some((name, text)) = msg::parse_fields(frame.body()) {
                     self.session_parse(name, text);
                 }
-                self.forward(frame, Expect::Parse { created: None })
+                self.forward(frame, Expect::Parse)
             }
             b'B' if renaming => self.bind(frame),
             b'B' => {

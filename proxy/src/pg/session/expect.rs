@@ -6,15 +6,21 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::statements::Renamed;
 use super::unreported::Change;
 use crate::pg::buffers::BufferPool;
 
 /// One outstanding request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Expect {
-    /// The client's Parse; `created` names the statement it adds to the server (transaction pooling).
-    Parse {
-        created: Option<Arc<str>>,
+    /// The client's Parse, forwarded as it is (the unnamed statement, or any in session pooling).
+    Parse,
+    /// The client's Parse of a named statement (transaction pooling): `created` names the statement it adds to
+    /// the server, `renamed` the change of the client's name it made, taken back if the Parse fails or is
+    /// skipped.
+    ParseNamed {
+        created: Arc<str>,
+        renamed: Box<Renamed>,
     },
     Bind,
     Describe,
@@ -54,13 +60,17 @@ pub enum Expect {
     InjectedQuery,
     /// An answer the proxy gives itself, sent to the client when it reaches the head of the queue.
     Synthetic(Bytes),
+    /// The same for a Parse or Close of a named statement the proxy answers itself (ParseComplete or
+    /// CloseComplete, by `tag`): with the change of the client's name it made, taken back if an error before it
+    /// makes the server skip it, as the server would have.
+    Renamed(u8, Box<Renamed>),
 }
 
 impl Expect {
     /// Whether a server message with `tag` is the last one this request produces.
     pub fn completed_by(&self, tag: u8) -> bool {
         match self {
-            Expect::Parse { .. } | Expect::InjectedParse(_) | Expect::Remade(_) => tag == b'1',
+            Expect::Parse | Expect::ParseNamed { .. } | Expect::InjectedParse(_) | Expect::Remade(_) => tag == b'1',
             Expect::Bind => tag == b'2',
             Expect::Close | Expect::InjectedClose(_) | Expect::Reclose(_) => tag == b'3',
             Expect::Describe => tag == b'T' || tag == b'n',
@@ -68,7 +78,7 @@ impl Expect {
             Expect::Sync | Expect::Query | Expect::QueryDropAll(_) | Expect::QuerySet(_) | Expect::InjectedQuery => {
                 tag == b'Z'
             }
-            Expect::Synthetic(_) => false,
+            Expect::Synthetic(_) | Expect::Renamed(..) => false,
         }
     }
 
@@ -124,6 +134,9 @@ pub struct Skipped {
     pub unnamed_skipped: bool,
     /// No Sync was queued: the server skips what the client sends until the Sync it has yet to send.
     pub sync_to_come: bool,
+    /// Changes of the client's statement names made by what was skipped, in the order sent (to be taken back
+    /// in reverse).
+    pub renamed: Vec<Renamed>,
 }
 
 /// The queue of outstanding requests of one server connection.
@@ -168,14 +181,16 @@ impl Outstanding {
     /// Whether an answer the proxy gives itself is at the head.
     #[inline]
     pub fn synthetic_at_head(&self) -> bool {
-        matches!(self.queue.front(), Some(Expect::Synthetic(_)))
+        matches!(self.queue.front(), Some(Expect::Synthetic(_) | Expect::Renamed(..)))
     }
 
-    /// Pops synthetic answers at the head, in order.
+    /// Pops synthetic answers at the head, in order (a name change among them now holds: everything sent before
+    /// it ran).
     pub fn pop_synthetic(&mut self) -> Option<Bytes> {
         match self.queue.front() {
-            Some(Expect::Synthetic(_)) => match self.queue.pop_front() {
+            Some(Expect::Synthetic(_) | Expect::Renamed(..)) => match self.queue.pop_front() {
                 Some(Expect::Synthetic(b)) => Some(b),
+                Some(Expect::Renamed(tag, _)) => Some(crate::pg::msg::empty(tag)),
                 _ => None,
             },
             _ => None,
@@ -192,10 +207,13 @@ impl Outstanding {
                 break;
             }
             match self.queue.pop_front() {
-                Some(Expect::Parse { created: Some(n) }) | Some(Expect::InjectedParse(n)) | Some(Expect::Remade(n)) => {
-                    skipped.not_prepared.push(n)
+                Some(Expect::ParseNamed { created, renamed }) => {
+                    skipped.not_prepared.push(created);
+                    skipped.renamed.push(*renamed);
                 }
-                Some(Expect::Parse { created: None }) => skipped.unnamed_skipped = true,
+                Some(Expect::InjectedParse(n)) | Some(Expect::Remade(n)) => skipped.not_prepared.push(n),
+                Some(Expect::Renamed(_, renamed)) => skipped.renamed.push(*renamed),
+                Some(Expect::Parse) => skipped.unnamed_skipped = true,
                 Some(Expect::InjectedClose(_)) => skipped.close_skipped = true,
                 Some(Expect::Reclose(_)) => skipped.reclose_skipped = true,
                 _ => {}
@@ -214,7 +232,7 @@ impl Outstanding {
         for e in &self.queue {
             match e {
                 Expect::ExecuteDropAll(_) | Expect::QueryDropAll(_) => return Unsure::Dropped,
-                Expect::Parse { created: Some(n) } | Expect::InjectedParse(n) | Expect::InjectedClose(n)
+                Expect::ParseNamed { created: n, .. } | Expect::InjectedParse(n) | Expect::InjectedClose(n)
                     if **n == *name =>
                 {
                     touched = true
@@ -244,7 +262,7 @@ impl Outstanding {
     /// Statements whose Parse is still on its way to being answered: sent after every request before them.
     pub fn pending_creations(&self) -> impl Iterator<Item = &Arc<str>> {
         self.queue.iter().filter_map(|e| match e {
-            Expect::Parse { created: Some(n) } | Expect::InjectedParse(n) | Expect::Remade(n) => Some(n),
+            Expect::ParseNamed { created: n, .. } | Expect::InjectedParse(n) | Expect::Remade(n) => Some(n),
             _ => None,
         })
     }
@@ -283,11 +301,12 @@ impl Outstanding {
 
 #[cfg(test)]
 mod tests {
+    use super::super::statements::Statements;
     use super::*;
 
     #[test]
     fn requests_complete_on_their_last_message() {
-        assert!(Expect::Parse { created: None }.completed_by(b'1'));
+        assert!(Expect::Parse.completed_by(b'1'));
         assert!(!Expect::Describe.completed_by(b't'), "ParameterDescription comes before RowDescription");
         assert!(Expect::Describe.completed_by(b'n'));
         assert!(!Expect::Execute.completed_by(b'D'));
@@ -301,7 +320,8 @@ mod tests {
         q.push(Expect::Bind);
         q.push(Expect::InjectedParse("hp_1".into()));
         q.push(Expect::Synthetic(Bytes::from_static(b"1")));
-        q.push(Expect::Parse { created: Some("hp_2".into()) });
+        let renamed = Statements::default().rename("s2", None);
+        q.push(Expect::ParseNamed { created: "hp_2".into(), renamed: renamed.clone() });
         q.push(Expect::InjectedClose("hp_0".into()));
         q.push(Expect::Sync);
         q.push(Expect::Execute);
@@ -309,15 +329,17 @@ mod tests {
         let skipped = q.skip_to_sync();
         assert_eq!(skipped.not_prepared, vec![Arc::from("hp_1"), Arc::from("hp_2")]);
         assert!(skipped.close_skipped && !skipped.sync_to_come);
+        assert_eq!(skipped.renamed, vec![*renamed], "the client's name is to be taken back");
         assert_eq!(q.pop(), Some(Expect::Sync));
         assert_eq!(q.pop(), Some(Expect::Execute));
         // A simple query behind the failed message is skipped too; with no Sync sent yet, one is to come.
         q.push(Expect::Execute);
         q.push(Expect::Query);
         q.push(Expect::Synthetic(Bytes::from_static(b"3")));
+        q.push(Expect::Renamed(b'3', Statements::default().rename("s", None)));
         q.pop();
         let skipped = q.skip_to_sync();
-        assert!(q.is_empty() && skipped.sync_to_come);
+        assert!(q.is_empty() && skipped.sync_to_come && skipped.renamed.len() == 1);
     }
 
     #[test]
@@ -363,8 +385,8 @@ mod tests {
         q.push(Expect::Sync);
         assert!(q.only_syncs_after_head());
         q.push(Expect::InjectedParse("hp_1".into()));
-        q.push(Expect::Parse { created: None });
-        q.push(Expect::Parse { created: Some("hp_2".into()) });
+        q.push(Expect::Parse);
+        q.push(Expect::ParseNamed { created: "hp_2".into(), renamed: Statements::default().rename("s", None) });
         assert!(!q.only_syncs_after_head());
         let names: Vec<&str> = q.pending_creations().map(|n| &**n).collect();
         assert_eq!(names, ["hp_1", "hp_2"]);

@@ -17,7 +17,7 @@ impl Session {
     /// first message since a Sync or a simple query (the transaction status is then the server's).
     pub(super) fn parse(&mut self, frame: Frame, batch_begins: bool) {
         let Some((name, rest)) = msg::parse_fields(frame.body()) else {
-            return self.forward(frame, Expect::Parse { created: None });
+            return self.forward(frame, Expect::Parse);
         };
         if name.is_empty() {
             // Bound and executed on this connection, in this unit. The server's unnamed statement is now this
@@ -31,7 +31,7 @@ impl Session {
             if set.is_some() || self.extended_sets.is_some() {
                 self.extended_sets.get_or_insert_default().prepared("", set);
             }
-            return self.forward(frame, Expect::Parse { created: None });
+            return self.forward(frame, Expect::Parse);
         }
         if self.tx_status == b'E' && self.outstanding.is_empty() && batch_begins && !ends_transaction(rest) {
             // A failed transaction, surely (nothing has gone since its ReadyForQuery): PostgreSQL refuses the
@@ -44,16 +44,16 @@ impl Session {
             return;
         }
         let statement = self.shared.statements.intern(rest);
-        self.statements.insert(name.to_string(), statement.clone());
+        let renamed = self.statements.rename(name, Some(statement.clone()));
         let present = self.server_conn().prepared.touch(&statement.name);
         let unsure = self.unsure_of(&statement.name) != Unsure::No;
         if present && !unsure {
-            self.outstanding.push(Expect::Synthetic(msg::empty(b'1')));
+            self.outstanding.push(Expect::Renamed(b'1', renamed));
             return;
         }
         self.make_room_for(&statement, present, unsure);
         self.to_server.extend_from_slice(&statement.parse);
-        self.outstanding.push(Expect::Parse { created: Some(statement.name.clone()) });
+        self.outstanding.push(Expect::ParseNamed { created: statement.name.clone(), renamed });
     }
 
     /// Bind to a named statement: renamed, and the statement created first if this server lacks it.
@@ -139,8 +139,8 @@ impl Session {
     pub(super) fn close(&mut self, frame: Frame) {
         match msg::target_fields(frame.body()) {
             Some((b'S', name)) if !name.is_empty() => {
-                self.statements.remove(name);
-                self.outstanding.push(Expect::Synthetic(msg::empty(b'3')));
+                let renamed = self.statements.rename(name, None);
+                self.outstanding.push(Expect::Renamed(b'3', renamed));
             }
             _ => self.forward(frame, Expect::Close),
         }

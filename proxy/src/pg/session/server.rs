@@ -153,7 +153,7 @@ impl Session {
             self.extended_sets.get_or_insert_default().ran.push((**change).clone());
         }
         let created = match &head {
-            Some(Expect::Parse { created: Some(name) } | Expect::InjectedParse(name) | Expect::Remade(name)) => {
+            Some(Expect::ParseNamed { created: name, .. } | Expect::InjectedParse(name) | Expect::Remade(name)) => {
                 Some(name)
             }
             _ => None,
@@ -162,7 +162,15 @@ impl Session {
             if let Some(name) = created {
                 self.server_conn().prepared.remove(name);
             }
-            let skipped = self.outstanding.skip_to_sync();
+            let mut skipped = self.outstanding.skip_to_sync();
+            // The client's names are as if what failed and what was skipped never ran (PostgreSQL keeps no
+            // statement whose Parse failed, and a Close skipped leaves its statement).
+            for renamed in skipped.renamed.drain(..).rev() {
+                self.statements.undo(renamed);
+            }
+            if let Some(Expect::ParseNamed { renamed, .. }) = head {
+                self.statements.undo(*renamed);
+            }
             // What the client sends next, until its Sync, the server ignores: so does the proxy (`client`). The
             // server waits for that Sync: the connection is not at a boundary until then (a simple Query the
             // client sent ahead of it, skipped, had cleared `unsynced`).

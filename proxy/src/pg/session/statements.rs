@@ -69,6 +69,37 @@ impl Statements {
         }
     }
 
+    /// Gives `name` to `to` (`None`: removes it) for a Parse or Close on its way to the server, and returns how
+    /// to take that back (`undo`).
+    pub fn rename(&mut self, name: &str, to: Option<Arc<Statement>>) -> Box<Renamed> {
+        let before = match &to {
+            Some(statement) => {
+                let named = self.0.get_or_insert_default();
+                named.names.insert(name.to_string(), (statement.clone(), named.drops_sent))
+            }
+            None => self.0.as_mut().and_then(|named| named.names.remove(name)),
+        };
+        Box::new(Renamed { name: name.into(), before, after: to })
+    }
+
+    /// The Parse or Close that made `renamed` did not run (the server skipped it after an error, or the Parse
+    /// failed): the name is as it was before, unless something since changed it again.
+    pub fn undo(&mut self, renamed: Renamed) {
+        let now = self.get(&renamed.name);
+        let unchanged = match (now, &renamed.after) {
+            (Some(now), Some(after)) => Arc::ptr_eq(now, after),
+            (None, None) => true,
+            _ => false,
+        };
+        match renamed.before {
+            Some(entry) if unchanged => {
+                self.0.get_or_insert_default().names.insert(renamed.name.into(), entry);
+            }
+            None if unchanged => self.remove(&renamed.name),
+            _ => {}
+        }
+    }
+
     /// The client's statement with this proxy-wide name.
     pub fn by_proxy_name(&self, name: &str) -> Option<&Arc<Statement>> {
         self.0.as_ref()?.names.values().map(|(s, _)| s).find(|s| &*s.name == name)
@@ -97,6 +128,31 @@ impl Statements {
         }
     }
 }
+
+/// A client's statement name changed by a Parse or Close in flight (`Statements::rename`): what the name was
+/// before, to put back when the server does not run it, and what it became, so that a change made since stays.
+#[derive(Debug, Clone)]
+pub struct Renamed {
+    name: Box<str>,
+    before: Option<(Arc<Statement>, u32)>,
+    after: Option<Arc<Statement>>,
+}
+
+/// The same change: the same name to the same statement (compared by identity).
+impl PartialEq for Renamed {
+    fn eq(&self, other: &Self) -> bool {
+        let same = |a: Option<&Arc<Statement>>, b: Option<&Arc<Statement>>| match (a, b) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        self.name == other.name
+            && same(self.after.as_ref(), other.after.as_ref())
+            && same(self.before.as_ref().map(|(s, _)| s), other.before.as_ref().map(|(s, _)| s))
+    }
+}
+
+impl Eq for Renamed {}
 
 /// Whether a name given at drop count `given` was given before the drop marked `mark` was sent (in wrapping
 /// order: a count wraps after 2³² drops).
@@ -178,5 +234,28 @@ mod tests {
         let third = names.mark_drop();
         assert!(names.get_unless_before("a", Some(third)).is_none() && names.get_unless_before("a", None).is_some());
         assert!(before(u32::MAX, 0) && !before(0, u32::MAX), "wrapping order");
+    }
+
+    #[test]
+    fn a_name_change_not_run_is_taken_back_unless_changed_since() {
+        let r = StatementRegistry::default();
+        let (one, two) = (r.intern(b"SELECT 1\0\0\0"), r.intern(b"SELECT 2\0\0\0"));
+        let mut names = Statements::default();
+        names.insert("a".into(), one.clone());
+        let closed = names.rename("a", None);
+        let parsed = names.rename("a", Some(two.clone()));
+        let again = names.rename("a", Some(two.clone()));
+        assert!(Arc::ptr_eq(names.get("a").unwrap(), &two));
+        // Undone in reverse order, as the server skipped them: the name comes back to the first statement.
+        names.undo(*again);
+        names.undo(*parsed);
+        assert!(names.get("a").is_none(), "closed again, as the Close left it");
+        names.undo(*closed);
+        assert!(Arc::ptr_eq(names.get("a").unwrap(), &one));
+        // A change made since stays.
+        let failed = names.rename("b", Some(one.clone()));
+        names.insert("b".into(), two.clone());
+        names.undo(*failed);
+        assert!(Arc::ptr_eq(names.get("b").unwrap(), &two));
     }
 }
