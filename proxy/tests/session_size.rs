@@ -24,7 +24,9 @@ fn a_session_future_and_its_state_stay_small() {
         let state = std::mem::size_of::<hapool_proxy::pg::session::Session>();
         eprintln!("a session future takes {size} bytes, of which the session's state {state}");
         assert!(size <= 256, "a session future takes {size} bytes");
-        assert!(state <= 512, "a session's state takes {state} bytes");
+        // A parked client's state is one allocation: up to 392 bytes it takes one of glibc's 400-byte chunks, at
+        // 408 a 416-byte one (16 bytes more of live heap per parked client; bench/RESULTS.md).
+        assert!(state <= 392, "a session's state takes {state} bytes");
     });
 }
 

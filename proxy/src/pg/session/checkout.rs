@@ -187,7 +187,7 @@ impl Session {
             self.pool = pool;
         }
         self.route = route;
-        self.readers.clear();
+        self.readers = None;
         Ok(())
     }
 

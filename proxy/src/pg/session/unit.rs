@@ -144,14 +144,14 @@ impl Session {
             let lagging = self.route.route.lagging;
             return Err(PgError::NoReplica { cluster: self.settings.cluster.name.clone(), lagging });
         };
-        if let Some(pool) = self.readers.iter().find(|p| p.node == node.node) {
+        if let Some(pool) = self.readers.iter().flat_map(|r| r.iter()).find(|p| p.node == node.node) {
             return Ok((pool.clone(), Place::Reader));
         }
         let Some(auth) = self.shared.user_auth(&self.settings, self.user()) else {
             return Err(PgError::AuthFailed { user: self.user().to_string() });
         };
         let pool = self.shared.pool(&self.settings, &auth, self.database(), &node);
-        self.readers.push(pool.clone());
+        self.readers.get_or_insert_default().push(pool.clone());
         Ok((pool, Place::Reader))
     }
 
