@@ -1357,6 +1357,47 @@ fn extended_protocol_errors_are_answered_as_postgresql_answers_them() {
     assert_eq!(tags(read_to_ready(&mut a)), "2DCZ", "A's own, while no one else made one since");
 }
 
+/// A client that stops reading a large result holds its server connection only until `[cluster.tcp]
+/// user_timeout`: the kernel then gives up on the writes it cannot deliver, the session ends, and the next
+/// client gets the pool's one connection (without the setting it would wait until query_wait_timeout). Keepalive
+/// is on, by default, on the sockets to clients and to the server.
+#[test]
+fn a_client_that_stops_reading_is_cut_at_the_tcp_user_timeout() {
+    let pg = cluster();
+    let keys = "pool_size = 1\nquery_wait_timeout = \"60s\"\n[cluster.tcp]\nuser_timeout = \"2s\"";
+    let proxy = trusted_proxy(&pg, keys);
+    let mut stalled = raw_login(&proxy, Duration::from_secs(10));
+    // About 1 GB of rows, never read.
+    stalled.write_all(&message(b'Q', b"SELECT repeat('x', 100000) FROM generate_series(1, 10000)\0")).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    let mut next = raw_login(&proxy, Duration::from_secs(90));
+    next.write_all(&message(b'Q', b"SELECT 1\0")).unwrap();
+    let answer = read_to_ready(&mut next);
+    let tags: String = answer.iter().map(|(tag, _)| *tag as char).collect();
+    assert_eq!(tags, "TDCZ", "the next client is served: {answer:?}");
+    eprintln!("the next client was served {:?} after the stalled one began", started.elapsed());
+
+    // Keepalive: the kernel's keepalive timer runs on the proxy's idle sockets (ss shows it as the socket's
+    // timer), to clients and to the server.
+    let sockets = |filter: &str| {
+        let out = Command::new("ss").args(["-tnpoH", "state", "established", filter]).output().unwrap();
+        let ours = format!("pid={},", std::process::id());
+        let lines: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(String::from).collect();
+        lines.into_iter().filter(|l| l.contains(&ours)).collect::<Vec<_>>()
+    };
+    // (A socket with data just sent shows its retransmission timer until the peer's ACK is in: looked at again.)
+    let mut seen = Vec::new();
+    let keepalive = eventually(Duration::from_secs(5), || {
+        seen = [format!("sport = :{}", proxy.addr.port()), format!("dport = :{}", pg.primary().port())]
+            .iter()
+            .map(|filter| sockets(filter))
+            .collect();
+        seen.iter().all(|lines| !lines.is_empty() && lines.iter().all(|l| l.contains("timer:(keepalive")))
+    });
+    assert!(keepalive, "keepalive on every socket to the client and to the server: {seen:#?}");
+}
+
 fn trusted_proxy(pg: &PgCluster, cluster_keys: &str) -> TestProxy {
     pg.primary().psql("CREATE ROLE trusted LOGIN PASSWORD 'tpw'").unwrap();
     let users = "\n  [[cluster.user]]\n  name = \"trusted\"\n  password = \"tpw\"\n  auth = \"trust\"\n";

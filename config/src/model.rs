@@ -167,6 +167,7 @@ pub struct Cluster {
     pub routing: Routing,
     pub failover: Failover,
     pub tls: Tls,
+    pub tcp: Tcp,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -383,6 +384,27 @@ pub struct Tls {
     pub key: Option<PathBuf>,
     pub server_mode: ServerTlsMode,
     pub server_ca: Option<PathBuf>,
+}
+
+/// Options of the TCP sockets to clients and to servers (PgBouncer's `tcp_keepalive`, `tcp_keepidle`,
+/// `tcp_keepintvl`, `tcp_keepcnt` and `tcp_user_timeout`). `None`: the operating system's value.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Tcp {
+    /// Keepalive probes on idle connections, so that a peer that vanished (a host gone, a cable pulled) is
+    /// noticed and its connection closed.
+    pub keepalive: bool,
+    /// Idle time before the first probe (whole seconds).
+    #[serde(serialize_with = "opt_duration")]
+    pub keepalive_idle: Option<Duration>,
+    /// Time between probes (whole seconds).
+    #[serde(serialize_with = "opt_duration")]
+    pub keepalive_interval: Option<Duration>,
+    /// Probes unanswered before the connection is closed.
+    pub keepalive_count: Option<u32>,
+    /// How long data sent may stay unacknowledged (or a peer's window stay shut) before the connection is
+    /// closed: bounds a write to a client that stopped reading.
+    #[serde(serialize_with = "opt_duration")]
+    pub user_timeout: Option<Duration>,
 }
 
 impl Config {

@@ -99,6 +99,17 @@ pub struct RawCluster {
     pub routing: Option<RawRouting>,
     pub failover: Option<RawFailover>,
     pub tls: Option<RawTls>,
+    pub tcp: Option<RawTcp>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTcp {
+    pub keepalive: Option<bool>,
+    pub keepalive_idle: Option<String>,
+    pub keepalive_interval: Option<String>,
+    pub keepalive_count: Option<i64>,
+    pub user_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

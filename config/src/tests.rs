@@ -372,6 +372,29 @@ fn idle_transaction_timeout_is_optional() {
 }
 
 #[test]
+fn tcp_options_default_to_keepalive_with_the_systems_times() {
+    let tcp = check(BASE).unwrap().cluster[0].tcp.clone();
+    assert!(
+        tcp.keepalive && tcp.keepalive_idle.is_none() && tcp.keepalive_count.is_none() && tcp.user_timeout.is_none()
+    );
+    let t = |body: &str| format!("{BASE}\n  [cluster.tcp]\n{body}\n");
+    let c = check(&t(
+        "  keepalive_idle = \"1m\"\n  keepalive_interval = \"5s\"\n  keepalive_count = 3\n  user_timeout = \"30s\"",
+    ));
+    let tcp = c.unwrap().cluster[0].tcp.clone();
+    assert_eq!(tcp.keepalive_idle, Some(std::time::Duration::from_secs(60)));
+    assert_eq!((tcp.keepalive_interval, tcp.keepalive_count), (Some(std::time::Duration::from_secs(5)), Some(3)));
+    assert_eq!(tcp.user_timeout, Some(std::time::Duration::from_secs(30)));
+    assert!(!check(&t("  keepalive = false")).unwrap().cluster[0].tcp.keepalive);
+    let e = one_error(&t("  keepalive_idle = \"1500ms\""), "whole seconds");
+    assert!(e.contains("cluster.tcp.keepalive_idle") || e.contains("keepalive_idle"), "{e}");
+    one_error(&t("  keepalive_interval = \"10h\""), "keepalive_interval");
+    one_error(&t("  keepalive_count = 0"), "keepalive_count");
+    one_error(&t("  user_timeout = \"60d\""), "user_timeout");
+    one_error(&t("  keepalive_time = \"1m\""), "keepalive_time");
+}
+
+#[test]
 fn a_secret_the_server_keeps_serves_its_own_auth_method() {
     let scram = "SCRAM-SHA-256$4096:/fzR7dLl/fl+VsAM8JxGRQ==$wr9FBcMGQGQuI2LjeuvFevjLvBgkCmKEs7CZlbMcLdk=:\
                  uIMTZz5b42se8M36duw4AP0g2pQeH3ehGLz4N+fzzFs=";

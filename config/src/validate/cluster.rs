@@ -92,6 +92,7 @@ fn cluster(ctx: &mut Ctx<'_>, s: &Scope, raw: &RawCluster) -> Cluster {
         routing: routing(ctx, &s.table("routing"), raw.routing.as_ref()),
         failover: failover(ctx, &s.table("failover"), raw.failover.as_ref()),
         tls: tls(ctx, &s.table("tls"), raw.tls.as_ref()),
+        tcp: tcp(ctx, &s.table("tcp"), raw.tcp.as_ref()),
         name,
     }
 }
@@ -321,6 +322,38 @@ fn failover(ctx: &mut Ctx<'_>, s: &Scope, raw: Option<&RawFailover>) -> Failover
         promote_timeout: ctx.duration(s, "promote_timeout", raw.promote_timeout.as_ref(), Duration::from_secs(30)),
         fence_command: ctx.string(s, "fence_command", raw.fence_command.as_ref()),
         rejoin_command: ctx.string(s, "rejoin_command", raw.rejoin_command.as_ref()),
+    }
+}
+
+fn tcp(ctx: &mut Ctx<'_>, s: &Scope, raw: Option<&RawTcp>) -> Tcp {
+    let default = RawTcp::default();
+    let raw = raw.unwrap_or(&default);
+    // Linux takes keepalive times in whole seconds up to 32767, and the user timeout in milliseconds (a u32).
+    let seconds = |ctx: &mut Ctx<'_>, key: &str, value: Option<&String>| {
+        let d = ctx.opt_duration(s, key, value)?;
+        if d.subsec_nanos() == 0 && d.as_secs() <= 32_767 {
+            return Some(d);
+        }
+        let text = value.map(String::as_str).unwrap_or_default();
+        ctx.report(s, key, super::ctx::invalid(text, "whole seconds from \"1s\" to \"32767s\""));
+        None
+    };
+    let keepalive_idle = seconds(ctx, "keepalive_idle", raw.keepalive_idle.as_ref());
+    let keepalive_interval = seconds(ctx, "keepalive_interval", raw.keepalive_interval.as_ref());
+    let user_timeout = ctx.opt_duration(s, "user_timeout", raw.user_timeout.as_ref()).filter(|d| {
+        let fits = d.as_millis() <= u128::from(u32::MAX);
+        if !fits {
+            let text = raw.user_timeout.as_deref().unwrap_or_default();
+            ctx.report(s, "user_timeout", super::ctx::invalid(text, "at most 49 days (4294967295ms)"));
+        }
+        fits
+    });
+    Tcp {
+        keepalive: raw.keepalive.unwrap_or(true),
+        keepalive_idle,
+        keepalive_interval,
+        keepalive_count: ctx.opt_int(s, "keepalive_count", raw.keepalive_count, 1, 127),
+        user_timeout,
     }
 }
 

@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::auth::passthrough::KeyRing;
 use super::auth::UserAuth;
@@ -244,6 +244,7 @@ impl Shared {
             database: database.to_string(),
             credentials: user.credentials(&self.keys),
             connect_timeout: c.connect_timeout,
+            tcp: c.tcp.clone(),
             // From the settings in force now, not the session's (a reload may have rotated the CA since).
             tls: RwLock::new(self.settings().server_tls_of(&node.node)),
         };
@@ -430,6 +431,9 @@ impl PgListener {
                 _ = shared.shutdown.cancelled() => break,
             };
             let _ = socket.set_nodelay(true);
+            if let Err(e) = super::tcp::apply(&socket, &shared.settings().cluster.tcp) {
+                debug!(error = %e, "TCP options not set on a client's socket");
+            }
             if !shared.admit_client(limit as usize) {
                 tracker.spawn(async move {
                     let error = PgError::TooManyClients { limit, scope: "" };

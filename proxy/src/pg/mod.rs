@@ -15,4 +15,5 @@ pub mod server;
 pub mod session;
 pub mod settings;
 pub mod sqltext;
+pub mod tcp;
 pub mod tls;

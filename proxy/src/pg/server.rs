@@ -31,6 +31,8 @@ pub struct ServerTarget {
     pub database: String,
     pub credentials: Credentials,
     pub connect_timeout: Duration,
+    /// Keepalive and user timeout of the connections (`[cluster.tcp]`).
+    pub tcp: hapool_config::Tcp,
     /// TLS to the server (`server_mode`), `None` for plain text. Replaced when a reload reads rotated
     /// certificate files (`server_ca`): connections opened after it use the new one.
     pub tls: RwLock<Option<ServerTls>>,
@@ -90,6 +92,9 @@ impl ServerConn {
             .map_err(|_| PgError::ServerConnect { addr, source: std::io::ErrorKind::TimedOut.into() })?
             .map_err(|source| PgError::ServerConnect { addr, source })?;
         let _ = tcp.set_nodelay(true);
+        if let Err(e) = super::tcp::apply(&tcp, &target.tcp) {
+            tracing::debug!(error = %e, %addr, "TCP options not set on a server connection");
+        }
         let mut stream = ServerStream::Plain(tcp);
         let mut rbuf = BytesMut::with_capacity(SERVER_READ);
         let params =
