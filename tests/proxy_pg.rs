@@ -1345,6 +1345,49 @@ fn extended_protocol_errors_are_answered_as_postgresql_answers_them() {
     }
     assert_eq!(seen[1], seen[0], "statement names after skipped and failed messages, as PostgreSQL keeps them");
 
+    // The same across batches sent at once: a later batch's change of the same name, and a drop of every
+    // statement that ran before the change skipped.
+    let failing = || [parse("", "SELECT 1/0"), bind(""), execute()].concat();
+    let mut seen = Vec::new();
+    for proxy in [&direct, &pooled] {
+        let mut s = raw_login(proxy, Duration::from_secs(10));
+        s.write_all(&[parse("a", "SELECT 1"), parse("d", "SELECT 1"), sync.clone()].concat()).unwrap();
+        let mut answers = vec![codes(read_to_ready(&mut s))];
+        let batches = [
+            // A Close and then a Parse of `a`, both skipped: `a` is the first statement still.
+            [failing(), message(b'C', b"Sa\0"), sync.clone(), failing(), parse("a", "SELECT 2"), sync.clone()].concat(),
+            // A skipped Parse of `b`, then a Close and a Parse of it that run: `b` is made.
+            [
+                failing(),
+                parse("b", "SELECT 1"),
+                sync.clone(),
+                message(b'C', b"Sb\0"),
+                parse("b", "SELECT 1"),
+                sync.clone(),
+            ]
+            .concat(),
+            // A failed Parse of `c`, then a skipped Close of it: no `c`.
+            [parse("c", "SELEC"), sync.clone(), failing(), message(b'C', b"Sc\0"), sync.clone()].concat(),
+            // A drop of every statement, then a skipped Close of `d`: no `d`.
+            [
+                message(b'Q', b"SELECT 1\0"),
+                message(b'Q', b"DEALLOCATE ALL\0"),
+                failing(),
+                message(b'C', b"Sd\0"),
+                sync.clone(),
+            ]
+            .concat(),
+        ];
+        for (batch, (name, readies)) in batches.iter().zip([("a", 2), ("b", 2), ("c", 2), ("d", 3)]) {
+            s.write_all(batch).unwrap();
+            answers.push(codes(read_to_readies(&mut s, readies)));
+            s.write_all(&[bind(name), execute(), sync.clone()].concat()).unwrap();
+            answers.push(format!("{name}: {}", codes(read_to_ready(&mut s))));
+        }
+        seen.push(answers);
+    }
+    assert_eq!(seen[1], seen[0], "statement names after pipelined batches, as PostgreSQL keeps them");
+
     // Client A's unnamed statement, then client B's Bind of the unnamed statement on that connection.
     let mut a = raw_login(&pooled, Duration::from_secs(10));
     a.write_all(&[parse("", "SELECT 'made by a'"), bind(""), execute(), sync.clone()].concat()).unwrap();

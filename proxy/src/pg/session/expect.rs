@@ -254,6 +254,16 @@ impl Outstanding {
         self.queue.iter().rev().take_while(|e| !e.ends_error()).find_map(Expect::drop_mark)
     }
 
+    /// The first change of the client's statement name `name` still on its way (`Statements::undo`).
+    pub fn pending_rename(&mut self, name: &str) -> Option<&mut Renamed> {
+        self.queue.iter_mut().find_map(|e| match e {
+            Expect::ParseNamed { renamed, .. } | Expect::Renamed(_, renamed) if renamed.name() == name => {
+                Some(&mut **renamed)
+            }
+            _ => None,
+        })
+    }
+
     /// Whether a Close of the statement `name` is on its way (the proxy evicted it).
     pub fn closes(&self, name: &str) -> bool {
         self.queue.iter().any(|e| matches!(e, Expect::InjectedClose(n) if **n == *name))

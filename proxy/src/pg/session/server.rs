@@ -165,11 +165,13 @@ impl Session {
             let mut skipped = self.outstanding.skip_to_sync();
             // The client's names are as if what failed and what was skipped never ran (PostgreSQL keeps no
             // statement whose Parse failed, and a Close skipped leaves its statement).
-            for renamed in skipped.renamed.drain(..).rev() {
-                self.statements.undo(renamed);
-            }
-            if let Some(Expect::ParseNamed { renamed, .. }) = head {
-                self.statements.undo(*renamed);
+            let failed_parse = match head {
+                Some(Expect::ParseNamed { renamed, .. }) => Some(*renamed),
+                _ => None,
+            };
+            for renamed in skipped.renamed.drain(..).rev().chain(failed_parse) {
+                let later = self.outstanding.pending_rename(renamed.name());
+                self.statements.undo(renamed, later);
             }
             // What the client sends next, until its Sync, the server ignores: so does the proxy (`client`). The
             // server waits for that Sync: the connection is not at a boundary until then (a simple Query the

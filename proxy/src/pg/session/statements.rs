@@ -43,6 +43,8 @@ pub struct Statements(Option<Box<Named>>);
 struct Named {
     names: HashMap<String, (Arc<Statement>, u32)>,
     drops_sent: u32,
+    /// The mark of the last drop that ran: a name given before it is gone for good, whatever is taken back.
+    drop_ran: Option<u32>,
 }
 
 impl Statements {
@@ -79,24 +81,24 @@ impl Statements {
             }
             None => self.0.as_mut().and_then(|named| named.names.remove(name)),
         };
-        Box::new(Renamed { name: name.into(), before, after: to })
+        Box::new(Renamed { name: name.into(), before })
     }
 
     /// The Parse or Close that made `renamed` did not run (the server skipped it after an error, or the Parse
-    /// failed): the name is as it was before, unless something since changed it again.
-    pub fn undo(&mut self, renamed: Renamed) {
-        let now = self.get(&renamed.name);
-        let unchanged = match (now, &renamed.after) {
-            (Some(now), Some(after)) => Arc::ptr_eq(now, after),
-            (None, None) => true,
-            _ => false,
-        };
+    /// failed). When a later change of the same name is still on its way (`later`), that one now follows what
+    /// the name was before this one; otherwise the name is as it was before, unless a drop of every statement
+    /// ran since it was given. Changes not run are taken back latest first.
+    pub fn undo(&mut self, renamed: Renamed, later: Option<&mut Renamed>) {
+        if let Some(later) = later {
+            later.before = renamed.before;
+            return;
+        }
+        let dropped = |named: &Named, given: u32| named.drop_ran.is_some_and(|mark| before(given, mark));
         match renamed.before {
-            Some(entry) if unchanged => {
-                self.0.get_or_insert_default().names.insert(renamed.name.into(), entry);
+            Some((statement, given)) if !self.0.as_ref().is_some_and(|named| dropped(named, given)) => {
+                self.0.get_or_insert_default().names.insert(renamed.name.into(), (statement, given));
             }
-            None if unchanged => self.remove(&renamed.name),
-            _ => {}
+            _ => self.remove(&renamed.name),
         }
     }
 
@@ -125,30 +127,30 @@ impl Statements {
     pub fn dropped(&mut self, mark: u32) {
         if let Some(named) = self.0.as_mut() {
             named.names.retain(|_, (_, given)| !before(*given, mark));
+            named.drop_ran = Some(mark);
         }
     }
 }
 
 /// A client's statement name changed by a Parse or Close in flight (`Statements::rename`): what the name was
-/// before, to put back when the server does not run it, and what it became, so that a change made since stays.
+/// before, to put back when the server does not run it.
 #[derive(Debug, Clone)]
 pub struct Renamed {
     name: Box<str>,
     before: Option<(Arc<Statement>, u32)>,
-    after: Option<Arc<Statement>>,
 }
 
-/// The same change: the same name to the same statement (compared by identity).
+impl Renamed {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// The same change: the same name, from the same statement (compared by identity).
 impl PartialEq for Renamed {
     fn eq(&self, other: &Self) -> bool {
-        let same = |a: Option<&Arc<Statement>>, b: Option<&Arc<Statement>>| match (a, b) {
-            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-            (None, None) => true,
-            _ => false,
-        };
-        self.name == other.name
-            && same(self.after.as_ref(), other.after.as_ref())
-            && same(self.before.as_ref().map(|(s, _)| s), other.before.as_ref().map(|(s, _)| s))
+        let before = |r: &Renamed| r.before.as_ref().map(|(s, given)| (Arc::as_ptr(s), *given));
+        self.name == other.name && before(self) == before(other)
     }
 }
 
@@ -237,25 +239,36 @@ mod tests {
     }
 
     #[test]
-    fn a_name_change_not_run_is_taken_back_unless_changed_since() {
+    fn a_name_change_not_run_is_taken_back() {
         let r = StatementRegistry::default();
         let (one, two) = (r.intern(b"SELECT 1\0\0\0"), r.intern(b"SELECT 2\0\0\0"));
+        let is = |names: &Statements, s: &Arc<Statement>| names.get("a").is_some_and(|a| Arc::ptr_eq(a, s));
         let mut names = Statements::default();
         names.insert("a".into(), one.clone());
         let closed = names.rename("a", None);
         let parsed = names.rename("a", Some(two.clone()));
         let again = names.rename("a", Some(two.clone()));
-        assert!(Arc::ptr_eq(names.get("a").unwrap(), &two));
-        // Undone in reverse order, as the server skipped them: the name comes back to the first statement.
-        names.undo(*again);
-        names.undo(*parsed);
+        assert!(is(&names, &two));
+        // Skipped together, taken back latest first: the name comes back to the first statement.
+        names.undo(*again, None);
+        names.undo(*parsed, None);
         assert!(names.get("a").is_none(), "closed again, as the Close left it");
-        names.undo(*closed);
-        assert!(Arc::ptr_eq(names.get("a").unwrap(), &one));
-        // A change made since stays.
-        let failed = names.rename("b", Some(one.clone()));
-        names.insert("b".into(), two.clone());
-        names.undo(*failed);
-        assert!(Arc::ptr_eq(names.get("b").unwrap(), &two));
+        names.undo(*closed, None);
+        assert!(is(&names, &one));
+
+        // A change not run while a later one of the same name is on its way: the later one takes its place.
+        let closed = names.rename("a", None);
+        let mut parsed = names.rename("a", Some(two.clone()));
+        names.undo(*closed, Some(&mut parsed));
+        assert!(is(&names, &two), "the later Parse still stands");
+        names.undo(*parsed, None);
+        assert!(is(&names, &one), "and without it, the name is what it was before both");
+
+        // A drop of every statement that ran since the name was given: nothing comes back.
+        let mark = names.mark_drop();
+        let closed = names.rename("a", None);
+        names.dropped(mark);
+        names.undo(*closed, None);
+        assert!(names.get("a").is_none());
     }
 }
