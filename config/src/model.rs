@@ -401,8 +401,9 @@ pub struct Tcp {
     pub keepalive_interval: Option<Duration>,
     /// Probes unanswered before the connection is closed.
     pub keepalive_count: Option<u32>,
-    /// How long data sent may stay unacknowledged (or a peer's window stay shut) before the connection is
-    /// closed: bounds a write to a client that stopped reading.
+    /// How long data sent to a client may stay unacknowledged (or its window stay shut) before the connection
+    /// is closed: bounds a write to a client that stopped reading. Not set on server sockets: a server running
+    /// a long statement reads nothing meanwhile, and a client's pipelined messages may wait on its window.
     #[serde(serialize_with = "opt_duration")]
     pub user_timeout: Option<Duration>,
 }

@@ -390,7 +390,10 @@ fn tcp_options_default_to_keepalive_with_the_systems_times() {
     assert!(e.contains("cluster.tcp.keepalive_idle") || e.contains("keepalive_idle"), "{e}");
     one_error(&t("  keepalive_interval = \"10h\""), "keepalive_interval");
     one_error(&t("  keepalive_count = 0"), "keepalive_count");
-    one_error(&t("  user_timeout = \"60d\""), "user_timeout");
+    one_error(&t("  user_timeout = \"25d\""), "user_timeout");
+    one_error(&t("  user_timeout = \"500us\""), "user_timeout");
+    assert!(check(&t("  user_timeout = \"24d\"")).is_ok());
+    one_error(&t("  keepalive = false\n  keepalive_count = 3"), "keepalive_count");
     one_error(&t("  keepalive_time = \"1m\""), "keepalive_time");
 }
 

@@ -338,23 +338,25 @@ fn tcp(ctx: &mut Ctx<'_>, s: &Scope, raw: Option<&RawTcp>) -> Tcp {
         ctx.report(s, key, super::ctx::invalid(text, "whole seconds from \"1s\" to \"32767s\""));
         None
     };
+    let keepalive = raw.keepalive.unwrap_or(true);
     let keepalive_idle = seconds(ctx, "keepalive_idle", raw.keepalive_idle.as_ref());
     let keepalive_interval = seconds(ctx, "keepalive_interval", raw.keepalive_interval.as_ref());
+    let keepalive_count = ctx.opt_int(s, "keepalive_count", raw.keepalive_count, 1, 127);
+    let times = [("keepalive_idle", keepalive_idle.is_some()), ("keepalive_interval", keepalive_interval.is_some())];
+    let set = times.into_iter().chain([("keepalive_count", keepalive_count.is_some())]).find(|(_, set)| *set);
+    if let (false, Some((key, _))) = (keepalive, set) {
+        ctx.report(s, key, super::ctx::invalid("set", "unset: keepalive = false (the times apply to keepalive only)"));
+    }
+    // At least a millisecond (0 is the system's default), at most i32::MAX milliseconds (Linux refuses more).
     let user_timeout = ctx.opt_duration(s, "user_timeout", raw.user_timeout.as_ref()).filter(|d| {
-        let fits = d.as_millis() <= u128::from(u32::MAX);
+        let fits = (1..=i32::MAX as u128).contains(&d.as_millis());
         if !fits {
             let text = raw.user_timeout.as_deref().unwrap_or_default();
-            ctx.report(s, "user_timeout", super::ctx::invalid(text, "at most 49 days (4294967295ms)"));
+            ctx.report(s, "user_timeout", super::ctx::invalid(text, "from \"1ms\" to 24 days (\"2147483647ms\")"));
         }
         fits
     });
-    Tcp {
-        keepalive: raw.keepalive.unwrap_or(true),
-        keepalive_idle,
-        keepalive_interval,
-        keepalive_count: ctx.opt_int(s, "keepalive_count", raw.keepalive_count, 1, 127),
-        user_timeout,
-    }
+    Tcp { keepalive, keepalive_idle, keepalive_interval, keepalive_count, user_timeout }
 }
 
 fn tls(ctx: &mut Ctx<'_>, s: &Scope, raw: Option<&RawTls>) -> Tls {

@@ -244,7 +244,8 @@ impl Shared {
             database: database.to_string(),
             credentials: user.credentials(&self.keys),
             connect_timeout: c.connect_timeout,
-            tcp: c.tcp.clone(),
+            // Keepalive only: see `Tcp::user_timeout`.
+            tcp: hapool_config::Tcp { user_timeout: None, ..c.tcp.clone() },
             // From the settings in force now, not the session's (a reload may have rotated the CA since).
             tls: RwLock::new(self.settings().server_tls_of(&node.node)),
         };

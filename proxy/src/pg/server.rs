@@ -31,7 +31,7 @@ pub struct ServerTarget {
     pub database: String,
     pub credentials: Credentials,
     pub connect_timeout: Duration,
-    /// Keepalive and user timeout of the connections (`[cluster.tcp]`).
+    /// Keepalive of the connections (`[cluster.tcp]`; the user timeout is the clients' only).
     pub tcp: hapool_config::Tcp,
     /// TLS to the server (`server_mode`), `None` for plain text. Replaced when a reload reads rotated
     /// certificate files (`server_ca`): connections opened after it use the new one.
