@@ -328,7 +328,7 @@ fn failover(ctx: &mut Ctx<'_>, s: &Scope, raw: Option<&RawFailover>) -> Failover
 fn tcp(ctx: &mut Ctx<'_>, s: &Scope, raw: Option<&RawTcp>) -> Tcp {
     let default = RawTcp::default();
     let raw = raw.unwrap_or(&default);
-    // Linux takes keepalive times in whole seconds up to 32767, and the user timeout in milliseconds (a u32).
+    // Linux takes keepalive times in whole seconds up to 32767, and the user timeout in milliseconds (an i32).
     let seconds = |ctx: &mut Ctx<'_>, key: &str, value: Option<&String>| {
         let d = ctx.opt_duration(s, key, value)?;
         if d.subsec_nanos() == 0 && d.as_secs() <= 32_767 {
@@ -342,10 +342,19 @@ fn tcp(ctx: &mut Ctx<'_>, s: &Scope, raw: Option<&RawTcp>) -> Tcp {
     let keepalive_idle = seconds(ctx, "keepalive_idle", raw.keepalive_idle.as_ref());
     let keepalive_interval = seconds(ctx, "keepalive_interval", raw.keepalive_interval.as_ref());
     let keepalive_count = ctx.opt_int(s, "keepalive_count", raw.keepalive_count, 1, 127);
-    let times = [("keepalive_idle", keepalive_idle.is_some()), ("keepalive_interval", keepalive_interval.is_some())];
-    let set = times.into_iter().chain([("keepalive_count", keepalive_count.is_some())]).find(|(_, set)| *set);
-    if let (false, Some((key, _))) = (keepalive, set) {
-        ctx.report(s, key, super::ctx::invalid("set", "unset: keepalive = false (the times apply to keepalive only)"));
+    if !keepalive {
+        let given = [
+            ("keepalive_idle", raw.keepalive_idle.as_ref().map(String::to_string)),
+            ("keepalive_interval", raw.keepalive_interval.as_ref().map(String::to_string)),
+            ("keepalive_count", raw.keepalive_count.map(|n| n.to_string())),
+        ];
+        for (key, value) in given.into_iter().filter_map(|(key, value)| Some((key, value?))) {
+            ctx.report(
+                s,
+                key,
+                super::ctx::invalid(&value, "no value while keepalive = false (it applies to keepalive)"),
+            );
+        }
     }
     // At least a millisecond (0 is the system's default), at most i32::MAX milliseconds (Linux refuses more).
     let user_timeout = ctx.opt_duration(s, "user_timeout", raw.user_timeout.as_ref()).filter(|d| {

@@ -1,6 +1,7 @@
 //! TCP options of the sockets to clients and to servers (`[cluster.tcp]`): keepalive, so that a peer that
-//! vanished is noticed on an idle connection, and the user timeout, which bounds how long data sent may go
-//! unacknowledged (a client that stopped reading holds its server connection no longer than that).
+//! vanished is noticed on an idle connection, and (on client sockets only: the listener leaves it out of the
+//! servers' options) the user timeout, which bounds how long data sent may go unacknowledged (a client that
+//! stopped reading holds its server connection no longer than that).
 
 use std::os::fd::AsFd;
 
@@ -22,7 +23,7 @@ pub fn apply(socket: &impl AsFd, options: &Tcp) -> nix::Result<()> {
         }
     }
     if let Some(timeout) = options.user_timeout {
-        // The configuration allows at most u32::MAX milliseconds.
+        // The configuration allows at most i32::MAX milliseconds.
         let millis = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
         setsockopt(socket, sockopt::TcpUserTimeout, &millis)?;
     }
