@@ -1324,6 +1324,8 @@ fn extended_protocol_errors_are_answered_as_postgresql_answers_them() {
         };
         let code_of = |(tag, body): &(u8, Vec<u8>)| match tag {
             b'E' => format!("E{} ", code(body)),
+            // One column: its value.
+            b'D' => format!("D({})", String::from_utf8_lossy(body.get(6..).unwrap_or_default())),
             _ => (*tag as char).to_string(),
         };
         answers.iter().map(code_of).collect::<String>()
@@ -1387,6 +1389,36 @@ fn extended_protocol_errors_are_answered_as_postgresql_answers_them() {
         seen.push(answers);
     }
     assert_eq!(seen[1], seen[0], "statement names after pipelined batches, as PostgreSQL keeps them");
+
+    // A Bind or Describe pipelined behind a failing batch that changes the name it uses: it uses what the name
+    // stands for on PostgreSQL, where the change was skipped.
+    let mut seen = Vec::new();
+    for proxy in [&direct, &pooled] {
+        let mut s = raw_login(proxy, Duration::from_secs(10));
+        s.write_all(&[parse("e", "SELECT 1"), parse("f", "SELECT 1"), sync.clone()].concat()).unwrap();
+        let mut answers = vec![codes(read_to_ready(&mut s))];
+        let (close_e, close_f, describe_e) = (message(b'C', b"Se\0"), message(b'C', b"Sf\0"), message(b'D', b"Se\0"));
+        let pipelines = [
+            [failing(), close_e, parse("e", "SELECT 2"), sync.clone(), describe_e, bind("e"), execute(), sync.clone()],
+            [
+                failing(),
+                parse("g", "SELECT 3"),
+                sync.clone(),
+                bind("g"),
+                execute(),
+                sync.clone(),
+                flush.clone(),
+                flush.clone(),
+            ],
+            [failing(), close_f, sync.clone(), bind("f"), execute(), sync.clone(), flush.clone(), flush.clone()],
+        ];
+        for pipeline in pipelines {
+            s.write_all(&pipeline.concat()).unwrap();
+            answers.push(codes(read_to_readies(&mut s, 2)));
+        }
+        seen.push(answers);
+    }
+    assert_eq!(seen[1], seen[0], "names bound behind a failing batch, as PostgreSQL binds them");
 
     // Client A's unnamed statement, then client B's Bind of the unnamed statement on that connection.
     let mut a = raw_login(&pooled, Duration::from_secs(10));

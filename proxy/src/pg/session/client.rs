@@ -82,7 +82,7 @@ impl Session {
                 }
             } else if self.holds_retired() {
                 return Err(PgError::NodeGone { node: self.serving.node.0.clone() });
-            } else if self.must_wait(&frame) {
+            } else if self.must_wait(&frame) || self.name_in_doubt(&frame) {
                 self.pending = Some(Box::new(frame));
                 break;
             }

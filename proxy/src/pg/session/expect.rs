@@ -254,6 +254,21 @@ impl Outstanding {
         self.queue.iter().rev().take_while(|e| !e.ends_error()).find_map(Expect::drop_mark)
     }
 
+    /// Whether a Parse or Close of the client's statement name `name` in an earlier batch is still on its way:
+    /// what the name stands for is known only once that batch is answered (an error there makes the server skip
+    /// it, and the session takes the change back). One pass.
+    pub fn renames_in_earlier_batch(&self, name: &str) -> bool {
+        let mut renamed = false;
+        for e in &self.queue {
+            match e {
+                Expect::ParseNamed { renamed: r, .. } | Expect::Renamed(_, r) if r.name() == name => renamed = true,
+                e if renamed && e.ends_error() => return true,
+                _ => {}
+            }
+        }
+        false
+    }
+
     /// The first change of the client's statement name `name` still on its way (`Statements::undo`).
     pub fn pending_rename(&mut self, name: &str) -> Option<&mut Renamed> {
         self.queue.iter_mut().find_map(|e| match e {
@@ -386,6 +401,17 @@ mod tests {
         q.push(Expect::Remade("hp_1".into()));
         q.push(Expect::Sync);
         assert!(sure(&q, "hp_1"));
+    }
+
+    #[test]
+    fn a_name_changed_in_an_earlier_batch_in_flight_is_in_doubt() {
+        let mut q = Outstanding::default();
+        q.push(Expect::Execute);
+        q.push(Expect::Renamed(b'3', Statements::default().rename("a", None)));
+        assert!(!q.renames_in_earlier_batch("a"), "the batch being sent: its own messages follow it");
+        q.push(Expect::Sync);
+        assert!(q.renames_in_earlier_batch("a") && !q.renames_in_earlier_batch("b"));
+        assert!(q.pending_rename("a").is_some() && q.pending_rename("b").is_none());
     }
 
     #[test]

@@ -13,6 +13,25 @@ use crate::pg::codec::Frame;
 use crate::pg::msg::{self, Severity};
 
 impl Session {
+    /// A Bind or Describe of a statement name that a Parse or Close in an earlier batch still in flight changed
+    /// (transaction pooling): it waits for that batch's answers, which say whether the change ran, so that it
+    /// names the statement PostgreSQL would (a batch pipelined behind a failing one would otherwise bind what
+    /// the skipped Parse made, or miss what the skipped Close left).
+    pub(super) fn name_in_doubt(&self, frame: &Frame) -> bool {
+        if !self.transaction_pooling {
+            return false;
+        }
+        let name = match frame.tag() {
+            b'B' => msg::bind_fields(frame.body()).map(|(_, name, _)| name),
+            b'D' => match msg::target_fields(frame.body()) {
+                Some((b'S', name)) => Some(name),
+                _ => None,
+            },
+            _ => None,
+        };
+        name.is_some_and(|name| !name.is_empty() && self.outstanding.renames_in_earlier_batch(name))
+    }
+
     /// Parse of a named statement: answered locally when the server already has it. `batch_begins`: it is the
     /// first message since a Sync or a simple query (the transaction status is then the server's).
     pub(super) fn parse(&mut self, frame: Frame, batch_begins: bool) {

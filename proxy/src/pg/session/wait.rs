@@ -52,8 +52,12 @@ impl Session {
                 return Poll::Ready(event);
             }
         }
-        if let Poll::Ready(n) = self.client.poll_read_into(cx, &mut self.cbuf, &self.shared.buffers) {
-            return Poll::Ready(Event::Client(n));
+        // A message held back waits for the server's answers: the client's next ones stay in its socket (read
+        // now, they would pile up in memory for as long as the wait lasts).
+        if self.pending.is_none() {
+            if let Poll::Ready(n) = self.client.poll_read_into(cx, &mut self.cbuf, &self.shared.buffers) {
+                return Poll::Ready(Event::Client(n));
+            }
         }
         if !self.server_first {
             return self.poll_server(cx);
