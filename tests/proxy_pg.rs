@@ -1420,6 +1420,26 @@ fn extended_protocol_errors_are_answered_as_postgresql_answers_them() {
     }
     assert_eq!(seen[1], seen[0], "names bound behind a failing batch, as PostgreSQL binds them");
 
+    // The same with a large message between the two batches, written to the server while the earlier batch's
+    // answers may come in (`flush` reads them then, and the session resumes a held message after it). Not a
+    // reproduction of that hang: the proxy streams a large message, so here the Bind arrives after the answers.
+    let large = "x".repeat(8 << 20);
+    let mut with_param = b"\0\0\0\0\0\x01".to_vec();
+    with_param.extend_from_slice(&(large.len() as i32).to_be_bytes());
+    with_param.extend_from_slice(large.as_bytes());
+    with_param.extend_from_slice(b"\0\0");
+    let mut seen = Vec::new();
+    for proxy in [&direct, &pooled] {
+        let mut s = raw_login(proxy, Duration::from_secs(20));
+        // The earlier batch sleeps, so that its answers come while the large message is being written.
+        let sleep = [parse("", "SELECT pg_sleep(0.5)"), bind(""), execute()].concat();
+        let earlier = [sleep, parse("h", "SELECT 'h'"), sync.clone()].concat();
+        let later = [parse("", "SELECT length($1::text)"), message(b'B', &with_param), execute(), bind("h"), execute()];
+        s.write_all(&[earlier, later.concat(), sync.clone()].concat()).unwrap();
+        seen.push(codes(read_to_readies(&mut s, 2)));
+    }
+    assert_eq!(seen[1], seen[0], "a Bind held behind a large message, as PostgreSQL answers it");
+
     // Client A's unnamed statement, then client B's Bind of the unnamed statement on that connection.
     let mut a = raw_login(&pooled, Duration::from_secs(10));
     a.write_all(&[parse("", "SELECT 'made by a'"), bind(""), execute(), sync.clone()].concat()).unwrap();

@@ -82,7 +82,7 @@ impl Session {
                 }
             } else if self.holds_retired() {
                 return Err(PgError::NodeGone { node: self.serving.node.0.clone() });
-            } else if self.must_wait(&frame) || self.name_in_doubt(&frame) {
+            } else if self.holds_back(&frame) {
                 self.pending = Some(Box::new(frame));
                 break;
             }
@@ -94,6 +94,12 @@ impl Session {
         // Every message read: the next read goes to the buffer's start (a warm line) and needs no reserve.
         rewind(&mut self.cbuf);
         Ok(Flow::Continue)
+    }
+
+    /// Whether `frame`, with a server held, must wait for answers still owed: a write behind a read's unit
+    /// (`must_wait`), or a statement name an earlier batch in flight changed (`name_in_doubt`).
+    pub(super) fn holds_back(&self, frame: &Frame) -> bool {
+        self.must_wait(frame) || self.name_in_doubt(frame)
     }
 
     /// Answers a unit that cannot run with an error, as PostgreSQL would: a simple query is done with it; in the

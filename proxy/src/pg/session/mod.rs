@@ -374,8 +374,10 @@ impl Session {
             if self.at_boundary() && self.shared.stopping() {
                 return Err(PgError::Shutdown);
             }
-            if self.pending.is_some() && self.server.is_none() {
-                continue; // the unit the held-back message waited for is over
+            // The answers a held-back message waited for are in (read by the wait, or by `flush` while it wrote),
+            // or the unit is over: it goes now, as nothing else may wake this session for it.
+            if self.pending.as_deref().is_some_and(|f| self.server.is_none() || !self.holds_back(f)) {
+                continue;
             }
             self.release_idle_buffers();
             if self.idle_since.is_none() && (self.at_boundary() || self.idle_in_transaction()) {

@@ -10,6 +10,9 @@ use tokio_util::io::poll_read_buf;
 
 use super::Session;
 
+/// How much of what a client sends is read while one of its messages is held back.
+const HELD_READ_LIMIT: usize = 1 << 20;
+
 pub(super) enum Event {
     Client(std::io::Result<usize>),
     Server(std::io::Result<usize>),
@@ -52,9 +55,9 @@ impl Session {
                 return Poll::Ready(event);
             }
         }
-        // A message held back waits for the server's answers: the client's next ones stay in its socket (read
-        // now, they would pile up in memory for as long as the wait lasts).
-        if self.pending.is_none() {
+        // While a message is held back for the server's answers, the client is read only up to a limit: its
+        // leaving is still noticed, and its next messages do not pile up in memory for as long as the wait lasts.
+        if self.pending.is_none() || self.cbuf.len() < HELD_READ_LIMIT {
             if let Poll::Ready(n) = self.client.poll_read_into(cx, &mut self.cbuf, &self.shared.buffers) {
                 return Poll::Ready(Event::Client(n));
             }
