@@ -18,7 +18,8 @@ impl Session {
     /// names the statement PostgreSQL would (a batch pipelined behind a failing one would otherwise bind what
     /// the skipped Parse made, or miss what the skipped Close left).
     pub(super) fn name_in_doubt(&self, frame: &Frame) -> bool {
-        if !self.transaction_pooling {
+        // Nothing in flight (the usual case for a Bind): no doubt, and the message is not read twice.
+        if !self.transaction_pooling || self.outstanding.is_empty() {
             return false;
         }
         let name = match frame.tag() {
