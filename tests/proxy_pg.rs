@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::proxy::{connect, first_value, TestProxy};
+use common::raw::{message, raw_login, read_to_nth, read_to_readies, read_to_ready, startup};
 use common::{eventually, psql_conninfo};
 use hapool_sandbox::{PgCluster, PgClusterOptions};
 
@@ -364,14 +365,6 @@ fn read_all(stream: &mut TcpStream) -> Vec<u8> {
     let mut out = Vec::new();
     let _ = stream.read_to_end(&mut out);
     out
-}
-
-fn startup(user: &str) -> Vec<u8> {
-    let mut body = 196_608i32.to_be_bytes().to_vec();
-    body.extend_from_slice(format!("user\0{user}\0database\0app\0\0").as_bytes());
-    let mut packet = ((body.len() + 4) as i32).to_be_bytes().to_vec();
-    packet.extend_from_slice(&body);
-    packet
 }
 
 #[test]
@@ -1499,21 +1492,6 @@ fn trusted_proxy(pg: &PgCluster, cluster_keys: &str) -> TestProxy {
     TestProxy::start(pg, cluster_keys, users)
 }
 
-/// A raw connection logged in as `trusted`, past its first ReadyForQuery.
-fn raw_login(proxy: &TestProxy, read_timeout: Duration) -> TcpStream {
-    let mut s = TcpStream::connect(proxy.addr).unwrap();
-    s.set_read_timeout(Some(read_timeout)).unwrap();
-    s.write_all(&startup("trusted")).unwrap();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !got.windows(6).any(|w| w == [b'Z', 0, 0, 0, 5, b'I']) {
-        let n = s.read(&mut buf).unwrap();
-        assert!(n > 0, "closed during login");
-        got.extend_from_slice(&buf[..n]);
-    }
-    s
-}
-
 /// A raw connection logged in as `trusted` with `options` in its startup packet, and the messages of its login
 /// up to its first ReadyForQuery (10 s read timeout).
 fn login_with_options(proxy: &TestProxy, options: &str) -> (TcpStream, Vec<(u8, Vec<u8>)>) {
@@ -1540,13 +1518,6 @@ fn raw_exchange(proxy: &TestProxy, messages: &[u8], until: u8) -> Vec<u8> {
         }
     }
     reply
-}
-
-fn message(tag: u8, body: &[u8]) -> Vec<u8> {
-    let mut m = vec![tag];
-    m.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
-    m.extend_from_slice(body);
-    m
 }
 
 #[test]
@@ -1999,43 +1970,6 @@ fn statements_dropped_in_the_extended_protocol_are_prepared_again() {
             assert_eq!(b.query_one(&theirs, &[&5i32]).await.unwrap().get::<_, i32>(0), 6, "after {drop_all}");
         }
     });
-}
-
-/// The messages a raw connection reads up to and including its next ReadyForQuery, as (tag, body).
-fn read_to_ready(s: &mut TcpStream) -> Vec<(u8, Vec<u8>)> {
-    read_to_readies(s, 1)
-}
-
-/// The messages a raw connection reads up to and including its `n`th next ReadyForQuery (one read may bring
-/// the answers to several Syncs: nothing is read past the last one asked for, as the proxy sends nothing more).
-fn read_to_readies(s: &mut TcpStream, n: usize) -> Vec<(u8, Vec<u8>)> {
-    read_to_nth(s, b'Z', n)
-}
-
-/// The messages a raw connection reads up to and including the `n`th next one with `tag`, as (tag, body);
-/// nothing may come after it.
-fn read_to_nth(s: &mut TcpStream, tag: u8, mut n: usize) -> Vec<(u8, Vec<u8>)> {
-    let (mut got, mut messages, mut buf) = (Vec::new(), Vec::new(), [0u8; 4096]);
-    loop {
-        while got.len() >= 5 {
-            let len = u32::from_be_bytes(got[1..5].try_into().unwrap()) as usize;
-            if got.len() < len + 1 {
-                break;
-            }
-            let frame: Vec<u8> = got.drain(..len + 1).collect();
-            messages.push((frame[0], frame[5..].to_vec()));
-            if frame[0] == tag {
-                n -= 1;
-                if n == 0 {
-                    assert!(got.is_empty(), "more came than the answers asked for: {got:?}");
-                    return messages;
-                }
-            }
-        }
-        let n = s.read(&mut buf).expect("answers within the read timeout");
-        assert!(n > 0, "the proxy closed the connection");
-        got.extend_from_slice(&buf[..n]);
-    }
 }
 
 /// `DEALLOCATE ALL` in the extended protocol with more of the same pipeline behind it, sent before its answer:

@@ -3,6 +3,7 @@
 
 pub mod manager;
 pub mod proxy;
+pub mod raw;
 
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
