@@ -5,10 +5,12 @@
 mod common;
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::proxy::{connect, TestProxy};
+use common::raw::{message, raw_login, read_to_nth, read_to_readies, read_to_ready};
 use common::{eventually, psql};
 use hapool_sandbox::{PgCluster, PgClusterOptions, PgNode};
 
@@ -324,6 +326,68 @@ fn pipelined_reads_and_writes_each_reach_their_node() {
         }
     });
     assert_eq!(psql(&pg, pg.primary(), "SELECT count(*) FROM piped").unwrap(), "200");
+}
+
+/// The port in the first DataRow of raw answers (`inet_server_port()`).
+fn port_in(answers: &[(u8, Vec<u8>)]) -> i32 {
+    let (_, row) = answers.iter().find(|(tag, _)| *tag == b'D').expect("a row");
+    std::str::from_utf8(&row[6..]).unwrap().parse().unwrap()
+}
+
+/// The errors among raw answers, as text.
+fn errors_in(answers: &[(u8, Vec<u8>)]) -> Vec<String> {
+    answers.iter().filter(|(tag, _)| *tag == b'E').map(|(_, body)| String::from_utf8_lossy(body).into_owned()).collect()
+}
+
+/// An extended-protocol batch is one implicit transaction up to its Sync, so a batch that writes runs whole on
+/// the primary, however its messages arrive:
+/// - in parts: a read and a Flush, its rows read by the client, then a write and the Sync. When the read's part
+///   is placed, the rest is not there to be seen: the batch goes to the primary;
+/// - pipelined behind a batch still running on a replica: placed as a whole when its first message comes, not
+///   message by message.
+///
+/// Before, both sent the write to the replica that ran the batch's read ("cannot execute INSERT in a read-only
+/// transaction").
+#[test]
+fn a_batch_that_writes_runs_whole_on_the_primary_however_its_messages_arrive() {
+    let pg = cluster();
+    pg.primary().psql("CREATE ROLE trusted LOGIN PASSWORD 'tpw'").unwrap();
+    psql(&pg, pg.primary(), "CREATE TABLE parts (id int); GRANT ALL ON parts TO trusted").unwrap();
+    replicas_caught_up(&pg);
+    let nodes: Vec<&PgNode> = pg.nodes().iter().collect();
+    let users = "\n  [[cluster.user]]\n  name = \"trusted\"\n  password = \"tpw\"\n  auth = \"trust\"\n";
+    let proxy = TestProxy::managed(&pg, &nodes, "", users);
+    let primary = i32::from(pg.primary().direct_port());
+    let replicas: Vec<i32> = pg.replicas().iter().map(|r| i32::from(r.direct_port())).collect();
+    let parse = |sql: &str| message(b'P', format!("\0{sql}\0\0\0").as_bytes());
+    let bind = message(b'B', &[0; 8]);
+    let execute = message(b'E', b"\0\0\0\0\0");
+    let (sync, flush) = (message(b'S', b""), message(b'H', b""));
+    let read = || [parse("SELECT inet_server_port()"), bind.clone(), execute.clone()].concat();
+    let write = || [parse("INSERT INTO parts VALUES (1) RETURNING inet_server_port()"), bind.clone(), execute.clone()];
+    let mut s = raw_login(&proxy, Duration::from_secs(10));
+    for round in 0..5 {
+        s.write_all(&[read(), flush.clone()].concat()).unwrap();
+        let first = read_to_nth(&mut s, b'C', 1);
+        s.write_all(&[write().concat(), sync.clone()].concat()).unwrap();
+        let second = read_to_ready(&mut s);
+        assert_eq!(errors_in(&second), Vec::<String>::new(), "round {round}: a batch sent in parts");
+        assert_eq!((port_in(&first), port_in(&second)), (primary, primary), "round {round}: in parts, on the primary");
+
+        let (first, second) = ([read(), sync.clone()].concat(), [read(), write().concat(), sync.clone()].concat());
+        s.write_all(&[first, second].concat()).unwrap();
+        let answers = read_to_readies(&mut s, 2);
+        assert_eq!(errors_in(&answers), Vec::<String>::new(), "round {round}: a batch behind a read");
+        let ports: Vec<i32> = answers
+            .iter()
+            .filter(|(tag, _)| *tag == b'D')
+            .map(|(tag, body)| port_in(&[(*tag, body.clone())]))
+            .collect();
+        assert_eq!(ports.len(), 3, "{answers:?}");
+        assert!(replicas.contains(&ports[0]), "round {round}: the read alone on a replica: {ports:?}");
+        assert_eq!(ports[1..], [primary, primary], "round {round}: the batch that writes, whole on the primary");
+    }
+    assert_eq!(psql(&pg, pg.primary(), "SELECT count(*) FROM parts").unwrap(), "10");
 }
 
 #[test]

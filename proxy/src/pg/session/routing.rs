@@ -26,11 +26,13 @@ pub enum Why {
     NoReplica,
     /// read_your_writes = "causal": no replica had caught up with the client's last write in time.
     Causal,
+    /// An extended-protocol batch placed before its Sync came: the rest of it could write.
+    Partial,
 }
 
 impl Why {
     /// Every reason, in declaration order: `why as usize` indexes it.
-    pub const ALL: [Why; 9] = [
+    pub const ALL: [Why; 10] = [
         Why::NoSplit,
         Why::Write,
         Why::Transaction,
@@ -40,6 +42,7 @@ impl Why {
         Why::Function,
         Why::NoReplica,
         Why::Causal,
+        Why::Partial,
     ];
 
     pub fn name(self) -> &'static str {
@@ -53,6 +56,7 @@ impl Why {
             Why::Function => "function",
             Why::NoReplica => "no_replica",
             Why::Causal => "causal",
+            Why::Partial => "partial",
         }
     }
 }
@@ -122,8 +126,9 @@ fn primary_because(v: &Verdict, ctx: &Context) -> Option<Why> {
 }
 
 /// Whether a unit placed on the primary for this reason counts as the client writing (read_your_writes).
+/// A batch placed before its end counts: what it had not yet sent could write.
 pub fn writes(place: Place) -> bool {
-    matches!(place, Place::Primary(Why::Write | Why::Transaction | Why::Function | Why::Unparsed))
+    matches!(place, Place::Primary(Why::Write | Why::Transaction | Why::Function | Why::Unparsed | Why::Partial))
 }
 
 #[cfg(test)]
@@ -202,6 +207,7 @@ mod tests {
     fn what_counts_as_writing() {
         assert!(writes(Place::Primary(Why::Write)));
         assert!(writes(Place::Primary(Why::Transaction)));
+        assert!(writes(Place::Primary(Why::Partial)));
         assert!(!writes(Place::Primary(Why::Hint)));
         assert!(!writes(Place::Reader));
     }

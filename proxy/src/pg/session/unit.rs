@@ -100,24 +100,34 @@ impl Session {
             return Place::Primary(Why::NoReplica);
         }
         let head = self.verdict(first.tag(), first.body()).flatten();
-        let batch = first.tag() != b'Q';
+        // A simple query is a unit by itself; a batch runs up to its Sync (or a simple query).
+        let mut whole = first.tag() == b'Q';
         let rest = peek(&self.cbuf)
-            .take_while(move |(tag, _)| batch && *tag != b'S' && *tag != b'Q')
+            .take_while(|(tag, _)| {
+                whole |= !matches!(first.tag(), b'Q') && matches!(tag, b'S' | b'Q');
+                !whole
+            })
             .filter_map(|(tag, body)| self.verdict(tag, body));
-        place(std::iter::once(head).chain(rest), &ctx)
+        match place(std::iter::once(head).chain(rest), &ctx) {
+            // Every statement seen is a read, but the batch's end has not come (a client that Flushes and reads
+            // rows before it sends the rest, or a batch larger than one read): what follows could write in the
+            // same implicit transaction, which a replica would refuse.
+            Place::Reader if !whole => Place::Primary(Why::Partial),
+            other => other,
+        }
     }
 
-    /// While a reader serves an autocommit unit: whether `frame` needs the primary and must wait for the unit
-    /// to end (it will: a ReadyForQuery is owed). Inside a read-only transaction it is forwarded, and a write
-    /// then fails there as PostgreSQL says it must.
+    /// While a reader serves an autocommit unit (its ReadyForQuery is owed): whether `frame` must wait for that
+    /// unit to end and start one of its own. Only the first message of a batch or a simple query is judged, and
+    /// with what the client sent after it up to its Sync, as `place_unit` judges a unit: a batch is one
+    /// implicit transaction, and a write in it must not follow the batch's reads onto the reader. Later messages
+    /// of a batch the reader took were judged with it (a batch goes to a reader only once its end has come).
+    /// Inside a read-only transaction everything is forwarded, and a write then fails as PostgreSQL says.
     pub(super) fn must_wait(&self, frame: &Frame) -> bool {
-        if self.last_place != Place::Reader || self.tx_status != b'I' || !self.outstanding.awaits_ready() {
+        if self.last_place != Place::Reader || self.tx_status != b'I' || self.unsynced {
             return false;
         }
-        match self.verdict(frame.tag(), frame.body()) {
-            Some(v) => place(std::iter::once(v), &self.routing_context()) != Place::Reader,
-            None => false,
-        }
+        self.outstanding.awaits_ready() && self.place_unit(frame) != Place::Reader
     }
 
     /// Whether the unit that starts with `first` runs a statement (Query, Execute, FunctionCall) rather than
