@@ -1234,8 +1234,8 @@ fn sets_in_transactions_hold_as_their_transactions_end() {
 /// - An error that comes back before the client's Sync (after a Flush): PostgreSQL ignores everything up to the
 ///   Sync, so nothing of it is answered (the proxy used to answer the Close itself, queue the rest, and fall out
 ///   of step), and the statement parsed there does not exist afterwards.
-/// - A Parse in a failed transaction of a statement the server already has: refused at the Parse; one of
-///   ROLLBACK is not.
+/// - A Parse in a failed transaction of a statement the server already has: refused at the Parse, also behind
+///   a Close of its name and in a batch pipelined behind the one that fails; one of ROLLBACK is not.
 /// - A simple query sent behind a failing Execute before the Sync: ignored until the Sync, and the connection
 ///   is not given to another client before it.
 /// - The unnamed statement another client made on the connection is not this client's to bind.
@@ -1432,6 +1432,32 @@ fn extended_protocol_errors_are_answered_as_postgresql_answers_them() {
         seen.push(codes(read_to_readies(&mut s, 2)));
     }
     assert_eq!(seen[1], seen[0], "a Bind held behind a large message, as PostgreSQL answers it");
+
+    // A Parse in a failed transaction block of a statement the server has already (the proxy could answer it
+    // itself): behind a Close of its name in the same batch, as JDBC sends them, and in a batch pipelined behind
+    // the one that fails the transaction. PostgreSQL refuses it (25P02), and the name is not made.
+    let mut seen = Vec::new();
+    for proxy in [&direct, &pooled] {
+        let mut s = raw_login(proxy, Duration::from_secs(10));
+        s.write_all(&[parse("j", "SELECT 1"), sync.clone()].concat()).unwrap();
+        let mut answers = vec![codes(read_to_ready(&mut s))];
+        s.write_all(&message(b'Q', b"BEGIN; SELECT 1/0\0")).unwrap();
+        answers.push(codes(read_to_ready(&mut s)));
+        let closed = [message(b'C', b"Sj\0"), parse("j", "SELECT 1"), bind("j"), execute(), sync.clone()];
+        s.write_all(&closed.concat()).unwrap();
+        answers.push(codes(read_to_ready(&mut s)));
+        s.write_all(&[message(b'Q', b"ROLLBACK\0"), bind("j"), execute(), sync.clone()].concat()).unwrap();
+        answers.push(format!("j: {}", codes(read_to_readies(&mut s, 2))));
+        s.write_all(&message(b'Q', b"BEGIN\0")).unwrap();
+        answers.push(codes(read_to_ready(&mut s)));
+        let later = [parse("k", "SELECT 1"), bind("k"), execute(), sync.clone()].concat();
+        s.write_all(&[failing(), sync.clone(), later].concat()).unwrap();
+        answers.push(codes(read_to_readies(&mut s, 2)));
+        s.write_all(&[message(b'Q', b"ROLLBACK\0"), bind("k"), execute(), sync.clone()].concat()).unwrap();
+        answers.push(format!("k: {}", codes(read_to_readies(&mut s, 2))));
+        seen.push(answers);
+    }
+    assert_eq!(seen[1], seen[0], "a Parse in a failed transaction, as PostgreSQL refuses it");
 
     // Client A's unnamed statement, then client B's Bind of the unnamed statement on that connection.
     let mut a = raw_login(&pooled, Duration::from_secs(10));

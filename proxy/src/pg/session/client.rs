@@ -153,7 +153,9 @@ impl Session {
         let renaming = self.transaction_pooling;
         let batch_begins = !self.unsynced;
         match frame.tag() {
-            b'P' | b'B' | b'D' | b'E' | b'C' => self.unsynced = true,
+            b'P' | b'B' | b'D' | b'E' => self.unsynced = true,
+            // (A Close answered by the proxy sends nothing: `close`.)
+            b'C' if !renaming => self.unsynced = true,
             b'S' | b'Q' => self.unsynced = false,
             _ => {}
         }

@@ -155,6 +155,12 @@ impl Outstanding {
         self.queue.iter().any(|e| e.ends_error())
     }
 
+    /// Whether a batch or simple query of the client's own is in flight (the proxy's own queries do not count:
+    /// they fail no transaction of the client's).
+    pub fn client_batch_in_flight(&self) -> bool {
+        self.queue.iter().any(|e| e.ends_error() && !matches!(e, Expect::InjectedQuery))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()
     }

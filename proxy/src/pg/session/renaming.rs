@@ -66,7 +66,10 @@ impl Session {
         let statement = self.shared.statements.intern(rest);
         let renamed = self.statements.rename(name, Some(statement.clone()));
         let present = self.server_conn().prepared.touch(&statement.name);
-        let unsure = self.unsure_of(&statement.name) != Unsure::No;
+        // A batch of the client's still in flight ahead of this one may leave a failed transaction block, where
+        // PostgreSQL refuses the Parse (25P02): then the server answers it (closed and made again, as when the
+        // proxy is unsure of it), rather than the proxy.
+        let unsure = self.unsure_of(&statement.name) != Unsure::No || self.outstanding.client_batch_in_flight();
         if present && !unsure {
             self.outstanding.push(Expect::Renamed(b'1', renamed));
             return;
@@ -155,14 +158,19 @@ impl Session {
         self.outstanding.push(Expect::Describe);
     }
 
-    /// Close of a named statement is answered by the proxy: other clients may still use it on the server.
+    /// Close of a named statement is answered by the proxy: other clients may still use it on the server. As
+    /// nothing goes to the server, the batch has not begun there (a Parse behind it in a failed transaction is
+    /// refused as the batch's first message would be).
     pub(super) fn close(&mut self, frame: Frame) {
         match msg::target_fields(frame.body()) {
             Some((b'S', name)) if !name.is_empty() => {
                 let renamed = self.statements.rename(name, None);
                 self.outstanding.push(Expect::Renamed(b'3', renamed));
             }
-            _ => self.forward(frame, Expect::Close),
+            _ => {
+                self.unsynced = true;
+                self.forward(frame, Expect::Close)
+            }
         }
     }
 
