@@ -124,7 +124,12 @@ impl Session {
     /// of a batch the reader took were judged with it (a batch goes to a reader only once its end has come).
     /// Inside a read-only transaction everything is forwarded, and a write then fails as PostgreSQL says.
     pub(super) fn must_wait(&self, frame: &Frame) -> bool {
-        if self.last_place != Place::Reader || self.tx_status != b'I' || self.unsynced {
+        // A Flush, or a Sync with no batch before it, starts nothing: it may go where the unit is.
+        if self.last_place != Place::Reader
+            || self.tx_status != b'I'
+            || self.unsynced
+            || matches!(frame.tag(), b'H' | b'S')
+        {
             return false;
         }
         self.outstanding.awaits_ready() && self.place_unit(frame) != Place::Reader
