@@ -1439,7 +1439,7 @@ fn extended_protocol_errors_are_answered_as_postgresql_answers_them() {
     let mut seen = Vec::new();
     for proxy in [&direct, &pooled] {
         let mut s = raw_login(proxy, Duration::from_secs(10));
-        s.write_all(&[parse("j", "SELECT 1"), sync.clone()].concat()).unwrap();
+        s.write_all(&[parse("j", "SELECT 1"), parse("j0", "SELECT 1"), sync.clone()].concat()).unwrap();
         let mut answers = vec![codes(read_to_ready(&mut s))];
         s.write_all(&message(b'Q', b"BEGIN; SELECT 1/0\0")).unwrap();
         answers.push(codes(read_to_ready(&mut s)));
@@ -1455,6 +1455,22 @@ fn extended_protocol_errors_are_answered_as_postgresql_answers_them() {
         answers.push(codes(read_to_readies(&mut s, 2)));
         s.write_all(&[message(b'Q', b"ROLLBACK\0"), bind("k"), execute(), sync.clone()].concat()).unwrap();
         answers.push(format!("k: {}", codes(read_to_readies(&mut s, 2))));
+        // Behind a Close of a portal, which PostgreSQL runs in a failed transaction.
+        s.write_all(&message(b'Q', b"BEGIN; SELECT 1/0\0")).unwrap();
+        answers.push(codes(read_to_ready(&mut s)));
+        let portal_closed = [message(b'C', b"Pnone\0"), parse("l", "SELECT 1"), bind("l"), execute(), sync.clone()];
+        s.write_all(&portal_closed.concat()).unwrap();
+        answers.push(codes(read_to_ready(&mut s)));
+        s.write_all(&[message(b'Q', b"ROLLBACK\0"), bind("l"), execute(), sync.clone()].concat()).unwrap();
+        answers.push(format!("l: {}", codes(read_to_readies(&mut s, 2))));
+        // Behind a batch in flight, in a batch that fails before it (outside a transaction block): skipped.
+        let opened = proxy.servers_opened();
+        let later = [failing(), parse("m", "SELECT 1"), bind("m"), execute(), sync.clone()].concat();
+        s.write_all(&[parse("", "SELECT 1"), bind(""), execute(), sync.clone(), later].concat()).unwrap();
+        answers.push(codes(read_to_readies(&mut s, 2)));
+        s.write_all(&[bind("m"), execute(), sync.clone(), bind("j0"), execute(), sync.clone()].concat()).unwrap();
+        answers.push(format!("m: {}", codes(read_to_readies(&mut s, 2))));
+        assert_eq!(proxy.servers_opened(), opened, "the connection was kept");
         seen.push(answers);
     }
     assert_eq!(seen[1], seen[0], "a Parse in a failed transaction, as PostgreSQL refuses it");

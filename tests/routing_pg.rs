@@ -386,8 +386,52 @@ fn a_batch_that_writes_runs_whole_on_the_primary_however_its_messages_arrive() {
         assert_eq!(ports.len(), 3, "{answers:?}");
         assert!(replicas.contains(&ports[0]), "round {round}: the read alone on a replica: {ports:?}");
         assert_eq!(ports[1..], [primary, primary], "round {round}: the batch that writes, whole on the primary");
+
+        // A simple query that ends a batch runs in its implicit transaction: judged with it.
+        let query = message(b'Q', b"INSERT INTO parts VALUES (1) RETURNING inet_server_port()\0");
+        s.write_all(&[read(), query].concat()).unwrap();
+        let answers = read_to_ready(&mut s);
+        assert_eq!(errors_in(&answers), Vec::<String>::new(), "round {round}: a batch ended by a simple query");
+        assert_eq!(port_in(&answers), primary, "round {round}: a batch ended by a write, on the primary");
+
+        // A batch of reads whose Sync comes later, without a Flush (the client waits for nothing yet): placed
+        // when its end comes, on a replica.
+        s.write_all(&read()).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        s.write_all(&sync).unwrap();
+        let answers = read_to_ready(&mut s);
+        assert!(replicas.contains(&port_in(&answers)), "round {round}: reads in pieces, on a replica: {answers:?}");
     }
-    assert_eq!(psql(&pg, pg.primary(), "SELECT count(*) FROM parts").unwrap(), "10");
+    assert_eq!(psql(&pg, pg.primary(), "SELECT count(*) FROM parts").unwrap(), "15");
+}
+
+/// With read_your_writes = "session", a write in the part of a batch sent after a Flush counts: the batch went
+/// to the primary before that part came, and the client's later reads stay there.
+#[test]
+fn a_write_late_in_a_batch_counts_for_read_your_writes() {
+    let pg = cluster();
+    pg.primary().psql("CREATE ROLE trusted LOGIN PASSWORD 'tpw'").unwrap();
+    psql(&pg, pg.primary(), "CREATE TABLE late (id int); GRANT ALL ON late TO trusted").unwrap();
+    replicas_caught_up(&pg);
+    let nodes: Vec<&PgNode> = pg.nodes().iter().collect();
+    let users = "\n  [[cluster.user]]\n  name = \"trusted\"\n  password = \"tpw\"\n  auth = \"trust\"\n";
+    let proxy = TestProxy::managed(&pg, &nodes, &format!("{ROUTING}read_your_writes = \"session\"\n"), users);
+    let primary = i32::from(pg.primary().direct_port());
+    let replicas: Vec<i32> = pg.replicas().iter().map(|r| i32::from(r.direct_port())).collect();
+    let unnamed = |sql: &str| {
+        let parse = message(b'P', format!("\0{sql}\0\0\0").as_bytes());
+        [parse, message(b'B', &[0; 8]), message(b'E', b"\0\0\0\0\0")].concat()
+    };
+    let port_query = message(b'Q', b"SELECT inet_server_port()\0");
+    let mut s = raw_login(&proxy, Duration::from_secs(10));
+    s.write_all(&port_query).unwrap();
+    assert!(replicas.contains(&port_in(&read_to_ready(&mut s))), "before any write, reads go to a replica");
+    s.write_all(&[unnamed("SELECT 1"), message(b'H', b"")].concat()).unwrap();
+    read_to_nth(&mut s, b'C', 1);
+    s.write_all(&[unnamed("INSERT INTO late VALUES (1)"), message(b'S', b"")].concat()).unwrap();
+    assert_eq!(errors_in(&read_to_ready(&mut s)), Vec::<String>::new());
+    s.write_all(&port_query).unwrap();
+    assert_eq!(port_in(&read_to_ready(&mut s)), primary, "after the write, reads stay on the primary");
 }
 
 #[test]

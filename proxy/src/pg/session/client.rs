@@ -69,7 +69,11 @@ impl Session {
                 if self.answer_without_server(&frame) {
                     continue;
                 }
-                let place = self.place_unit(&frame);
+                let Some(place) = self.place_unit(&frame) else {
+                    // The batch's end has not come: read on, then place it whole.
+                    self.pending = Some(Box::new(frame));
+                    break;
+                };
                 let executes = place == Place::Reader && self.unit_executes(&frame);
                 match self.checkout(place, executes).await {
                     Ok(()) => {}
@@ -85,6 +89,8 @@ impl Session {
             } else if self.holds_back(&frame) {
                 self.pending = Some(Box::new(frame));
                 break;
+            } else {
+                self.note_late_write(&frame);
             }
             self.route(frame);
             // An answer we give ourselves with nothing owed before it goes out now: a client may wait for it
@@ -96,10 +102,14 @@ impl Session {
         Ok(Flow::Continue)
     }
 
-    /// Whether `frame`, with a server held, must wait for answers still owed: a write behind a read's unit
-    /// (`must_wait`), or a statement name an earlier batch in flight changed (`name_in_doubt`).
+    /// Whether `frame` must wait: with no server held, for the rest of its batch (`place_unit`); with one, for
+    /// answers still owed: a write behind a read's unit (`must_wait`), or a statement name an earlier batch in
+    /// flight changed (`name_in_doubt`).
     pub(super) fn holds_back(&self, frame: &Frame) -> bool {
-        self.must_wait(frame) || self.name_in_doubt(frame)
+        match self.server {
+            None => self.place_unit(frame).is_none(),
+            Some(_) => self.must_wait(frame) || self.name_in_doubt(frame),
+        }
     }
 
     /// Answers a unit that cannot run with an error, as PostgreSQL would: a simple query is done with it; in the

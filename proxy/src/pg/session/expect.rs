@@ -58,6 +58,15 @@ pub enum Expect {
     /// A query the proxy sent (parameter sync, startup settings put back): everything up to ReadyForQuery is
     /// dropped.
     InjectedQuery,
+    /// The client's Parse of a named statement the connection has, which the proxy would answer itself but which
+    /// PostgreSQL may refuse (25P02: in a failed transaction, or behind a batch still in flight that may leave
+    /// one): the server checks with a Parse of a statement of its own (`CHECK_PARSE`), closed right after
+    /// (`CheckClose`). Its ParseComplete or error is the client's; `renamed` is taken back on an error or a skip,
+    /// as for `ParseNamed`.
+    CheckedParse(Box<Renamed>),
+    /// The Close behind a `CheckedParse`: its CloseComplete is dropped. Skipped when the check failed, which
+    /// made nothing to close.
+    CheckClose,
     /// An answer the proxy gives itself, sent to the client when it reaches the head of the queue.
     Synthetic(Bytes),
     /// The same for a Parse or Close of a named statement the proxy answers itself (ParseComplete or
@@ -70,9 +79,13 @@ impl Expect {
     /// Whether a server message with `tag` is the last one this request produces.
     pub fn completed_by(&self, tag: u8) -> bool {
         match self {
-            Expect::Parse | Expect::ParseNamed { .. } | Expect::InjectedParse(_) | Expect::Remade(_) => tag == b'1',
+            Expect::Parse
+            | Expect::ParseNamed { .. }
+            | Expect::InjectedParse(_)
+            | Expect::Remade(_)
+            | Expect::CheckedParse(_) => tag == b'1',
             Expect::Bind => tag == b'2',
-            Expect::Close | Expect::InjectedClose(_) | Expect::Reclose(_) => tag == b'3',
+            Expect::Close | Expect::InjectedClose(_) | Expect::Reclose(_) | Expect::CheckClose => tag == b'3',
             Expect::Describe => tag == b'T' || tag == b'n',
             Expect::Execute | Expect::ExecuteSet(_) | Expect::ExecuteDropAll(_) => matches!(tag, b'C' | b'I' | b's'),
             Expect::Sync | Expect::Query | Expect::QueryDropAll(_) | Expect::QuerySet(_) | Expect::InjectedQuery => {
@@ -90,6 +103,7 @@ impl Expect {
                 | Expect::Remade(_)
                 | Expect::InjectedClose(_)
                 | Expect::Reclose(_)
+                | Expect::CheckClose
                 | Expect::InjectedQuery
         )
     }
@@ -218,7 +232,7 @@ impl Outstanding {
                     skipped.renamed.push(*renamed);
                 }
                 Some(Expect::InjectedParse(n)) | Some(Expect::Remade(n)) => skipped.not_prepared.push(n),
-                Some(Expect::Renamed(_, renamed)) => skipped.renamed.push(*renamed),
+                Some(Expect::Renamed(_, renamed) | Expect::CheckedParse(renamed)) => skipped.renamed.push(*renamed),
                 Some(Expect::Parse) => skipped.unnamed_skipped = true,
                 Some(Expect::InjectedClose(_)) => skipped.close_skipped = true,
                 Some(Expect::Reclose(_)) => skipped.reclose_skipped = true,
@@ -267,7 +281,11 @@ impl Outstanding {
         let mut renamed = false;
         for e in &self.queue {
             match e {
-                Expect::ParseNamed { renamed: r, .. } | Expect::Renamed(_, r) if r.name() == name => renamed = true,
+                Expect::ParseNamed { renamed: r, .. } | Expect::Renamed(_, r) | Expect::CheckedParse(r)
+                    if r.name() == name =>
+                {
+                    renamed = true
+                }
                 e if renamed && e.ends_error() => return true,
                 _ => {}
             }
@@ -278,7 +296,9 @@ impl Outstanding {
     /// The first change of the client's statement name `name` still on its way (`Statements::undo`).
     pub fn pending_rename(&mut self, name: &str) -> Option<&mut Renamed> {
         self.queue.iter_mut().find_map(|e| match e {
-            Expect::ParseNamed { renamed, .. } | Expect::Renamed(_, renamed) if renamed.name() == name => {
+            Expect::ParseNamed { renamed, .. } | Expect::Renamed(_, renamed) | Expect::CheckedParse(renamed)
+                if renamed.name() == name =>
+            {
                 Some(&mut **renamed)
             }
             _ => None,

@@ -83,8 +83,9 @@ pub struct Session {
     unit_writes: bool,
     /// read_your_writes = "causal" state (boxed: most sessions do not use it).
     causal: Option<Box<causal::Causal>>,
-    /// A message held back until the reader serving the unit before it is done (it needs the primary). Boxed:
-    /// rare, and every idle session would carry its room.
+    /// A message held back: until the reader serving the unit before it is done (it needs the primary), until
+    /// an earlier batch says what a statement name it uses stands for, or, as the first of a batch of reads,
+    /// until the batch's end comes. Boxed: rare, and every idle session would carry its room.
     pending: Option<Box<Frame>>,
     server: Option<Pooled>,
     outstanding: Outstanding,
@@ -375,8 +376,9 @@ impl Session {
                 return Err(PgError::Shutdown);
             }
             // The answers a held-back message waited for are in (read by the wait, or by `flush` while it wrote),
-            // or the unit is over: it goes now, as nothing else may wake this session for it.
-            if self.pending.as_deref().is_some_and(|f| self.server.is_none() || !self.holds_back(f)) {
+            // or the unit is over: it goes now, as nothing else may wake this session for it. (One that waits
+            // for the rest of its batch waits for the client.)
+            if self.pending.as_deref().is_some_and(|f| !self.holds_back(f)) {
                 continue;
             }
             self.release_idle_buffers();

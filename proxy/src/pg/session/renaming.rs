@@ -66,11 +66,18 @@ impl Session {
         let statement = self.shared.statements.intern(rest);
         let renamed = self.statements.rename(name, Some(statement.clone()));
         let present = self.server_conn().prepared.touch(&statement.name);
-        // A batch of the client's still in flight ahead of this one may leave a failed transaction block, where
-        // PostgreSQL refuses the Parse (25P02): then the server answers it (closed and made again, as when the
-        // proxy is unsure of it), rather than the proxy.
-        let unsure = self.unsure_of(&statement.name) != Unsure::No || self.outstanding.client_batch_in_flight();
+        let unsure = self.unsure_of(&statement.name) != Unsure::No;
         if present && !unsure {
+            // A failed transaction (this Parse is not the batch's first message: something before it may end
+            // it), or a batch of the client's still in flight that may leave one: PostgreSQL may refuse the Parse
+            // (25P02), so the server is asked, with a statement of its own.
+            if (self.tx_status == b'E' || self.outstanding.client_batch_in_flight()) && !ends_transaction(rest) {
+                self.to_server.extend_from_slice(CHECK_PARSE);
+                msg::close_statement(&mut self.to_server, CHECK_NAME);
+                self.outstanding.push(Expect::CheckedParse(renamed));
+                self.outstanding.push(Expect::CheckClose);
+                return;
+            }
             self.outstanding.push(Expect::Renamed(b'1', renamed));
             return;
         }
@@ -222,6 +229,12 @@ impl Session {
     }
 }
 
+/// The statement the server parses to check a Parse it may refuse (`Expect::CheckedParse`), under a proxy-wide
+/// name no client can bind (`foreign_name`). `SELECT`, not the empty query: PostgreSQL parses an empty query
+/// even in a failed transaction.
+const CHECK_NAME: &str = "hapool_check";
+const CHECK_PARSE: &[u8] = b"P\0\0\0\x1ahapool_check\0SELECT\0\0\0";
+
 /// Whether a Parse's text may end a failed transaction (PostgreSQL parses those in one): `COMMIT`, `END`,
 /// `ROLLBACK`, `ABORT`, `PREPARE TRANSACTION` (taken by its first word; a plain `PREPARE` goes the usual way too).
 fn ends_transaction(text: &[u8]) -> bool {
@@ -243,5 +256,20 @@ impl Session {
                 .then(|| "(the unnamed statement of another client)".to_string());
         }
         name.starts_with("hapool_").then(|| format!("{name} (not prepared by this client)"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_check_is_one_whole_parse_of_its_own_name() {
+        let mut buf = bytes::BytesMut::from(super::CHECK_PARSE);
+        let frame = crate::pg::codec::decode(&mut buf, 1 << 20).unwrap().expect("a whole message");
+        assert!(buf.is_empty(), "nothing left over");
+        assert_eq!(frame.tag(), b'P');
+        let (name, rest) = crate::pg::msg::parse_fields(frame.body()).unwrap();
+        assert_eq!(name, super::CHECK_NAME);
+        assert_eq!(rest, b"SELECT\0\0\0", "the text, and no parameter types");
+        assert!(!super::ends_transaction(rest), "refused in a failed transaction");
     }
 }

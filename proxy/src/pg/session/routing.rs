@@ -126,9 +126,9 @@ fn primary_because(v: &Verdict, ctx: &Context) -> Option<Why> {
 }
 
 /// Whether a unit placed on the primary for this reason counts as the client writing (read_your_writes).
-/// A batch placed before its end counts: what it had not yet sent could write.
+/// (A batch placed before its end does not: its later messages are judged as they come, `note_late_write`.)
 pub fn writes(place: Place) -> bool {
-    matches!(place, Place::Primary(Why::Write | Why::Transaction | Why::Function | Why::Unparsed | Why::Partial))
+    matches!(place, Place::Primary(Why::Write | Why::Transaction | Why::Function | Why::Unparsed))
 }
 
 #[cfg(test)]
@@ -207,7 +207,7 @@ mod tests {
     fn what_counts_as_writing() {
         assert!(writes(Place::Primary(Why::Write)));
         assert!(writes(Place::Primary(Why::Transaction)));
-        assert!(writes(Place::Primary(Why::Partial)));
+        assert!(!writes(Place::Primary(Why::Partial)));
         assert!(!writes(Place::Primary(Why::Hint)));
         assert!(!writes(Place::Reader));
     }

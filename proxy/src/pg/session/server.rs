@@ -166,7 +166,7 @@ impl Session {
             // The client's names are as if what failed and what was skipped never ran (PostgreSQL keeps no
             // statement whose Parse failed, and a Close skipped leaves its statement).
             let failed_parse = match head {
-                Some(Expect::ParseNamed { renamed, .. }) => Some(*renamed),
+                Some(Expect::ParseNamed { renamed, .. } | Expect::CheckedParse(renamed)) => Some(*renamed),
                 _ => None,
             };
             for renamed in skipped.renamed.drain(..).rev().chain(failed_parse) {

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use hapool_config::{LoadBalance, ReadYourWrites};
 
 use super::params;
-use super::routing::{place, Context, Place, Why};
+use super::routing::{self, place, Context, Place, Why};
+use super::wait::HELD_READ_LIMIT;
 use super::Session;
 use crate::pg::classify::Verdict;
 use crate::pg::codec::{cstr, peek, Frame};
@@ -83,56 +84,93 @@ impl Session {
         cstr(rest).map(|(q, _)| q)
     }
 
-    /// Where the unit that starts with `first` goes, judging `first` and what the client has already sent
-    /// after it up to its Sync (a batch is one implicit transaction: all of it must be fit for a replica).
-    pub(super) fn place_unit(&self, first: &Frame) -> Place {
+    /// Where the unit that starts with `first` goes, judging `first` and what the client has sent after it up to
+    /// the batch's end: its Sync, or a simple query (which runs in the batch's implicit transaction, and is judged
+    /// with it). A batch is one implicit transaction: all of it must be fit for a replica. `None`: every statement
+    /// seen so far is a read, but the batch's end has not come, so it cannot be placed yet (the caller reads on).
+    /// Once the client has Flushed (it may wait for answers before it sends the rest), or what it sent reaches
+    /// `HELD_READ_LIMIT`, such a batch goes to the primary instead (`Why::Partial`).
+    pub(super) fn place_unit(&self, first: &Frame) -> Option<Place> {
         if !self.settings.splits_reads() {
-            return Place::Primary(Why::NoSplit); // (without looking through the client's parameters)
+            return Some(Place::Primary(Why::NoSplit)); // (without looking through the client's parameters)
         }
         let ctx = self.routing_context();
         if !ctx.split {
-            return Place::Primary(Why::NoSplit);
+            return Some(Place::Primary(Why::NoSplit));
         }
         // No reader in this route (a single node, or every replica down or lagging): everything runs on the
         // primary, so the statements need no classifying, unless read-your-writes must note the writes.
         let tracks_writes = matches!(ctx.read_your_writes, ReadYourWrites::Session | ReadYourWrites::Causal);
         if self.route.readers.is_empty() && self.settings.cluster.routing.fallback_to_primary && !tracks_writes {
-            return Place::Primary(Why::NoReplica);
+            return Some(Place::Primary(Why::NoReplica));
         }
         let head = self.verdict(first.tag(), first.body()).flatten();
-        // A simple query is a unit by itself; a batch runs up to its Sync (or a simple query).
-        let mut whole = first.tag() == b'Q';
-        let rest = peek(&self.cbuf)
-            .take_while(|(tag, _)| {
-                whole |= !matches!(first.tag(), b'Q') && matches!(tag, b'S' | b'Q');
-                !whole
-            })
-            .filter_map(|(tag, body)| self.verdict(tag, body));
+        let (mut ended, mut flushed, mut frames) = (first.tag() == b'Q', false, peek(&self.cbuf));
+        let rest = std::iter::from_fn(|| {
+            while !ended {
+                let (tag, body) = frames.next()?;
+                match tag {
+                    b'S' => ended = true,
+                    b'H' => flushed = true,
+                    _ => {
+                        ended = tag == b'Q';
+                        if let Some(verdict) = self.verdict(tag, body) {
+                            return Some(verdict);
+                        }
+                    }
+                }
+            }
+            None
+        });
         match place(std::iter::once(head).chain(rest), &ctx) {
-            // Every statement seen is a read, but the batch's end has not come (a client that Flushes and reads
-            // rows before it sends the rest, or a batch larger than one read): what follows could write in the
-            // same implicit transaction, which a replica would refuse.
-            Place::Reader if !whole => Place::Primary(Why::Partial),
-            other => other,
+            Place::Reader if !ended && !flushed && self.cbuf.len() < HELD_READ_LIMIT => None,
+            Place::Reader if !ended => Some(Place::Primary(Why::Partial)),
+            placed => Some(placed),
         }
     }
 
     /// While a reader serves an autocommit unit (its ReadyForQuery is owed): whether `frame` must wait for that
     /// unit to end and start one of its own. Only the first message of a batch or a simple query is judged, and
-    /// with what the client sent after it up to its Sync, as `place_unit` judges a unit: a batch is one
-    /// implicit transaction, and a write in it must not follow the batch's reads onto the reader. Later messages
-    /// of a batch the reader took were judged with it (a batch goes to a reader only once its end has come).
-    /// Inside a read-only transaction everything is forwarded, and a write then fails as PostgreSQL says.
+    /// with what the client sent after it, as `place_unit` judges a unit: a batch is one implicit transaction,
+    /// and a write in it must not follow the batch's reads onto the reader. Later messages of a batch the reader
+    /// took were judged with it (a batch goes to a reader only once its end has come). Inside a read-only
+    /// transaction everything is forwarded, and a write then fails as PostgreSQL says.
     pub(super) fn must_wait(&self, frame: &Frame) -> bool {
-        // A Flush, or a Sync with no batch before it, starts nothing: it may go where the unit is.
-        if self.last_place != Place::Reader
-            || self.tx_status != b'I'
-            || self.unsynced
-            || matches!(frame.tag(), b'H' | b'S')
-        {
+        if self.last_place != Place::Reader || self.tx_status != b'I' || self.unsynced || self.starts_nothing(frame) {
             return false;
         }
-        self.outstanding.awaits_ready() && self.place_unit(frame) != Place::Reader
+        self.outstanding.awaits_ready() && self.place_unit(frame) != Some(Place::Reader)
+    }
+
+    /// A message that begins no work on the server: a Flush, a Sync with no batch before it, or a Close of a
+    /// named statement in transaction pooling (answered by the proxy). It may go where the unit is.
+    fn starts_nothing(&self, frame: &Frame) -> bool {
+        match frame.tag() {
+            b'H' | b'S' => true,
+            b'C' => {
+                self.transaction_pooling
+                    && matches!(msg::target_fields(frame.body()), Some((b'S', name)) if !name.is_empty())
+            }
+            _ => false,
+        }
+    }
+
+    /// On the primary, in a unit not counted as a write (a hinted read, a batch placed before its end …), with
+    /// read-your-writes on: a write among its later messages counts (`wrote`, and `unit_writes` in causal mode).
+    pub(super) fn note_late_write(&mut self, frame: &Frame) {
+        let noted = match self.settings.cluster.routing.read_your_writes {
+            ReadYourWrites::Session => self.wrote,
+            ReadYourWrites::Causal => self.unit_writes,
+            ReadYourWrites::Off | ReadYourWrites::Transaction => true,
+        };
+        if noted || self.last_place == Place::Reader || routing::writes(self.last_place) {
+            return;
+        }
+        let Some(verdict) = self.verdict(frame.tag(), frame.body()) else { return };
+        if routing::writes(place(std::iter::once(verdict), &self.routing_context())) {
+            self.wrote = true;
+            self.unit_writes = self.causal.is_some();
+        }
     }
 
     /// Whether the unit that starts with `first` runs a statement (Query, Execute, FunctionCall) rather than

@@ -10,8 +10,9 @@ use tokio_util::io::poll_read_buf;
 
 use super::Session;
 
-/// How much of what a client sends is read while one of its messages is held back.
-const HELD_READ_LIMIT: usize = 1 << 20;
+/// How much of what a client sends is read while one of its messages is held back (and how much of a batch is
+/// read to see its end before it is placed: `place_unit`).
+pub(super) const HELD_READ_LIMIT: usize = 1 << 20;
 
 pub(super) enum Event {
     Client(std::io::Result<usize>),
