@@ -1437,17 +1437,21 @@ fn extended_protocol_errors_are_answered_as_postgresql_answers_them() {
     // itself): behind a Close of its name in the same batch, as JDBC sends them, and in a batch pipelined behind
     // the one that fails the transaction. PostgreSQL refuses it (25P02), and the name is not made.
     let mut seen = Vec::new();
+    // A batch in a failed transaction, then a ROLLBACK and a Bind of `name`: the answers to each.
+    let in_failed_transaction = |s: &mut TcpStream, batch: &[Vec<u8>], name: &str| {
+        s.write_all(&message(b'Q', b"BEGIN; SELECT 1/0\0")).unwrap();
+        let failed = codes(read_to_ready(s));
+        s.write_all(&batch.concat()).unwrap();
+        let answered = codes(read_to_ready(s));
+        s.write_all(&[message(b'Q', b"ROLLBACK\0"), bind(name), execute(), sync.clone()].concat()).unwrap();
+        [failed, answered, format!("{name}: {}", codes(read_to_readies(s, 2)))]
+    };
     for proxy in [&direct, &pooled] {
         let mut s = raw_login(proxy, Duration::from_secs(10));
         s.write_all(&[parse("j", "SELECT 1"), parse("j0", "SELECT 1"), sync.clone()].concat()).unwrap();
         let mut answers = vec![codes(read_to_ready(&mut s))];
-        s.write_all(&message(b'Q', b"BEGIN; SELECT 1/0\0")).unwrap();
-        answers.push(codes(read_to_ready(&mut s)));
         let closed = [message(b'C', b"Sj\0"), parse("j", "SELECT 1"), bind("j"), execute(), sync.clone()];
-        s.write_all(&closed.concat()).unwrap();
-        answers.push(codes(read_to_ready(&mut s)));
-        s.write_all(&[message(b'Q', b"ROLLBACK\0"), bind("j"), execute(), sync.clone()].concat()).unwrap();
-        answers.push(format!("j: {}", codes(read_to_readies(&mut s, 2))));
+        answers.extend(in_failed_transaction(&mut s, &closed, "j"));
         s.write_all(&message(b'Q', b"BEGIN\0")).unwrap();
         answers.push(codes(read_to_ready(&mut s)));
         let later = [parse("k", "SELECT 1"), bind("k"), execute(), sync.clone()].concat();
@@ -1456,13 +1460,8 @@ fn extended_protocol_errors_are_answered_as_postgresql_answers_them() {
         s.write_all(&[message(b'Q', b"ROLLBACK\0"), bind("k"), execute(), sync.clone()].concat()).unwrap();
         answers.push(format!("k: {}", codes(read_to_readies(&mut s, 2))));
         // Behind a Close of a portal, which PostgreSQL runs in a failed transaction.
-        s.write_all(&message(b'Q', b"BEGIN; SELECT 1/0\0")).unwrap();
-        answers.push(codes(read_to_ready(&mut s)));
         let portal_closed = [message(b'C', b"Pnone\0"), parse("l", "SELECT 1"), bind("l"), execute(), sync.clone()];
-        s.write_all(&portal_closed.concat()).unwrap();
-        answers.push(codes(read_to_ready(&mut s)));
-        s.write_all(&[message(b'Q', b"ROLLBACK\0"), bind("l"), execute(), sync.clone()].concat()).unwrap();
-        answers.push(format!("l: {}", codes(read_to_readies(&mut s, 2))));
+        answers.extend(in_failed_transaction(&mut s, &portal_closed, "l"));
         // Behind a batch in flight, in a batch that fails before it (outside a transaction block): skipped.
         let opened = proxy.servers_opened();
         let later = [failing(), parse("m", "SELECT 1"), bind("m"), execute(), sync.clone()].concat();

@@ -328,6 +328,20 @@ fn pipelined_reads_and_writes_each_reach_their_node() {
     assert_eq!(psql(&pg, pg.primary(), "SELECT count(*) FROM piped").unwrap(), "200");
 }
 
+/// A proxy in front of `pg` with the read/write split (`keys` added), which user `trusted` logs in to without a
+/// password, with `table` (id int) created and granted to it and the replicas caught up; and the ports of the
+/// primary and of the replicas, as `inet_server_port()` gives them.
+fn trusted_split(pg: &PgCluster, keys: &str, table: &str) -> (TestProxy, i32, Vec<i32>) {
+    pg.primary().psql("CREATE ROLE trusted LOGIN PASSWORD 'tpw'").unwrap();
+    psql(pg, pg.primary(), &format!("CREATE TABLE {table} (id int); GRANT ALL ON {table} TO trusted")).unwrap();
+    replicas_caught_up(pg);
+    let nodes: Vec<&PgNode> = pg.nodes().iter().collect();
+    let users = "\n  [[cluster.user]]\n  name = \"trusted\"\n  password = \"tpw\"\n  auth = \"trust\"\n";
+    let proxy = TestProxy::managed(pg, &nodes, keys, users);
+    let replicas = pg.replicas().iter().map(|r| i32::from(r.direct_port())).collect();
+    (proxy, i32::from(pg.primary().direct_port()), replicas)
+}
+
 /// The port in the first DataRow of raw answers (`inet_server_port()`).
 fn port_in(answers: &[(u8, Vec<u8>)]) -> i32 {
     let (_, row) = answers.iter().find(|(tag, _)| *tag == b'D').expect("a row");
@@ -351,14 +365,7 @@ fn errors_in(answers: &[(u8, Vec<u8>)]) -> Vec<String> {
 #[test]
 fn a_batch_that_writes_runs_whole_on_the_primary_however_its_messages_arrive() {
     let pg = cluster();
-    pg.primary().psql("CREATE ROLE trusted LOGIN PASSWORD 'tpw'").unwrap();
-    psql(&pg, pg.primary(), "CREATE TABLE parts (id int); GRANT ALL ON parts TO trusted").unwrap();
-    replicas_caught_up(&pg);
-    let nodes: Vec<&PgNode> = pg.nodes().iter().collect();
-    let users = "\n  [[cluster.user]]\n  name = \"trusted\"\n  password = \"tpw\"\n  auth = \"trust\"\n";
-    let proxy = TestProxy::managed(&pg, &nodes, "", users);
-    let primary = i32::from(pg.primary().direct_port());
-    let replicas: Vec<i32> = pg.replicas().iter().map(|r| i32::from(r.direct_port())).collect();
+    let (proxy, primary, replicas) = trusted_split(&pg, "", "parts");
     let parse = |sql: &str| message(b'P', format!("\0{sql}\0\0\0").as_bytes());
     let bind = message(b'B', &[0; 8]);
     let execute = message(b'E', b"\0\0\0\0\0");
@@ -410,14 +417,7 @@ fn a_batch_that_writes_runs_whole_on_the_primary_however_its_messages_arrive() {
 #[test]
 fn a_write_late_in_a_batch_counts_for_read_your_writes() {
     let pg = cluster();
-    pg.primary().psql("CREATE ROLE trusted LOGIN PASSWORD 'tpw'").unwrap();
-    psql(&pg, pg.primary(), "CREATE TABLE late (id int); GRANT ALL ON late TO trusted").unwrap();
-    replicas_caught_up(&pg);
-    let nodes: Vec<&PgNode> = pg.nodes().iter().collect();
-    let users = "\n  [[cluster.user]]\n  name = \"trusted\"\n  password = \"tpw\"\n  auth = \"trust\"\n";
-    let proxy = TestProxy::managed(&pg, &nodes, &format!("{ROUTING}read_your_writes = \"session\"\n"), users);
-    let primary = i32::from(pg.primary().direct_port());
-    let replicas: Vec<i32> = pg.replicas().iter().map(|r| i32::from(r.direct_port())).collect();
+    let (proxy, primary, replicas) = trusted_split(&pg, &format!("{ROUTING}read_your_writes = \"session\"\n"), "late");
     let unnamed = |sql: &str| {
         let parse = message(b'P', format!("\0{sql}\0\0\0").as_bytes());
         [parse, message(b'B', &[0; 8]), message(b'E', b"\0\0\0\0\0")].concat()
