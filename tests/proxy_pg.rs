@@ -1470,6 +1470,12 @@ fn extended_protocol_errors_are_answered_as_postgresql_answers_them() {
         s.write_all(&[bind("m"), execute(), sync.clone(), bind("j0"), execute(), sync.clone()].concat()).unwrap();
         answers.push(format!("m: {}", codes(read_to_readies(&mut s, 2))));
         assert_eq!(proxy.servers_opened(), opened, "the connection was kept");
+        // The client's own statement under the name the proxy checks with does not get in the way.
+        s.write_all(&message(b'Q', b"PREPARE hapool_check AS SELECT 1\0")).unwrap();
+        answers.push(codes(read_to_ready(&mut s)));
+        let later = [parse("n", "SELECT 1"), bind("n"), execute(), sync.clone()].concat();
+        s.write_all(&[parse("", "SELECT 1"), bind(""), execute(), sync.clone(), later].concat()).unwrap();
+        answers.push(codes(read_to_readies(&mut s, 2)));
         seen.push(answers);
     }
     assert_eq!(seen[1], seen[0], "a Parse in a failed transaction, as PostgreSQL refuses it");

@@ -5,7 +5,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -410,6 +410,16 @@ fn a_batch_that_writes_runs_whole_on_the_primary_however_its_messages_arrive() {
         assert!(replicas.contains(&port_in(&answers)), "round {round}: reads in pieces, on a replica: {answers:?}");
     }
     assert_eq!(psql(&pg, pg.primary(), "SELECT count(*) FROM parts").unwrap(), "15");
+
+    // A batch of reads waiting for its Sync does not wait past a Terminate, nor past a message no client may
+    // send (a length under 4): the session ends at once, as PostgreSQL's would.
+    for (last, what) in [(message(b'X', b""), "a Terminate"), (b"S\0\0\0\x02".to_vec(), "a malformed message")] {
+        let mut s = raw_login(&proxy, Duration::from_secs(5));
+        s.write_all(&[read(), last].concat()).unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).unwrap_or_else(|e| panic!("after {what}, closed rather than waited on: {e}"));
+        assert!(what != "a malformed message" || got.windows(6).any(|w| w == b"C08P01"), "{what}: {got:?}");
+    }
 }
 
 /// With read_your_writes = "session", a write in the part of a batch sent after a Flush counts: the batch went

@@ -5,7 +5,8 @@
 use super::expect::Expect;
 use super::leftovers;
 use super::routing::Place;
-use super::{unit, Flow, Session};
+use super::unit::{self, Held, Placing};
+use super::{Flow, Session};
 use crate::pg::buffers::rewind;
 use crate::pg::codec::{cstr, decode, Frame};
 use crate::pg::error::PgError;
@@ -16,16 +17,15 @@ impl Session {
     /// Handles every complete message buffered from the client.
     pub(super) async fn process_client(&mut self) -> Result<Flow, PgError> {
         loop {
-            let frame = match self.pending.take() {
-                Some(frame) => {
-                    let frame = *frame;
+            let (frame, scanned) = match self.pending.take() {
+                Some(held) => {
                     // It waited for the reader's unit to end: give the reader back first, so that the frame
                     // starts a unit of its own instead of following the last one onto the reader.
                     self.maybe_release();
-                    frame
+                    (held.frame, held.scanned)
                 }
                 None => match decode(&mut self.cbuf, self.settings.cluster.max_message_size.0 as usize)? {
-                    Some(frame) => frame,
+                    Some(frame) => (frame, None),
                     None => break,
                 },
             };
@@ -69,10 +69,13 @@ impl Session {
                 if self.answer_without_server(&frame) {
                     continue;
                 }
-                let Some(place) = self.place_unit(&frame) else {
-                    // The batch's end has not come: read on, then place it whole.
-                    self.pending = Some(Box::new(frame));
-                    break;
+                let place = match self.place_unit(&frame, scanned.unwrap_or(0)) {
+                    Placing::Placed(place) => place,
+                    Placing::Open(scanned) => {
+                        // The batch's end has not come: read on, then place it whole.
+                        self.pending = Some(Box::new(Held { frame, scanned: Some(scanned) }));
+                        break;
+                    }
                 };
                 let executes = place == Place::Reader && self.unit_executes(&frame);
                 match self.checkout(place, executes).await {
@@ -87,7 +90,7 @@ impl Session {
             } else if self.holds_retired() {
                 return Err(PgError::NodeGone { node: self.serving.node.0.clone() });
             } else if self.holds_back(&frame) {
-                self.pending = Some(Box::new(frame));
+                self.pending = Some(Box::new(Held { frame, scanned: None }));
                 break;
             } else {
                 self.note_late_write(&frame);
@@ -102,14 +105,10 @@ impl Session {
         Ok(Flow::Continue)
     }
 
-    /// Whether `frame` must wait: with no server held, for the rest of its batch (`place_unit`); with one, for
-    /// answers still owed: a write behind a read's unit (`must_wait`), or a statement name an earlier batch in
-    /// flight changed (`name_in_doubt`).
+    /// Whether `frame`, with a server held, must wait for answers still owed: a write behind a read's unit
+    /// (`must_wait`), or a statement name an earlier batch in flight changed (`name_in_doubt`).
     pub(super) fn holds_back(&self, frame: &Frame) -> bool {
-        match self.server {
-            None => self.place_unit(frame).is_none(),
-            Some(_) => self.must_wait(frame) || self.name_in_doubt(frame),
-        }
+        self.must_wait(frame) || self.name_in_doubt(frame)
     }
 
     /// Answers a unit that cannot run with an error, as PostgreSQL would: a simple query is done with it; in the

@@ -61,11 +61,11 @@ pub enum Expect {
     /// The client's Parse of a named statement the connection has, which the proxy would answer itself but which
     /// PostgreSQL may refuse (25P02: in a failed transaction, or behind a batch still in flight that may leave
     /// one): the server checks with a Parse of a statement of its own (`CHECK_PARSE`), closed right after
-    /// (`CheckClose`). Its ParseComplete or error is the client's; `renamed` is taken back on an error or a skip,
+    /// (`CheckClose`, and before it in case one was left). Its ParseComplete or error is the client's; `renamed` is taken back on an error or a skip,
     /// as for `ParseNamed`.
     CheckedParse(Box<Renamed>),
-    /// The Close behind a `CheckedParse`: its CloseComplete is dropped. Skipped when the check failed, which
-    /// made nothing to close.
+    /// A Close of the statement of a `CheckedParse`, before and after it: its CloseComplete is dropped. The one
+    /// after is skipped when the check failed, which made nothing to close.
     CheckClose,
     /// An answer the proxy gives itself, sent to the client when it reaches the head of the queue.
     Synthetic(Bytes),

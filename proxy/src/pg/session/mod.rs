@@ -37,7 +37,6 @@ use tokio::net::TcpStream;
 use tracing::{debug, info};
 
 use super::cancel::CancelSlot;
-use super::codec::Frame;
 use super::error::PgError;
 use super::listener::{RouteState, Shared};
 use super::msg::{self, Severity};
@@ -86,7 +85,7 @@ pub struct Session {
     /// A message held back: until the reader serving the unit before it is done (it needs the primary), until
     /// an earlier batch says what a statement name it uses stands for, or, as the first of a batch of reads,
     /// until the batch's end comes. Boxed: rare, and every idle session would carry its room.
-    pending: Option<Box<Frame>>,
+    pending: Option<Box<unit::Held>>,
     server: Option<Pooled>,
     outstanding: Outstanding,
     /// The client's prepared statement names → proxy-wide statements (transaction pooling).
@@ -378,7 +377,7 @@ impl Session {
             // The answers a held-back message waited for are in (read by the wait, or by `flush` while it wrote),
             // or the unit is over: it goes now, as nothing else may wake this session for it. (One that waits
             // for the rest of its batch waits for the client.)
-            if self.pending.as_deref().is_some_and(|f| !self.holds_back(f)) {
+            if self.pending.as_deref().is_some_and(|held| self.held_may_go(held)) {
                 continue;
             }
             self.release_idle_buffers();

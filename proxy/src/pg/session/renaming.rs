@@ -71,9 +71,13 @@ impl Session {
             // A failed transaction (this Parse is not the batch's first message: something before it may end
             // it), or a batch of the client's still in flight that may leave one: PostgreSQL may refuse the Parse
             // (25P02), so the server is asked, with a statement of its own.
+            // Closed before too (a Close of no statement is no error, and runs in a failed transaction): one
+            // left there would make the check fail with 42P05.
             if (self.tx_status == b'E' || self.outstanding.client_batch_in_flight()) && !ends_transaction(rest) {
+                msg::close_statement(&mut self.to_server, CHECK_NAME);
                 self.to_server.extend_from_slice(CHECK_PARSE);
                 msg::close_statement(&mut self.to_server, CHECK_NAME);
+                self.outstanding.push(Expect::CheckClose);
                 self.outstanding.push(Expect::CheckedParse(renamed));
                 self.outstanding.push(Expect::CheckClose);
                 return;

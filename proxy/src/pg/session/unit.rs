@@ -16,6 +16,23 @@ use crate::pg::error::PgError;
 use crate::pg::msg;
 use crate::pg::pool::Pool;
 
+/// What placing a unit found (`place_unit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Placing {
+    Placed(Place),
+    /// Reads so far, and the batch's end has not come: the client's buffer was judged up to this offset.
+    Open(usize),
+}
+
+/// A message held back (`Session::pending`).
+#[derive(Debug)]
+pub(super) struct Held {
+    pub frame: Frame,
+    /// Waiting for the rest of its batch (no server held): the client's buffer judged so far (`Placing::Open`).
+    /// `None`: waiting for a reader's unit to end, or for an earlier batch's answers.
+    pub scanned: Option<usize>,
+}
+
 /// What routing needs to know of the parameters a client expects.
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct DesiredFlags {
@@ -86,31 +103,35 @@ impl Session {
 
     /// Where the unit that starts with `first` goes, judging `first` and what the client has sent after it up to
     /// the batch's end: its Sync, or a simple query (which runs in the batch's implicit transaction, and is judged
-    /// with it). A batch is one implicit transaction: all of it must be fit for a replica. `None`: every statement
-    /// seen so far is a read, but the batch's end has not come, so it cannot be placed yet (the caller reads on).
-    /// Once the client has Flushed (it may wait for answers before it sends the rest), or what it sent reaches
-    /// `HELD_READ_LIMIT`, such a batch goes to the primary instead (`Why::Partial`).
-    pub(super) fn place_unit(&self, first: &Frame) -> Option<Place> {
+    /// with it). A batch is one implicit transaction: all of it must be fit for a replica. `Placing::Open`: every
+    /// statement seen so far is a read, but the batch's end has not come, so it cannot be placed yet (the caller
+    /// reads on, and judges from the offset it returns: messages from `from` on are judged, those before it were
+    /// reads). Once the client has Flushed (it may wait for answers before it sends the rest), or what it sent
+    /// reaches `HELD_READ_LIMIT`, such a batch goes to the primary instead (`Why::Partial`).
+    pub(super) fn place_unit(&self, first: &Frame, from: usize) -> Placing {
         if !self.settings.splits_reads() {
-            return Some(Place::Primary(Why::NoSplit)); // (without looking through the client's parameters)
+            return Placing::Placed(Place::Primary(Why::NoSplit)); // (without looking through the client's parameters)
         }
         let ctx = self.routing_context();
         if !ctx.split {
-            return Some(Place::Primary(Why::NoSplit));
+            return Placing::Placed(Place::Primary(Why::NoSplit));
         }
         // No reader in this route (a single node, or every replica down or lagging): everything runs on the
         // primary, so the statements need no classifying, unless read-your-writes must note the writes.
         let tracks_writes = matches!(ctx.read_your_writes, ReadYourWrites::Session | ReadYourWrites::Causal);
         if self.route.readers.is_empty() && self.settings.cluster.routing.fallback_to_primary && !tracks_writes {
-            return Some(Place::Primary(Why::NoReplica));
+            return Placing::Placed(Place::Primary(Why::NoReplica));
         }
         let head = self.verdict(first.tag(), first.body()).flatten();
-        let (mut ended, mut flushed, mut frames) = (first.tag() == b'Q', false, peek(&self.cbuf));
+        let (mut ended, mut flushed, mut scanned) = (first.tag() == b'Q', false, from);
+        let mut frames = peek(self.cbuf.get(from..).unwrap_or_default());
         let rest = std::iter::from_fn(|| {
             while !ended {
                 let (tag, body) = frames.next()?;
+                scanned += body.len() + 5;
                 match tag {
-                    b'S' => ended = true,
+                    // (A Terminate ends it too: what came before it still runs.)
+                    b'S' | b'X' => ended = true,
                     b'H' => flushed = true,
                     _ => {
                         ended = tag == b'Q';
@@ -123,9 +144,35 @@ impl Session {
             None
         });
         match place(std::iter::once(head).chain(rest), &ctx) {
-            Place::Reader if !ended && !flushed && self.cbuf.len() < HELD_READ_LIMIT => None,
-            Place::Reader if !ended => Some(Place::Primary(Why::Partial)),
-            placed => Some(placed),
+            Place::Reader if !ended && !flushed && self.cbuf.len() < HELD_READ_LIMIT && !self.malformed_at(scanned) => {
+                Placing::Open(scanned)
+            }
+            Place::Reader if !ended => Placing::Placed(Place::Primary(Why::Partial)),
+            placed => Placing::Placed(placed),
+        }
+    }
+
+    /// Whether the client's next message, at `offset` in its buffer, has a length no message may have: the batch
+    /// is placed now, and decoding that message fails it, rather than waiting for more.
+    fn malformed_at(&self, offset: usize) -> bool {
+        let max = self.settings.cluster.max_message_size.0;
+        match self.cbuf.get(offset + 1..offset + 5) {
+            Some(len) => {
+                let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]);
+                len < 4 || u64::from(len) > max
+            }
+            None => false,
+        }
+    }
+
+    /// With no server held, whether the message held back (`pending`) may go now: one that waits for the rest
+    /// of its batch goes once that has come (judged from where the last look stopped), one that waited for a
+    /// reader's unit or an earlier batch's answers goes as soon as the server is given back.
+    pub(super) fn held_may_go(&self, held: &Held) -> bool {
+        match (held.scanned, &self.server) {
+            (Some(from), None) => !matches!(self.place_unit(&held.frame, from), Placing::Open(_)),
+            (None, None) => true,
+            (_, Some(_)) => !self.holds_back(&held.frame),
         }
     }
 
@@ -139,7 +186,7 @@ impl Session {
         if self.last_place != Place::Reader || self.tx_status != b'I' || self.unsynced || self.starts_nothing(frame) {
             return false;
         }
-        self.outstanding.awaits_ready() && self.place_unit(frame) != Some(Place::Reader)
+        self.outstanding.awaits_ready() && !matches!(self.place_unit(frame, 0), Placing::Placed(Place::Reader))
     }
 
     /// A message that begins no work on the server: a Flush, a Sync with no batch before it, or a Close of a
@@ -166,8 +213,14 @@ impl Session {
         if noted || self.last_place == Place::Reader || routing::writes(self.last_place) {
             return;
         }
+        // Without the split (session pooling, or a client whose strings the classifier cannot read), the client
+        // never leaves the primary: nothing to note.
+        let ctx = self.routing_context();
+        if !ctx.split {
+            return;
+        }
         let Some(verdict) = self.verdict(frame.tag(), frame.body()) else { return };
-        if routing::writes(place(std::iter::once(verdict), &self.routing_context())) {
+        if routing::writes(place(std::iter::once(verdict), &ctx)) {
             self.wrote = true;
             self.unit_writes = self.causal.is_some();
         }
