@@ -1459,6 +1459,9 @@ fn extended_protocol_errors_are_answered_as_postgresql_answers_them() {
         answers.push(codes(read_to_readies(&mut s, 2)));
         s.write_all(&[message(b'Q', b"ROLLBACK\0"), bind("k"), execute(), sync.clone()].concat()).unwrap();
         answers.push(format!("k: {}", codes(read_to_readies(&mut s, 2))));
+        // An empty statement, which PostgreSQL parses there, and COMMIT PREPARED, which it does not.
+        let empty = [parse("e0", "-- nothing"), parse("cp", "COMMIT PREPARED 'x'"), sync.clone()];
+        answers.extend(in_failed_transaction(&mut s, &empty, "e0"));
         // Behind a Close of a portal, which PostgreSQL runs in a failed transaction.
         let portal_closed = [message(b'C', b"Pnone\0"), parse("l", "SELECT 1"), bind("l"), execute(), sync.clone()];
         answers.extend(in_failed_transaction(&mut s, &portal_closed, "l"));

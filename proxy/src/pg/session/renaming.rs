@@ -239,11 +239,22 @@ impl Session {
 const CHECK_NAME: &str = "hapool_check";
 const CHECK_PARSE: &[u8] = b"P\0\0\0\x1ahapool_check\0SELECT\0\0\0";
 
-/// Whether a Parse's text may end a failed transaction (PostgreSQL parses those in one): `COMMIT`, `END`,
-/// `ROLLBACK`, `ABORT`, `PREPARE TRANSACTION` (taken by its first word; a plain `PREPARE` goes the usual way too).
-fn ends_transaction(text: &[u8]) -> bool {
-    let word = crate::pg::sqltext::leading_keyword(text);
-    ["commit", "end", "rollback", "abort", "prepare"].iter().any(|w| word.eq_ignore_ascii_case(w.as_bytes()))
+/// Whether PostgreSQL parses a Parse's text (`rest`: the text, then the parameter types) in a failed
+/// transaction: a statement that may end it (`COMMIT`, `END`, `ROLLBACK`, `ABORT`, `ROLLBACK TO`, `PREPARE
+/// TRANSACTION`, but not `COMMIT PREPARED` or `ROLLBACK PREPARED`, nor a plain `PREPARE`), or no statement at all
+/// (an empty or comment-only text). Read by its first two words.
+fn ends_transaction(rest: &[u8]) -> bool {
+    let Some((text, _)) = crate::pg::codec::cstr(rest) else { return false };
+    let text = crate::pg::sqltext::blank_comments(text);
+    let mut words = text.split(|c: char| c.is_whitespace() || c == ';').filter(|w| !w.is_empty());
+    let Some(first) = words.next() else { return true };
+    let second = words.next().unwrap_or_default();
+    let is = |word: &str, keyword: &str| word.eq_ignore_ascii_case(keyword);
+    if is(first, "commit") || is(first, "rollback") {
+        !is(second, "prepared")
+    } else {
+        is(first, "end") || is(first, "abort") || (is(first, "prepare") && is(second, "transaction"))
+    }
 }
 
 impl Session {
@@ -275,5 +286,28 @@ mod tests {
         assert_eq!(name, super::CHECK_NAME);
         assert_eq!(rest, b"SELECT\0\0\0", "the text, and no parameter types");
         assert!(!super::ends_transaction(rest), "refused in a failed transaction");
+    }
+
+    #[test]
+    fn what_postgresql_parses_in_a_failed_transaction() {
+        let parses = |text: &str| super::ends_transaction(format!("{text}\0\0\0").as_bytes());
+        for text in [
+            "COMMIT",
+            "commit;",
+            "END",
+            "ROLLBACK",
+            "rollback to savepoint a",
+            "ABORT",
+            "PREPARE TRANSACTION 'x'",
+            "/* c */ COMMIT",
+            "",
+            " ; ",
+            "-- nothing",
+        ] {
+            assert!(parses(text), "{text:?}");
+        }
+        for text in ["SELECT 1", "COMMIT PREPARED 'x'", "ROLLBACK/**/PREPARED 'x'", "PREPARE p AS SELECT 1", "BEGIN"] {
+            assert!(!parses(text), "{text:?}");
+        }
     }
 }
