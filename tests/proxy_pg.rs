@@ -1236,6 +1236,7 @@ fn sets_in_transactions_hold_as_their_transactions_end() {
 ///   of step), and the statement parsed there does not exist afterwards.
 /// - A Parse in a failed transaction of a statement the server already has: refused at the Parse, also behind
 ///   a Close of its name and in a batch pipelined behind the one that fails; one of ROLLBACK is not.
+/// - A Parse of a name in use: refused with 42P05, and the name keeps its statement.
 /// - A simple query sent behind a failing Execute before the Sync: ignored until the Sync, and the connection
 ///   is not given to another client before it.
 /// - The unnamed statement another client made on the connection is not this client's to bind.
@@ -1482,6 +1483,35 @@ fn extended_protocol_errors_are_answered_as_postgresql_answers_them() {
         seen.push(answers);
     }
     assert_eq!(seen[1], seen[0], "a Parse in a failed transaction, as PostgreSQL refuses it");
+
+    // A Parse of a name the client has already: refused (42P05, naming the client's statement), the name keeps
+    // its statement, and the refusal fails the transaction it comes in; behind a Close of the name skipped in an
+    // earlier batch still in flight, too.
+    let mut seen = Vec::new();
+    for proxy in [&direct, &pooled] {
+        let mut s = raw_login(proxy, Duration::from_secs(10));
+        s.write_all(&[parse("dup", "SELECT 1"), sync.clone()].concat()).unwrap();
+        let mut answers = vec![codes(read_to_ready(&mut s))];
+        s.write_all(&[parse("dup", "SELECT 2"), bind("dup"), execute(), sync.clone()].concat()).unwrap();
+        let refused = read_to_ready(&mut s);
+        let text = refused.iter().find(|(tag, _)| *tag == b'E').map(|(_, body)| String::from_utf8_lossy(body));
+        assert!(text.is_some_and(|t| t.contains("prepared statement \"dup\" already exists")), "{refused:?}");
+        answers.push(codes(refused));
+        s.write_all(&[bind("dup"), execute(), sync.clone()].concat()).unwrap();
+        answers.push(codes(read_to_ready(&mut s)));
+        s.write_all(&message(b'Q', b"BEGIN\0")).unwrap();
+        answers.push(codes(read_to_ready(&mut s)));
+        s.write_all(&[parse("dup", "SELECT 2"), sync.clone(), message(b'Q', b"ROLLBACK\0")].concat()).unwrap();
+        answers.push(codes(read_to_readies(&mut s, 2)));
+        let skipped_close = [failing(), message(b'C', b"Sdup\0"), sync.clone()].concat();
+        let again = [parse("dup", "SELECT 3"), bind("dup"), execute(), sync.clone()].concat();
+        s.write_all(&[skipped_close, again].concat()).unwrap();
+        answers.push(codes(read_to_readies(&mut s, 2)));
+        s.write_all(&[bind("dup"), execute(), sync.clone()].concat()).unwrap();
+        answers.push(codes(read_to_ready(&mut s)));
+        seen.push(answers);
+    }
+    assert_eq!(seen[1], seen[0], "a Parse of a name in use, as PostgreSQL refuses it");
 
     // Client A's unnamed statement, then client B's Bind of the unnamed statement on that connection.
     let mut a = raw_login(&pooled, Duration::from_secs(10));

@@ -67,6 +67,12 @@ pub enum Expect {
     /// A Close of the statement of a `CheckedParse`, before and after it: its CloseComplete is dropped. The one
     /// after is skipped when the check failed, which made nothing to close.
     CheckClose,
+    /// A Parse of the check statement made only to be parsed again (`Duplicate`): its ParseComplete is dropped;
+    /// its error (25P02 in a failed transaction) is the client's.
+    CheckParse,
+    /// The client's Parse of a name it has already, which PostgreSQL refuses (42P05): the server refuses a second
+    /// Parse of the check statement the same way, and its error reaches the client with the client's name.
+    Duplicate(Box<str>),
     /// An answer the proxy gives itself, sent to the client when it reaches the head of the queue.
     Synthetic(Bytes),
     /// The same for a Parse or Close of a named statement the proxy answers itself (ParseComplete or
@@ -83,7 +89,9 @@ impl Expect {
             | Expect::ParseNamed { .. }
             | Expect::InjectedParse(_)
             | Expect::Remade(_)
-            | Expect::CheckedParse(_) => tag == b'1',
+            | Expect::CheckedParse(_)
+            | Expect::CheckParse
+            | Expect::Duplicate(_) => tag == b'1',
             Expect::Bind => tag == b'2',
             Expect::Close | Expect::InjectedClose(_) | Expect::Reclose(_) | Expect::CheckClose => tag == b'3',
             Expect::Describe => tag == b'T' || tag == b'n',
@@ -104,6 +112,7 @@ impl Expect {
                 | Expect::InjectedClose(_)
                 | Expect::Reclose(_)
                 | Expect::CheckClose
+                | Expect::CheckParse
                 | Expect::InjectedQuery
         )
     }

@@ -13,16 +13,22 @@ use crate::pg::codec::Frame;
 use crate::pg::msg::{self, Severity};
 
 impl Session {
-    /// A Bind or Describe of a statement name that a Parse or Close in an earlier batch still in flight changed
-    /// (transaction pooling): it waits for that batch's answers, which say whether the change ran, so that it
-    /// names the statement PostgreSQL would (a batch pipelined behind a failing one would otherwise bind what
-    /// the skipped Parse made, or miss what the skipped Close left).
+    /// A Parse, Bind or Describe of a statement name that a Parse or Close in an earlier batch still in flight
+    /// changed (transaction pooling): it waits for that batch's answers, which say whether the change ran, so
+    /// that it names the statement PostgreSQL would (a batch pipelined behind a failing one would otherwise bind
+    /// what the skipped Parse made, or miss what the skipped Close left). A Parse of a name the client has waits
+    /// for every earlier batch of the client's: it is refused as a name in use (42P05) only if no drop of every
+    /// statement ran before it, and a multi-statement query can hold one the proxy does not see coming.
     pub(super) fn name_in_doubt(&self, frame: &Frame) -> bool {
         // Nothing in flight (the usual case for a Bind): no doubt, and the message is not read twice.
         if !self.transaction_pooling || self.outstanding.is_empty() {
             return false;
         }
         let name = match frame.tag() {
+            b'P' => match msg::parse_fields(frame.body()) {
+                Some((name, _)) if self.known(name).is_some() => return self.outstanding.client_batch_in_flight(),
+                parsed => parsed.map(|(name, _)| name),
+            },
             b'B' => msg::bind_fields(frame.body()).map(|(_, name, _)| name),
             b'D' => match msg::target_fields(frame.body()) {
                 Some((b'S', name)) => Some(name),
@@ -61,6 +67,20 @@ impl Session {
             let aborted = "current transaction is aborted, commands ignored until end of transaction block";
             msg::error(&mut self.to_client, Severity::Error, "25P02", aborted, None);
             self.server_skipping = true;
+            return;
+        }
+        if self.known(name).is_some() {
+            // PostgreSQL refuses a name in use (42P05), and the refusal fails the transaction: the server refuses
+            // a second Parse of the check statement the same way (the Close behind it is skipped, and the one
+            // before the next check clears what is left). The client's name keeps its statement.
+            msg::close_statement(&mut self.to_server, CHECK_NAME);
+            self.to_server.extend_from_slice(CHECK_PARSE);
+            self.to_server.extend_from_slice(CHECK_PARSE);
+            msg::close_statement(&mut self.to_server, CHECK_NAME);
+            self.outstanding.push(Expect::CheckClose);
+            self.outstanding.push(Expect::CheckParse);
+            self.outstanding.push(Expect::Duplicate(name.into()));
+            self.outstanding.push(Expect::CheckClose);
             return;
         }
         let statement = self.shared.statements.intern(rest);

@@ -141,8 +141,13 @@ impl Session {
             return;
         };
         // An injected request that fails is shown too: the client's next message fails with it.
-        if head.forwarded() || tag == b'E' {
-            self.to_client.extend_from_slice(frame.bytes());
+        match head {
+            Expect::Duplicate(name) if tag == b'E' && msg::error_code(frame.body()) == Some("42P05") => {
+                let text = format!("prepared statement \"{name}\" already exists");
+                msg::error(&mut self.to_client, msg::Severity::Error, "42P05", &text, None);
+            }
+            _ if head.forwarded() || tag == b'E' => self.to_client.extend_from_slice(frame.bytes()),
+            _ => {}
         }
         let failed = tag == b'E' && !head.ends_error();
         if !failed && !head.completed_by(tag) {
