@@ -1509,6 +1509,20 @@ fn extended_protocol_errors_are_answered_as_postgresql_answers_them() {
         answers.push(codes(read_to_readies(&mut s, 2)));
         s.write_all(&[bind("dup"), execute(), sync.clone()].concat()).unwrap();
         answers.push(codes(read_to_ready(&mut s)));
+        // A text some server has accepted already (the proxy could answer it without a server).
+        s.write_all(&[parse("dup", "SELECT 1"), sync.clone()].concat()).unwrap();
+        answers.push(codes(read_to_ready(&mut s)));
+        // In a failed transaction, a text PostgreSQL parses there: still a name in use.
+        s.write_all(&message(b'Q', b"BEGIN; SELECT 1/0\0")).unwrap();
+        answers.push(codes(read_to_ready(&mut s)));
+        s.write_all(&[parse("dup", "ROLLBACK"), sync.clone(), message(b'Q', b"ROLLBACK\0")].concat()).unwrap();
+        answers.push(codes(read_to_readies(&mut s, 2)));
+        // Behind a drop of every statement the proxy cannot see coming (not a query's first statement): the
+        // name is free on PostgreSQL.
+        let unforeseen = [message(b'Q', b"SELECT 1; DEALLOCATE ALL\0"), message(b'Q', b"SELECT 2\0")].concat();
+        let again = [parse("dup", "SELECT 4"), bind("dup"), execute(), sync.clone()].concat();
+        s.write_all(&[unforeseen, again].concat()).unwrap();
+        answers.push(codes(read_to_readies(&mut s, 3)));
         seen.push(answers);
     }
     assert_eq!(seen[1], seen[0], "a Parse of a name in use, as PostgreSQL refuses it");

@@ -130,7 +130,8 @@ impl Session {
         }
         match frame.tag() {
             b'P' => match msg::parse_fields(frame.body()) {
-                Some((name, rest)) if !name.is_empty() => {
+                // (Not a name in use: the server refuses that, as PostgreSQL would.)
+                Some((name, rest)) if !name.is_empty() && !self.in_use(name) => {
                     let statement = self.shared.statements.intern(rest);
                     if !statement.is_validated() {
                         return false;

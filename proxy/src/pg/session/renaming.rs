@@ -26,7 +26,7 @@ impl Session {
         }
         let name = match frame.tag() {
             b'P' => match msg::parse_fields(frame.body()) {
-                Some((name, _)) if self.known(name).is_some() => return self.outstanding.client_batch_in_flight(),
+                Some((name, _)) if self.in_use(name) => return self.outstanding.client_batch_in_flight(),
                 parsed => parsed.map(|(name, _)| name),
             },
             b'B' => msg::bind_fields(frame.body()).map(|(_, name, _)| name),
@@ -69,13 +69,15 @@ impl Session {
             self.server_skipping = true;
             return;
         }
-        if self.known(name).is_some() {
+        if self.in_use(name) {
             // PostgreSQL refuses a name in use (42P05), and the refusal fails the transaction: the server refuses
             // a second Parse of the check statement the same way (the Close behind it is skipped, and the one
-            // before the next check clears what is left). The client's name keeps its statement.
+            // before the next check clears what is left). The client's name keeps its statement. The check's
+            // text is one PostgreSQL parses in a failed transaction when the client's is (else 25P02 first).
+            let check = if ends_transaction(rest) { CHECK_PARSE_EXIT } else { CHECK_PARSE };
             msg::close_statement(&mut self.to_server, CHECK_NAME);
-            self.to_server.extend_from_slice(CHECK_PARSE);
-            self.to_server.extend_from_slice(CHECK_PARSE);
+            self.to_server.extend_from_slice(check);
+            self.to_server.extend_from_slice(check);
             msg::close_statement(&mut self.to_server, CHECK_NAME);
             self.outstanding.push(Expect::CheckClose);
             self.outstanding.push(Expect::CheckParse);
@@ -216,6 +218,12 @@ impl Session {
         self.statements.get_unless_before(name, self.outstanding.drop_in_batch()).cloned()
     }
 
+    /// Whether a Parse of `name` is refused as a name in use (42P05): the client has it (`known`), and no drop
+    /// the proxy did not follow may have taken it.
+    pub(super) fn in_use(&self, name: &str) -> bool {
+        !name.is_empty() && !self.statements.unsure() && self.known(name).is_some()
+    }
+
     fn ensure_prepared(&mut self, statement: &Arc<Statement>) {
         let present = self.server_conn().prepared.touch(&statement.name);
         let unsure = self.unsure_of(&statement.name);
@@ -258,6 +266,8 @@ impl Session {
 /// even in a failed transaction.
 const CHECK_NAME: &str = "hapool_check";
 const CHECK_PARSE: &[u8] = b"P\0\0\0\x1ahapool_check\0SELECT\0\0\0";
+/// The same with a text PostgreSQL parses in a failed transaction, for a name in use whose text it parses there.
+const CHECK_PARSE_EXIT: &[u8] = b"P\0\0\0\x1ahapool_check\0COMMIT\0\0\0";
 
 /// Whether PostgreSQL parses a Parse's text (`rest`: the text, then the parameter types) in a failed
 /// transaction: a statement that may end it (`COMMIT`, `END`, `ROLLBACK`, `ABORT`, `ROLLBACK TO`, `PREPARE
@@ -306,6 +316,16 @@ mod tests {
         assert_eq!(name, super::CHECK_NAME);
         assert_eq!(rest, b"SELECT\0\0\0", "the text, and no parameter types");
         assert!(!super::ends_transaction(rest), "refused in a failed transaction");
+    }
+
+    #[test]
+    fn the_exit_check_is_one_whole_parse_postgresql_takes_in_a_failed_transaction() {
+        let mut buf = bytes::BytesMut::from(super::CHECK_PARSE_EXIT);
+        let frame = crate::pg::codec::decode(&mut buf, 1 << 20).unwrap().expect("a whole message");
+        assert!(buf.is_empty());
+        let (name, rest) = crate::pg::msg::parse_fields(frame.body()).unwrap();
+        assert_eq!(name, super::CHECK_NAME);
+        assert!(super::ends_transaction(rest));
     }
 
     #[test]

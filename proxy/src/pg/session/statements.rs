@@ -45,6 +45,9 @@ struct Named {
     drops_sent: u32,
     /// The mark of the last drop that ran: a name given before it is gone for good, whatever is taken back.
     drop_ran: Option<u32>,
+    /// A drop the proxy did not see coming ran with more of the client's requests behind it: which names it took
+    /// is unknown (they are kept), until the next drop the proxy follows.
+    unsure: bool,
 }
 
 impl Statements {
@@ -111,7 +114,22 @@ impl Statements {
     pub fn clear(&mut self) {
         if let Some(named) = self.0.as_mut() {
             named.names = HashMap::new();
+            named.unsure = false;
         }
+    }
+
+    /// A drop the proxy did not see coming ran, with more requests behind it: the names are kept, and are unsure
+    /// (`unsure`) until the next drop the proxy follows.
+    pub fn dropped_unforeseen(&mut self) {
+        if let Some(named) = self.0.as_mut() {
+            named.unsure = true;
+        }
+    }
+
+    /// Whether a drop the proxy did not follow may have taken names it still has (a Parse of one is then not
+    /// refused as a name in use).
+    pub fn unsure(&self) -> bool {
+        self.0.as_ref().is_some_and(|named| named.unsure)
     }
 
     /// A drop of every statement is being sent: its mark, for `dropped` when it has run. A client without names
@@ -128,6 +146,7 @@ impl Statements {
         if let Some(named) = self.0.as_mut() {
             named.names.retain(|_, (_, given)| !before(*given, mark));
             named.drop_ran = Some(mark);
+            named.unsure = false;
         }
     }
 }

@@ -11,7 +11,7 @@ use super::routing::{self, place, Context, Place, Why};
 use super::wait::HELD_READ_LIMIT;
 use super::Session;
 use crate::pg::classify::Verdict;
-use crate::pg::codec::{cstr, peek, Frame};
+use crate::pg::codec::{cstr, message_len, peek, Frame};
 use crate::pg::error::PgError;
 use crate::pg::msg;
 use crate::pg::pool::Pool;
@@ -155,14 +155,8 @@ impl Session {
     /// Whether the client's next message, at `offset` in its buffer, has a length no message may have: the batch
     /// is placed now, and decoding that message fails it, rather than waiting for more.
     fn malformed_at(&self, offset: usize) -> bool {
-        let max = self.settings.cluster.max_message_size.0;
-        match self.cbuf.get(offset + 1..offset + 5) {
-            Some(len) => {
-                let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]);
-                len < 4 || u64::from(len) > max
-            }
-            None => false,
-        }
+        let max = self.settings.cluster.max_message_size.0 as usize;
+        message_len(self.cbuf.get(offset..).unwrap_or_default(), max).is_err()
     }
 
     /// With no server held, whether the message held back (`pending`) may go now: one that waits for the rest
