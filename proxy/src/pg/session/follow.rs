@@ -80,6 +80,11 @@ impl Session {
         if kinds.is_empty() {
             return;
         }
+        if kinds.contains(Leftovers::PREPARED) {
+            // An SQL DEALLOCATE of a name, or one run inside DO or EXECUTE, may drop what a client name stands
+            // for: the client's names are unsure until the next drop the session follows.
+            self.statements.mark_unsure();
+        }
         let owner = self.key;
         let conn = self.server_conn();
         if kinds.contains(Leftovers::LIBRARY) {

@@ -239,7 +239,7 @@ impl Session {
         match self.outstanding.front().and_then(Expect::drop_mark) {
             Some(mark) => self.statements.dropped(mark),
             None if self.outstanding.only_syncs_after_head() => self.statements.clear(),
-            None => self.statements.dropped_unforeseen(),
+            None => self.statements.mark_unsure(),
         }
         // The client's followed SETs are gone too. Those it sent behind the drop are still in the queue
         // (`Expect::QuerySet`) and apply when their own answers come.

@@ -45,8 +45,8 @@ struct Named {
     drops_sent: u32,
     /// The mark of the last drop that ran: a name given before it is gone for good, whatever is taken back.
     drop_ran: Option<u32>,
-    /// A drop the proxy did not see coming ran with more of the client's requests behind it: which names it took
-    /// is unknown (they are kept), until the next drop the proxy follows.
+    /// Which names a drop the proxy did not follow took is unknown (they are kept), until the next drop the proxy
+    /// follows (`mark_unsure`).
     unsure: bool,
 }
 
@@ -118,9 +118,10 @@ impl Statements {
         }
     }
 
-    /// A drop the proxy did not see coming ran, with more requests behind it: the names are kept, and are unsure
-    /// (`unsure`) until the next drop the proxy follows.
-    pub fn dropped_unforeseen(&mut self) {
+    /// A drop the proxy did not see coming ran, with more requests behind it, or a statement that may drop some
+    /// names (an SQL DEALLOCATE of one, DO, EXECUTE) was sent: the names are kept, and are unsure (`unsure`) until
+    /// the next drop the proxy follows.
+    pub fn mark_unsure(&mut self) {
         if let Some(named) = self.0.as_mut() {
             named.unsure = true;
         }
