@@ -159,9 +159,9 @@ impl Session {
         message_len(self.cbuf.get(offset..).unwrap_or_default(), max).is_err()
     }
 
-    /// With no server held, whether the message held back (`pending`) may go now: one that waits for the rest
-    /// of its batch goes once that has come (judged from where the last look stopped), one that waited for a
-    /// reader's unit or an earlier batch's answers goes as soon as the server is given back.
+    /// Whether the message held back (`pending`) may go now: one that waits for the rest of its batch (no server
+    /// held) once that has come (judged from where the last look stopped); one that waited for a reader's unit or
+    /// an earlier batch's answers as soon as the server is given back, or once it no longer holds back.
     pub(super) fn held_may_go(&self, held: &Held) -> bool {
         match (held.scanned, &self.server) {
             (Some(from), None) => !matches!(self.place_unit(&held.frame, from), Placing::Open(_)),
