@@ -1523,15 +1523,24 @@ fn extended_protocol_errors_are_answered_as_postgresql_answers_them() {
         let again = [parse("dup", "SELECT 4"), bind("dup"), execute(), sync.clone()].concat();
         s.write_all(&[unforeseen, again].concat()).unwrap();
         answers.push(codes(read_to_readies(&mut s, 3)));
-        // After an SQL DEALLOCATE of the name (which fails through transaction pooling, where the name is the
-        // client's alone), a Parse of it is not refused. (First a drop the proxy follows, then the name again.)
+        // An SQL DEALLOCATE of the name frees it (first a drop the proxy follows, then the name again); pipelined
+        // behind a batch in flight; in a failed transaction it is refused; of a name the client lacks, 26000.
         let fresh = [message(b'Q', b"DEALLOCATE ALL\0"), parse("dup", "SELECT 6"), sync.clone()].concat();
         s.write_all(&fresh).unwrap();
         answers.push(codes(read_to_readies(&mut s, 2)));
         s.write_all(&[message(b'Q', b"DEALLOCATE dup\0"), parse("dup", "SELECT 5"), sync.clone()].concat()).unwrap();
-        let after = read_to_readies(&mut s, 2);
-        let deallocated = after.iter().position(|(tag, _)| *tag == b'Z').expect("the DEALLOCATE's ReadyForQuery");
-        answers.push(codes(after[deallocated + 1..].to_vec()));
+        answers.push(codes(read_to_readies(&mut s, 2)));
+        let behind =
+            [parse("", "SELECT 1"), bind(""), execute(), sync.clone(), message(b'Q', b"deallocate \"dup\";\0")];
+        s.write_all(&[behind.concat(), parse("dup", "SELECT 7"), bind("dup"), execute(), sync.clone()].concat())
+            .unwrap();
+        answers.push(codes(read_to_readies(&mut s, 3)));
+        s.write_all(&message(b'Q', b"BEGIN; SELECT 1/0\0")).unwrap();
+        answers.push(codes(read_to_ready(&mut s)));
+        s.write_all(&[message(b'Q', b"DEALLOCATE PREPARE dup\0"), message(b'Q', b"ROLLBACK\0")].concat()).unwrap();
+        answers.push(codes(read_to_readies(&mut s, 2)));
+        s.write_all(&[bind("dup"), execute(), sync.clone(), message(b'Q', b"DEALLOCATE nosuch\0")].concat()).unwrap();
+        answers.push(codes(read_to_readies(&mut s, 2)));
         seen.push(answers);
     }
     assert_eq!(seen[1], seen[0], "a Parse of a name in use, as PostgreSQL refuses it");

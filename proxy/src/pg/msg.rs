@@ -132,6 +132,11 @@ pub fn text_rows(buf: &mut BytesMut, columns: &[&str], rows: &[Vec<String>]) {
     put(buf, b'C', |b| put_cstr(b, &format!("SHOW {}", rows.len())));
 }
 
+/// CommandComplete with `tag`.
+pub fn command_complete(buf: &mut BytesMut, tag: &str) {
+    put(buf, b'C', |b| put_cstr(b, tag));
+}
+
 pub fn query(buf: &mut BytesMut, sql: &str) {
     put(buf, b'Q', |b| put_cstr(b, sql));
 }

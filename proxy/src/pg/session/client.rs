@@ -154,6 +154,13 @@ impl Session {
                 msg::ready_for_query(&mut self.to_client, b'I');
                 true
             }
+            b'Q' => match self.deallocates_own(frame) {
+                Some(name) => {
+                    self.deallocate_here(&name);
+                    true
+                }
+                None => false,
+            },
             b'H' => true,
             _ => false,
         }
@@ -171,6 +178,12 @@ impl Session {
         }
         match frame.tag() {
             b'Q' => {
+                // An SQL DEALLOCATE of one of the client's names, with no batch open (held until nothing is in
+                // flight: `name_in_doubt`), is answered here.
+                if let Some(name) = self.deallocates_own(&frame).filter(|_| batch_begins && self.outstanding.is_empty())
+                {
+                    return self.deallocate_here(&name);
+                }
                 PoolStats::add(&self.serving.stats.queries, 1);
                 let expect =
                     if renaming { self.follow_statement(frame.body()) } else { self.session_query(frame.body()) };

@@ -29,6 +29,8 @@ impl Session {
                 Some((name, _)) if self.in_use(name) => return self.outstanding.client_batch_in_flight(),
                 parsed => parsed.map(|(name, _)| name),
             },
+            // An SQL DEALLOCATE of one of the client's names is answered here once nothing is in flight.
+            b'Q' => return self.deallocates_own(frame).is_some(),
             b'B' => msg::bind_fields(frame.body()).map(|(_, name, _)| name),
             b'D' => match msg::target_fields(frame.body()) {
                 Some((b'S', name)) => Some(name),
@@ -64,8 +66,7 @@ impl Session {
             // Parse of anything but COMMIT, ROLLBACK (TO SAVEPOINT) or PREPARE TRANSACTION, makes no statement,
             // and ignores what follows up to the Sync. Answered here, where the statement may be on the server
             // already (then nothing would go there to fail).
-            let aborted = "current transaction is aborted, commands ignored until end of transaction block";
-            msg::error(&mut self.to_client, Severity::Error, "25P02", aborted, None);
+            msg::error(&mut self.to_client, Severity::Error, "25P02", ABORTED, None);
             self.server_skipping = true;
             return;
         }
@@ -261,6 +262,58 @@ impl Session {
     }
 }
 
+const ABORTED: &str = "current transaction is aborted, commands ignored until end of transaction block";
+
+impl Session {
+    /// The client's statement name a simple query deallocates, when it is `DEALLOCATE [PREPARE] name` alone and
+    /// the client has that name (transaction pooling: on the server the statement has a proxy-wide name, and the
+    /// query would fail there with 26000).
+    pub(super) fn deallocates_own(&self, frame: &Frame) -> Option<String> {
+        if !self.transaction_pooling || !msg::first_word(frame.body()).eq_ignore_ascii_case(b"deallocate") {
+            return None;
+        }
+        let name = deallocated_name(msg::query_text(frame.body())?)?;
+        self.statements.get(&name).is_some().then_some(name)
+    }
+
+    /// Answers an SQL DEALLOCATE of one of the client's names, as PostgreSQL would (nothing of the client's in
+    /// flight, no batch open): the name goes, or, in a failed transaction, 25P02. DEALLOCATE is not
+    /// transactional: the server's transaction is as it would be.
+    pub(super) fn deallocate_here(&mut self, name: &str) {
+        if self.tx_status == b'E' {
+            msg::error(&mut self.to_client, Severity::Error, "25P02", ABORTED, None);
+        } else {
+            self.statements.remove(name);
+            msg::command_complete(&mut self.to_client, "DEALLOCATE");
+        }
+        msg::ready_for_query(&mut self.to_client, self.tx_status);
+    }
+}
+
+/// The name in `DEALLOCATE [PREPARE] name` alone (an optional `;`, comments): a quoted name as written, an
+/// unquoted one folded to lower case, as PostgreSQL reads them. Not `ALL`, which the session follows otherwise.
+fn deallocated_name(sql: &str) -> Option<String> {
+    let text = crate::pg::sqltext::blank_comments(sql);
+    let text = text.trim().trim_end_matches(|c: char| c == ';' || c.is_whitespace());
+    let rest = text
+        .get(..10)
+        .filter(|w| {
+            w.eq_ignore_ascii_case("deallocate") && text[10..].starts_with(|c: char| c.is_whitespace() || c == '"')
+        })
+        .map(|_| text[10..].trim_start())?;
+    let rest = match rest.get(..7) {
+        Some(w) if w.eq_ignore_ascii_case("prepare") && rest[7..].starts_with(char::is_whitespace) => rest[7..].trim(),
+        _ => rest,
+    };
+    if let Some(quoted) = rest.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+        let name = quoted.replace("\"\"", "\"");
+        return (!name.is_empty() && !quoted.replace("\"\"", "").contains('"')).then_some(name);
+    }
+    let ident = !rest.is_empty() && rest.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '$');
+    (ident && !rest.eq_ignore_ascii_case("all") && !rest.starts_with(|c: char| c.is_ascii_digit() || c == '$'))
+        .then(|| rest.to_lowercase())
+}
+
 /// The statement the server parses to check a Parse it may refuse (`Expect::CheckedParse`), under a proxy-wide
 /// name no client can bind (`foreign_name`). `SELECT`, not the empty query: PostgreSQL parses an empty query
 /// even in a failed transaction.
@@ -326,6 +379,26 @@ mod tests {
         let (name, rest) = crate::pg::msg::parse_fields(frame.body()).unwrap();
         assert_eq!(name, super::CHECK_NAME);
         assert!(super::ends_transaction(rest));
+    }
+
+    #[test]
+    fn the_name_an_sql_deallocate_names() {
+        let cases = [
+            ("DEALLOCATE s1", Some("s1")),
+            ("deallocate prepare S1;", Some("s1")),
+            ("DEALLOCATE \"S1\"", Some("S1")),
+            ("/* c */ DEALLOCATE \"a\"\"b\" ; ", Some("a\"b")),
+            ("DEALLOCATE PREPARE", Some("prepare")),
+            ("DEALLOCATE ALL", None),
+            ("DEALLOCATE PREPARE ALL", None),
+            ("DEALLOCATE s1; SELECT 1", None),
+            ("DEALLOCATE s1 s2", None),
+            ("DEALLOCATEs1", None),
+            ("SELECT 1", None),
+        ];
+        for (sql, want) in cases {
+            assert_eq!(super::deallocated_name(sql).as_deref(), want, "{sql}");
+        }
     }
 
     #[test]

@@ -46,8 +46,8 @@ struct Named {
     /// The mark of the last drop that ran: a name given before it is gone for good, whatever is taken back.
     drop_ran: Option<u32>,
     /// Which names a drop the proxy did not follow took is unknown (they are kept), until the next drop the proxy
-    /// follows (`mark_unsure`).
-    unsure: bool,
+    /// follows that was sent after it (`mark_unsure`): the count of drops sent when it was marked.
+    unsure: Option<u32>,
 }
 
 impl Statements {
@@ -114,7 +114,7 @@ impl Statements {
     pub fn clear(&mut self) {
         if let Some(named) = self.0.as_mut() {
             named.names = HashMap::new();
-            named.unsure = false;
+            named.unsure = None;
         }
     }
 
@@ -122,15 +122,15 @@ impl Statements {
     /// names (an SQL DEALLOCATE of one, DO, EXECUTE) was sent: the names are kept, and are unsure (`unsure`) until
     /// the next drop the proxy follows.
     pub fn mark_unsure(&mut self) {
-        if let Some(named) = self.0.as_mut() {
-            named.unsure = true;
-        }
+        // (Also for a client without names yet: it may give some before the drop runs.)
+        let named = self.0.get_or_insert_default();
+        named.unsure = Some(named.drops_sent);
     }
 
     /// Whether a drop the proxy did not follow may have taken names it still has (a Parse of one is then not
     /// refused as a name in use).
     pub fn unsure(&self) -> bool {
-        self.0.as_ref().is_some_and(|named| named.unsure)
+        self.0.as_ref().is_some_and(|named| named.unsure.is_some())
     }
 
     /// A drop of every statement is being sent: its mark, for `dropped` when it has run. A client without names
@@ -147,7 +147,10 @@ impl Statements {
         if let Some(named) = self.0.as_mut() {
             named.names.retain(|_, (_, given)| !before(*given, mark));
             named.drop_ran = Some(mark);
-            named.unsure = false;
+            // A drop sent before the statement that made the names unsure settles nothing of it.
+            if named.unsure.is_some_and(|since| before(since, mark)) {
+                named.unsure = None;
+            }
         }
     }
 }
@@ -233,6 +236,25 @@ mod tests {
         assert!(a.leftovers.is_empty());
         let set = r.intern(b"SET work_mem = '1GB'\0\0\0");
         assert_eq!(set.leftovers, Leftovers::SETTINGS, "its Bind marks the connection");
+    }
+
+    #[test]
+    fn names_stay_unsure_until_a_drop_sent_after_what_made_them_so() {
+        let r = StatementRegistry::default();
+        let mut names = Statements::default();
+        names.mark_unsure();
+        assert!(names.unsure(), "marked before the client had a name");
+        let earlier = names.mark_drop();
+        names.insert("a".into(), r.intern(b"SELECT 1\0\0\0"));
+        names.mark_unsure();
+        names.dropped(earlier);
+        assert!(names.unsure(), "a drop sent before the mark settles nothing");
+        let later = names.mark_drop();
+        names.dropped(later);
+        assert!(!names.unsure(), "one sent after it does");
+        names.mark_unsure();
+        names.clear();
+        assert!(!names.unsure(), "nor after every name went");
     }
 
     #[test]
