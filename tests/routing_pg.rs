@@ -401,6 +401,12 @@ fn a_batch_that_writes_runs_whole_on_the_primary_however_its_messages_arrive() {
         assert_eq!(errors_in(&answers), Vec::<String>::new(), "round {round}: a batch ended by a simple query");
         assert_eq!(port_in(&answers), primary, "round {round}: a batch ended by a write, on the primary");
 
+        // A batch of reads larger than the proxy's first read of it: placed whole, on a replica.
+        let long = format!("SELECT inet_server_port() /* {} */", "x".repeat(64 << 10));
+        s.write_all(&[parse(&long), bind.clone(), execute.clone(), sync.clone()].concat()).unwrap();
+        let answers = read_to_ready(&mut s);
+        assert!(replicas.contains(&port_in(&answers)), "round {round}: a long batch of reads, on a replica");
+
         // A batch of reads whose Sync comes later, without a Flush (the client waits for nothing yet): placed
         // when its end comes, on a replica.
         s.write_all(&read()).unwrap();
