@@ -332,6 +332,11 @@ impl Outstanding {
         self.queue.len() <= 1
     }
 
+    /// The mark of the first drop of every statement queued behind the head (sent after it).
+    pub fn drop_mark_after_head(&self) -> Option<u32> {
+        self.queue.iter().skip(1).find_map(Expect::drop_mark)
+    }
+
     /// Whether nothing but Syncs follows the head: the client sent nothing more after the request now answered.
     pub fn only_syncs_after_head(&self) -> bool {
         self.queue.iter().skip(1).all(|e| *e == Expect::Sync)

@@ -11,6 +11,7 @@ use super::statements::Statement;
 use super::Session;
 use crate::pg::codec::Frame;
 use crate::pg::msg::{self, Severity};
+use crate::pg::sqltext;
 
 impl Session {
     /// A Parse, Bind or Describe of a statement name that a Parse or Close in an earlier batch still in flight
@@ -30,7 +31,9 @@ impl Session {
                 parsed => parsed.map(|(name, _)| name),
             },
             // An SQL DEALLOCATE of one of the client's names is answered here once nothing is in flight.
-            b'Q' => return self.deallocates_own(frame).is_some(),
+            // (Not inside an open batch or a COPY: the server answers nothing more until the client goes on, and
+            // the query goes to the server then anyway.)
+            b'Q' => return !self.unsynced && !self.copy_in && self.deallocates_own(frame).is_some(),
             b'B' => msg::bind_fields(frame.body()).map(|(_, name, _)| name),
             b'D' => match msg::target_fields(frame.body()) {
                 Some((b'S', name)) => Some(name),
@@ -269,7 +272,7 @@ impl Session {
     /// the client has that name (transaction pooling: on the server the statement has a proxy-wide name, and the
     /// query would fail there with 26000).
     pub(super) fn deallocates_own(&self, frame: &Frame) -> Option<String> {
-        if !self.transaction_pooling || !msg::first_word(frame.body()).eq_ignore_ascii_case(b"deallocate") {
+        if !self.transaction_pooling || !sqltext::leading_keyword(frame.body()).eq_ignore_ascii_case(b"deallocate") {
             return None;
         }
         let name = deallocated_name(msg::query_text(frame.body())?)?;
@@ -291,27 +294,33 @@ impl Session {
 }
 
 /// The name in `DEALLOCATE [PREPARE] name` alone (an optional `;`, comments): a quoted name as written, an
-/// unquoted one folded to lower case, as PostgreSQL reads them. Not `ALL`, which the session follows otherwise.
+/// unquoted one with A–Z folded to lower case, as PostgreSQL reads them. Not `ALL`, which the session follows
+/// otherwise. `None` for what this reading may get wrong (a comment left open, comment marks beside a quoted
+/// name): the server answers that.
 fn deallocated_name(sql: &str) -> Option<String> {
-    let text = crate::pg::sqltext::blank_comments(sql);
-    let text = text.trim().trim_end_matches(|c: char| c == ';' || c.is_whitespace());
-    let rest = text
-        .get(..10)
-        .filter(|w| {
-            w.eq_ignore_ascii_case("deallocate") && text[10..].starts_with(|c: char| c.is_whitespace() || c == '"')
-        })
-        .map(|_| text[10..].trim_start())?;
-    let rest = match rest.get(..7) {
-        Some(w) if w.eq_ignore_ascii_case("prepare") && rest[7..].starts_with(char::is_whitespace) => rest[7..].trim(),
-        _ => rest,
-    };
+    if sql.contains("/*") && !sql.contains("*/") || sql.contains('"') && (sql.contains("/*") || sql.contains("--")) {
+        return None;
+    }
+    fn space(c: char) -> bool {
+        c.is_ascii_whitespace()
+    }
+    /// What follows `word` at the start of `text`, past the spaces after it (a quote may follow it directly).
+    fn after<'a>(text: &'a str, word: &str) -> Option<&'a str> {
+        let rest = text.get(word.len()..)?;
+        let sized = text.get(..word.len()).is_some_and(|w| w.eq_ignore_ascii_case(word));
+        (sized && rest.starts_with(|c: char| space(c) || c == '"')).then(|| rest.trim_start_matches(space))
+    }
+    let text = sqltext::blank_comments(sql);
+    let text = text.trim_matches(space).trim_end_matches(|c: char| c == ';' || space(c));
+    let rest = after(text, "deallocate")?;
+    let rest = after(rest, "prepare").unwrap_or(rest);
     if let Some(quoted) = rest.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
         let name = quoted.replace("\"\"", "\"");
         return (!name.is_empty() && !quoted.replace("\"\"", "").contains('"')).then_some(name);
     }
-    let ident = !rest.is_empty() && rest.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '$');
+    let ident = !rest.is_empty() && rest.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$');
     (ident && !rest.eq_ignore_ascii_case("all") && !rest.starts_with(|c: char| c.is_ascii_digit() || c == '$'))
-        .then(|| rest.to_lowercase())
+        .then(|| rest.to_ascii_lowercase())
 }
 
 /// The statement the server parses to check a Parse it may refuse (`Expect::CheckedParse`), under a proxy-wide
@@ -328,7 +337,7 @@ const CHECK_PARSE_EXIT: &[u8] = b"P\0\0\0\x1ahapool_check\0COMMIT\0\0\0";
 /// (an empty or comment-only text). Read by its first two words.
 fn ends_transaction(rest: &[u8]) -> bool {
     let Some((text, _)) = crate::pg::codec::cstr(rest) else { return false };
-    let text = crate::pg::sqltext::blank_comments(text);
+    let text = sqltext::blank_comments(text);
     let mut words = text.split(|c: char| c.is_whitespace() || c == ';').filter(|w| !w.is_empty());
     let Some(first) = words.next() else { return true };
     let second = words.next().unwrap_or_default();
@@ -387,7 +396,9 @@ mod tests {
             ("DEALLOCATE s1", Some("s1")),
             ("deallocate prepare S1;", Some("s1")),
             ("DEALLOCATE \"S1\"", Some("S1")),
-            ("/* c */ DEALLOCATE \"a\"\"b\" ; ", Some("a\"b")),
+            (" DEALLOCATE \"a\"\"b\" ; ", Some("a\"b")),
+            ("/* c */ DEALLOCATE s1 -- d", Some("s1")),
+            ("/* c */ DEALLOCATE \"a\"", None),
             ("DEALLOCATE PREPARE", Some("prepare")),
             ("DEALLOCATE ALL", None),
             ("DEALLOCATE PREPARE ALL", None),
@@ -395,6 +406,13 @@ mod tests {
             ("DEALLOCATE s1 s2", None),
             ("DEALLOCATEs1", None),
             ("SELECT 1", None),
+            ("DEALLOCATE/**/s1", Some("s1")),
+            ("DEALLOCATE\"S1\"", Some("S1")),
+            ("DEALLOCATE s1 /*", None),
+            ("DEALLOCATE \"a/*x*/b\"", None),
+            ("DEALLOCATE É1", None),
+            ("DEALLOCATE s1\u{3000}", None),
+            ("DEALLOCATE PREPARE\u{a0}s1", None),
         ];
         for (sql, want) in cases {
             assert_eq!(super::deallocated_name(sql).as_deref(), want, "{sql}");

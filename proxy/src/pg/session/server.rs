@@ -239,7 +239,8 @@ impl Session {
         match self.outstanding.front().and_then(Expect::drop_mark) {
             Some(mark) => self.statements.dropped(mark),
             None if self.outstanding.only_syncs_after_head() => self.statements.clear(),
-            None => self.statements.mark_unsure(),
+            // As of when it was sent: a drop queued behind it, sent later, settles it when it runs.
+            None => self.statements.mark_unsure_before(self.outstanding.drop_mark_after_head()),
         }
         // The client's followed SETs are gone too. Those it sent behind the drop are still in the queue
         // (`Expect::QuerySet`) and apply when their own answers come.

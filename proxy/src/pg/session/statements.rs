@@ -122,9 +122,14 @@ impl Statements {
     /// names (an SQL DEALLOCATE of one, DO, EXECUTE) was sent: the names are kept, and are unsure (`unsure`) until
     /// the next drop the proxy follows.
     pub fn mark_unsure(&mut self) {
+        self.mark_unsure_before(None);
+    }
+
+    /// The same for a statement sent before the drop marked `later` (`None`: after every drop sent so far).
+    pub fn mark_unsure_before(&mut self, later: Option<u32>) {
         // (Also for a client without names yet: it may give some before the drop runs.)
         let named = self.0.get_or_insert_default();
-        named.unsure = Some(named.drops_sent);
+        named.unsure = Some(later.map_or(named.drops_sent, |mark| mark.wrapping_sub(1)));
     }
 
     /// Whether a drop the proxy did not follow may have taken names it still has (a Parse of one is then not
@@ -255,6 +260,11 @@ mod tests {
         names.mark_unsure();
         names.clear();
         assert!(!names.unsure(), "nor after every name went");
+        // A drop that ran unforeseen, with a drop queued behind it (sent later): that one settles it.
+        let queued = names.mark_drop();
+        names.mark_unsure_before(Some(queued));
+        names.dropped(queued);
+        assert!(!names.unsure(), "the drop sent after it");
     }
 
     #[test]
