@@ -154,13 +154,7 @@ impl Session {
                 msg::ready_for_query(&mut self.to_client, b'I');
                 true
             }
-            b'Q' => match self.deallocates_own(frame) {
-                Some(name) => {
-                    self.deallocate_here(&name);
-                    true
-                }
-                None => false,
-            },
+            b'Q' => self.deallocate_here(frame),
             b'H' => true,
             _ => false,
         }
@@ -180,9 +174,8 @@ impl Session {
             b'Q' => {
                 // An SQL DEALLOCATE of one of the client's names, with no batch open (held until nothing is in
                 // flight: `name_in_doubt`), is answered here.
-                if let Some(name) = self.deallocates_own(&frame).filter(|_| batch_begins && self.outstanding.is_empty())
-                {
-                    return self.deallocate_here(&name);
+                if batch_begins && self.outstanding.is_empty() && self.deallocate_here(&frame) {
+                    return;
                 }
                 PoolStats::add(&self.serving.stats.queries, 1);
                 let expect =

@@ -19,6 +19,7 @@ mod server;
 mod settled;
 pub mod startup;
 pub mod startup_params;
+mod statement_words;
 pub mod statements;
 mod unit;
 pub mod unreported;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::expect::{Expect, Unsure};
 use super::follow::{text_drops_all, text_set};
 use super::leftovers;
+use super::statement_words::{deallocated_name, ends_transaction};
 use super::statements::Statement;
 use super::Session;
 use crate::pg::codec::Frame;
@@ -79,15 +80,7 @@ impl Session {
             // before the next check clears what is left). The client's name keeps its statement. The check's
             // text is one PostgreSQL parses in a failed transaction when the client's is (else 25P02 first).
             let check = if ends_transaction(rest) { CHECK_PARSE_EXIT } else { CHECK_PARSE };
-            msg::close_statement(&mut self.to_server, CHECK_NAME);
-            self.to_server.extend_from_slice(check);
-            self.to_server.extend_from_slice(check);
-            msg::close_statement(&mut self.to_server, CHECK_NAME);
-            self.outstanding.push(Expect::CheckClose);
-            self.outstanding.push(Expect::CheckParse);
-            self.outstanding.push(Expect::Duplicate(name.into()));
-            self.outstanding.push(Expect::CheckClose);
-            return;
+            return self.check_with(check, [Expect::CheckParse, Expect::Duplicate(name.into())]);
         }
         let statement = self.shared.statements.intern(rest);
         let renamed = self.statements.rename(name, Some(statement.clone()));
@@ -100,13 +93,7 @@ impl Session {
             // Closed before too (a Close of no statement is no error, and runs in a failed transaction): one
             // left there would make the check fail with 42P05.
             if (self.tx_status == b'E' || self.outstanding.client_batch_in_flight()) && !ends_transaction(rest) {
-                msg::close_statement(&mut self.to_server, CHECK_NAME);
-                self.to_server.extend_from_slice(CHECK_PARSE);
-                msg::close_statement(&mut self.to_server, CHECK_NAME);
-                self.outstanding.push(Expect::CheckClose);
-                self.outstanding.push(Expect::CheckedParse(renamed));
-                self.outstanding.push(Expect::CheckClose);
-                return;
+                return self.check_with(CHECK_PARSE, [Expect::CheckedParse(renamed)]);
             }
             self.outstanding.push(Expect::Renamed(b'1', renamed));
             return;
@@ -114,6 +101,19 @@ impl Session {
         self.make_room_for(&statement, present, unsure);
         self.to_server.extend_from_slice(&statement.parse);
         self.outstanding.push(Expect::ParseNamed { created: statement.name.clone(), renamed });
+    }
+
+    /// Parses of the check statement `check` (one per answer owed, queued as `answers`), between two Closes of
+    /// it: the one before clears a check statement left there, the one after the one made here.
+    fn check_with<const N: usize>(&mut self, check: &[u8], answers: [Expect; N]) {
+        msg::close_statement(&mut self.to_server, CHECK_NAME);
+        self.outstanding.push(Expect::CheckClose);
+        for answer in answers {
+            self.to_server.extend_from_slice(check);
+            self.outstanding.push(answer);
+        }
+        msg::close_statement(&mut self.to_server, CHECK_NAME);
+        self.outstanding.push(Expect::CheckClose);
     }
 
     /// Bind to a named statement: renamed, and the statement created first if this server lacks it.
@@ -279,48 +279,21 @@ impl Session {
         self.statements.get(&name).is_some().then_some(name)
     }
 
-    /// Answers an SQL DEALLOCATE of one of the client's names, as PostgreSQL would (nothing of the client's in
-    /// flight, no batch open): the name goes, or, in a failed transaction, 25P02. DEALLOCATE is not
-    /// transactional: the server's transaction is as it would be.
-    pub(super) fn deallocate_here(&mut self, name: &str) {
+    /// Answers `frame` when it is an SQL DEALLOCATE of one of the client's names (`deallocates_own`), as
+    /// PostgreSQL would (the caller sees that nothing of the client's is in flight and no batch is open): the
+    /// name goes, or, in a failed transaction, 25P02. DEALLOCATE is not transactional: the server's transaction
+    /// is as it would be.
+    pub(super) fn deallocate_here(&mut self, frame: &Frame) -> bool {
+        let Some(name) = self.deallocates_own(frame) else { return false };
         if self.tx_status == b'E' {
             msg::error(&mut self.to_client, Severity::Error, "25P02", ABORTED, None);
         } else {
-            self.statements.remove(name);
+            self.statements.remove(&name);
             msg::command_complete(&mut self.to_client, "DEALLOCATE");
         }
         msg::ready_for_query(&mut self.to_client, self.tx_status);
+        true
     }
-}
-
-/// The name in `DEALLOCATE [PREPARE] name` alone (an optional `;`, comments): a quoted name as written, an
-/// unquoted one with A–Z folded to lower case, as PostgreSQL reads them. Not `ALL`, which the session follows
-/// otherwise. `None` for what this reading may get wrong (a comment left open, comment marks beside a quoted
-/// name): the server answers that.
-fn deallocated_name(sql: &str) -> Option<String> {
-    if sql.contains("/*") && !sql.contains("*/") || sql.contains('"') && (sql.contains("/*") || sql.contains("--")) {
-        return None;
-    }
-    fn space(c: char) -> bool {
-        c.is_ascii_whitespace()
-    }
-    /// What follows `word` at the start of `text`, past the spaces after it (a quote may follow it directly).
-    fn after<'a>(text: &'a str, word: &str) -> Option<&'a str> {
-        let rest = text.get(word.len()..)?;
-        let sized = text.get(..word.len()).is_some_and(|w| w.eq_ignore_ascii_case(word));
-        (sized && rest.starts_with(|c: char| space(c) || c == '"')).then(|| rest.trim_start_matches(space))
-    }
-    let text = sqltext::blank_comments(sql);
-    let text = text.trim_matches(space).trim_end_matches(|c: char| c == ';' || space(c));
-    let rest = after(text, "deallocate")?;
-    let rest = after(rest, "prepare").unwrap_or(rest);
-    if let Some(quoted) = rest.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
-        let name = quoted.replace("\"\"", "\"");
-        return (!name.is_empty() && !quoted.replace("\"\"", "").contains('"')).then_some(name);
-    }
-    let ident = !rest.is_empty() && rest.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$');
-    (ident && !rest.eq_ignore_ascii_case("all") && !rest.starts_with(|c: char| c.is_ascii_digit() || c == '$'))
-        .then(|| rest.to_ascii_lowercase())
 }
 
 /// The statement the server parses to check a Parse it may refuse (`Expect::CheckedParse`), under a proxy-wide
@@ -330,24 +303,6 @@ const CHECK_NAME: &str = "hapool_check";
 const CHECK_PARSE: &[u8] = b"P\0\0\0\x1ahapool_check\0SELECT\0\0\0";
 /// The same with a text PostgreSQL parses in a failed transaction, for a name in use whose text it parses there.
 const CHECK_PARSE_EXIT: &[u8] = b"P\0\0\0\x1ahapool_check\0COMMIT\0\0\0";
-
-/// Whether PostgreSQL parses a Parse's text (`rest`: the text, then the parameter types) in a failed
-/// transaction: a statement that may end it (`COMMIT`, `END`, `ROLLBACK`, `ABORT`, `ROLLBACK TO`, `PREPARE
-/// TRANSACTION`, but not `COMMIT PREPARED` or `ROLLBACK PREPARED`, nor a plain `PREPARE`), or no statement at all
-/// (an empty or comment-only text). Read by its first two words.
-fn ends_transaction(rest: &[u8]) -> bool {
-    let Some((text, _)) = crate::pg::codec::cstr(rest) else { return false };
-    let text = sqltext::blank_comments(text);
-    let mut words = text.split(|c: char| c.is_whitespace() || c == ';').filter(|w| !w.is_empty());
-    let Some(first) = words.next() else { return true };
-    let second = words.next().unwrap_or_default();
-    let is = |word: &str, keyword: &str| word.eq_ignore_ascii_case(keyword);
-    if is(first, "commit") || is(first, "rollback") {
-        !is(second, "prepared")
-    } else {
-        is(first, "end") || is(first, "abort") || (is(first, "prepare") && is(second, "transaction"))
-    }
-}
 
 impl Session {
     /// A statement name this client may not bind or describe as it stands: a proxy-wide name (`hapool_…`, visible
@@ -388,57 +343,5 @@ mod tests {
         let (name, rest) = crate::pg::msg::parse_fields(frame.body()).unwrap();
         assert_eq!(name, super::CHECK_NAME);
         assert!(super::ends_transaction(rest));
-    }
-
-    #[test]
-    fn the_name_an_sql_deallocate_names() {
-        let cases = [
-            ("DEALLOCATE s1", Some("s1")),
-            ("deallocate prepare S1;", Some("s1")),
-            ("DEALLOCATE \"S1\"", Some("S1")),
-            (" DEALLOCATE \"a\"\"b\" ; ", Some("a\"b")),
-            ("/* c */ DEALLOCATE s1 -- d", Some("s1")),
-            ("/* c */ DEALLOCATE \"a\"", None),
-            ("DEALLOCATE PREPARE", Some("prepare")),
-            ("DEALLOCATE ALL", None),
-            ("DEALLOCATE PREPARE ALL", None),
-            ("DEALLOCATE s1; SELECT 1", None),
-            ("DEALLOCATE s1 s2", None),
-            ("DEALLOCATEs1", None),
-            ("SELECT 1", None),
-            ("DEALLOCATE/**/s1", Some("s1")),
-            ("DEALLOCATE\"S1\"", Some("S1")),
-            ("DEALLOCATE s1 /*", None),
-            ("DEALLOCATE \"a/*x*/b\"", None),
-            ("DEALLOCATE É1", None),
-            ("DEALLOCATE s1\u{3000}", None),
-            ("DEALLOCATE PREPARE\u{a0}s1", None),
-        ];
-        for (sql, want) in cases {
-            assert_eq!(super::deallocated_name(sql).as_deref(), want, "{sql}");
-        }
-    }
-
-    #[test]
-    fn what_postgresql_parses_in_a_failed_transaction() {
-        let parses = |text: &str| super::ends_transaction(format!("{text}\0\0\0").as_bytes());
-        for text in [
-            "COMMIT",
-            "commit;",
-            "END",
-            "ROLLBACK",
-            "rollback to savepoint a",
-            "ABORT",
-            "PREPARE TRANSACTION 'x'",
-            "/* c */ COMMIT",
-            "",
-            " ; ",
-            "-- nothing",
-        ] {
-            assert!(parses(text), "{text:?}");
-        }
-        for text in ["SELECT 1", "COMMIT PREPARED 'x'", "ROLLBACK/**/PREPARED 'x'", "PREPARE p AS SELECT 1", "BEGIN"] {
-            assert!(!parses(text), "{text:?}");
-        }
     }
 }
