@@ -112,8 +112,19 @@ fn leading_comments_end(b: &[u8]) -> usize {
 /// else comes, a comment included (PostgreSQL reads `SET/**/x` as `SET x`, and `set_x` as one word). Empty when
 /// none comes first.
 pub fn leading_keyword(b: &[u8]) -> &[u8] {
-    let rest = &b[leading_comments_end(b)..];
+    // Most texts begin with their keyword: a letter begins neither whitespace nor a comment.
+    let start = if b.first().is_some_and(u8::is_ascii_alphabetic) { 0 } else { leading_comments_end(b) };
+    let rest = &b[start..];
     &rest[..rest.iter().position(|&c| !is_ident(c)).unwrap_or(rest.len())]
+}
+
+/// Whether the leading keyword of `b` is `word` (given in lowercase): at once false for a text that begins with
+/// another letter, for a check that almost every query fails.
+pub fn keyword_is(b: &[u8], word: &[u8]) -> bool {
+    match b.first() {
+        Some(c) if c.is_ascii_alphabetic() && Some(&c.to_ascii_lowercase()) != word.first() => false,
+        _ => leading_keyword(b).eq_ignore_ascii_case(word),
+    }
 }
 
 /// `text` with each comment replaced by a space, for reading its words: a comment separates words as
@@ -201,6 +212,18 @@ mod tests {
             ("", ""),
         ] {
             assert_eq!(leading_keyword(text.as_bytes()), want.as_bytes(), "{text:?}");
+        }
+        for (text, is) in [
+            ("DEALLOCATE p", true),
+            ("deallocate", true),
+            (" -- x\n DeAllocate p", true),
+            ("/**/deallocate p", true),
+            ("discard all", false),
+            ("SELECT 1", false),
+            ("deallocated", false),
+            ("", false),
+        ] {
+            assert_eq!(keyword_is(text.as_bytes(), b"deallocate"), is, "{text:?}");
         }
     }
 

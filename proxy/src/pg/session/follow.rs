@@ -3,7 +3,7 @@
 //! connection is then cleared before another client gets it).
 
 use super::expect::Expect;
-use super::leftovers::{self, Leftovers, Owned};
+use super::leftovers::{self, Head, Leftovers, Owned};
 use super::{unreported, Session};
 use crate::pg::msg;
 use crate::pg::sqltext;
@@ -17,18 +17,17 @@ impl Session {
     /// a drop that may run is marked (`Expect::QueryDropAll`).
     pub(super) fn follow_statement(&mut self, body: &[u8]) -> Expect {
         // Past leading comments, as PostgreSQL reads it (a comment also ends a keyword: `DISCARD/**/ALL`).
-        let keyword = sqltext::leading_keyword(body);
-        let is = |word: &[u8]| keyword.eq_ignore_ascii_case(word);
-        if is(b"set") || is(b"reset") {
+        let head = Head::of(body);
+        if head.is(b"set") || head.is(b"reset") {
             if let Some(change) = self.follow_unreported(body) {
                 return Expect::QuerySet(Box::new(change)); // the session follows it: nothing left behind
             }
         }
-        let mut left = leftovers::query_leftovers(body);
+        let mut left = leftovers::head_leftovers(head);
         let mut expect = Expect::Query;
-        if drops_all_after(keyword, body) {
+        if drops_all_after(head.keyword(), body) {
             let alone = leftovers::one_statement(body);
-            let outcome = drop_outcome(is(b"discard"), self.outstanding.is_empty(), self.tx_status, alone);
+            let outcome = drop_outcome(head.is(b"discard"), self.outstanding.is_empty(), self.tx_status, alone);
             match outcome {
                 Outcome::Fails => {}
                 // What the server will have is unknown: the connection is replaced once the client is done.

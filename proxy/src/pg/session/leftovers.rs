@@ -72,17 +72,46 @@ pub struct Owned {
     pub kinds: Leftovers,
 }
 
-/// `leftovers` of a Query body, or of the text part of a Parse (text, NUL, parameter types). Every query passes
-/// here: the text is read as statements only when its keyword (past leading comments: routing hints, tracing
-/// tags) is one of the statements concerned, or another statement follows a `;`; otherwise only scanned for the
-/// names `named_state` looks for. One statement has one keyword, so a query of one statement behind comments
-/// costs what it costs without them.
 /// Statements that cannot hold a `SELECT … INTO` (nor, so, an `INTO TEMP`).
 const DML: [&[u8]; 3] = [b"insert", b"update", b"delete"];
 
+/// A Query body, or the text part of a Parse (text, NUL, parameter types), with what every reader of it looks at
+/// first: its text (up to the NUL) and the text's leading keyword, past comments. Read once per query and handed
+/// to each reader.
+#[derive(Debug, Clone, Copy)]
+pub struct Head<'a> {
+    body: &'a [u8],
+    text: &'a [u8],
+    keyword: &'a [u8],
+}
+
+impl<'a> Head<'a> {
+    pub fn of(body: &'a [u8]) -> Self {
+        let text = text_of(body);
+        Self { body, text, keyword: sqltext::leading_keyword(text) }
+    }
+
+    pub fn keyword(&self) -> &'a [u8] {
+        self.keyword
+    }
+
+    /// Whether the leading keyword is `word` (any case).
+    pub fn is(&self, word: &[u8]) -> bool {
+        self.keyword.eq_ignore_ascii_case(word)
+    }
+}
+
+/// `leftovers` of a Query body, or of the text part of a Parse (`head_leftovers`).
 pub fn query_leftovers(body: &[u8]) -> Leftovers {
-    let text = text_of(body);
-    let keyword = sqltext::leading_keyword(text);
+    head_leftovers(Head::of(body))
+}
+
+/// `leftovers` of a query read as far as its head. Every query passes here: the text is read as statements only
+/// when its keyword (past leading comments: routing hints, tracing tags) is one of the statements concerned, or
+/// another statement follows a `;`; otherwise only scanned for the names `named_state` looks for. One statement
+/// has one keyword, so a query of one statement behind comments costs what it costs without them.
+pub fn head_leftovers(head: Head<'_>) -> Leftovers {
+    let Head { body, text, keyword } = head;
     let maybe = [
         &b"set"[..],
         b"reset",

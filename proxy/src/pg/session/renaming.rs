@@ -272,7 +272,7 @@ impl Session {
     /// the client has that name (transaction pooling: on the server the statement has a proxy-wide name, and the
     /// query would fail there with 26000).
     pub(super) fn deallocates_own(&self, frame: &Frame) -> Option<String> {
-        if !self.transaction_pooling || !sqltext::leading_keyword(frame.body()).eq_ignore_ascii_case(b"deallocate") {
+        if !self.transaction_pooling || !sqltext::keyword_is(frame.body(), b"deallocate") {
             return None;
         }
         let name = deallocated_name(msg::query_text(frame.body())?)?;
