@@ -16,9 +16,10 @@ build_and_start_cluster() {
   [ "$branches" = 10 ] || "$peer/pgbench.sh" --init --scale 10 >/dev/null
 }
 
-# Starts hapool with $here/$1, logging to /tmp/hapool-bench/$3 (its pid in the same name with .pid, which
-# peer-targets-pg.conf reads), waits until it listens on 127.0.0.1:$2, and stops it, the harness's proxies and
-# its cluster when the caller exits. Sets hapool_pid.
+# Starts hapool (this tree's release build, or $HAPOOL_BINARY: say, scripts/build-pgo's) with $here/$1,
+# logging to /tmp/hapool-bench/$3 (its pid in the same name with .pid, which peer-targets-pg.conf reads), waits
+# until it listens on 127.0.0.1:$2, and stops it, the harness's proxies and its cluster when the caller exits.
+# Sets hapool_pid.
 start_hapool() {
   mkdir -p /tmp/hapool-bench
   # In a session of its own, as PgBouncer (-d) and pgpool-II run in the harness and as a service runs: with
@@ -26,7 +27,7 @@ start_hapool() {
   # and a proxy left in the caller's session would share one CPU share with pgbench, its load generator. That
   # cost hapool up to 17 % of its throughput and gave single queries 0.1–3 s stalls (bench/RESULTS.md, "Autogroup").
   # (setsid does not fork here: a background job of a script without job control is no group leader.)
-  setsid "$CARGO_TARGET_DIR/release/hapool" run -c "$here/$1" >"/tmp/hapool-bench/$3" 2>&1 &
+  setsid "${HAPOOL_BINARY:-$CARGO_TARGET_DIR/release/hapool}" run -c "$here/$1" >"/tmp/hapool-bench/$3" 2>&1 &
   hapool_pid=$!
   echo "$hapool_pid" >"/tmp/hapool-bench/${3%.log}.pid"
   # shellcheck disable=SC2064 # the pid is meant to be expanded now
