@@ -27,7 +27,11 @@ start_hapool() {
   # and a proxy left in the caller's session would share one CPU share with pgbench, its load generator. That
   # cost hapool up to 17 % of its throughput and gave single queries 0.1–3 s stalls (bench/RESULTS.md, "Autogroup").
   # (setsid does not fork here: a background job of a script without job control is no group leader.)
-  setsid "${HAPOOL_BINARY:-$CARGO_TARGET_DIR/release/hapool}" run -c "$here/$1" >"/tmp/hapool-bench/$3" 2>&1 &
+  # Set but empty (a failed `$(scripts/build-pgo)`) is an error, not the tree's build measured in its place.
+  local binary=${HAPOOL_BINARY-$CARGO_TARGET_DIR/release/hapool}
+  [ -x "$binary" ] || { echo "no hapool binary at '$binary' (HAPOOL_BINARY)" >&2; exit 1; }
+  echo "[$(date +%H:%M:%S)] hapool: $binary" >&2
+  setsid "$binary" run -c "$here/$1" >"/tmp/hapool-bench/$3" 2>&1 &
   hapool_pid=$!
   echo "$hapool_pid" >"/tmp/hapool-bench/${3%.log}.pid"
   # shellcheck disable=SC2064 # the pid is meant to be expanded now

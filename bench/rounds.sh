@@ -9,7 +9,7 @@
 # bootstrap interval of that median: with ±10 % from run to run, 6 rounds cannot tell 2 % apart; 20 can better.
 #
 #   bench/rounds.sh [--rounds 6] [--clients "1 32 500"] [--restart]
-#   HAPOOL_BINARY=$(scripts/build-pgo) bench/rounds.sh …     (another hapool binary than this tree's release build)
+#   bin=$(scripts/build-pgo) && HAPOOL_BINARY=$bin bench/rounds.sh …   (another binary than the tree's release build)
 # Cases: pgbench -S -M simple at 1 client (-T 5: latency), 32 clients (-t 1500 each) and 500 clients
 # (-t 300 each; its CPU includes the 500 SCRAM logins); each measured run follows one uncounted second of the
 # same load through the same proxy. CPU µs/tx = the proxy's utime+stime over the run ÷

@@ -2,7 +2,7 @@
 #![no_main]
 
 use bytes::BytesMut;
-use hapool_proxy::pg::{codec, msg, session};
+use hapool_proxy::pg::{codec, msg, session, sqltext};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -22,6 +22,13 @@ fuzz_target!(|data: &[u8]| {
         let _ = msg::query_text(body);
         let _ = msg::first_word(body);
         let _ = session::leftovers::query_leftovers(body);
+        // The quick test at the first letter agrees with reading the keyword.
+        assert_eq!(
+            sqltext::keyword_is(body, b"deallocate"),
+            sqltext::leading_keyword(body).eq_ignore_ascii_case(b"deallocate")
+        );
+        let _ = session::statement_words::ends_transaction(body);
+        let _ = msg::query_text(body).map(session::statement_words::deallocated_name);
         let _ = session::text_drops_all(body);
         let _ = msg::query_text(body).map(session::unreported::change);
         let _ = msg::query_text(body).map(session::unreported::several);

@@ -118,11 +118,11 @@ pub fn leading_keyword(b: &[u8]) -> &[u8] {
     &rest[..rest.iter().position(|&c| !is_ident(c)).unwrap_or(rest.len())]
 }
 
-/// Whether the leading keyword of `b` is `word` (given in lowercase): at once false for a text that begins with
-/// another letter, for a check that almost every query fails.
+/// Whether the leading keyword of `b` is `word` (any case): at once false for a text that begins with another
+/// letter, for a check that almost every query fails.
 pub fn keyword_is(b: &[u8], word: &[u8]) -> bool {
     match b.first() {
-        Some(c) if c.is_ascii_alphabetic() && Some(&c.to_ascii_lowercase()) != word.first() => false,
+        Some(c) if c.is_ascii_alphabetic() && !word.first().is_some_and(|w| c.eq_ignore_ascii_case(w)) => false,
         _ => leading_keyword(b).eq_ignore_ascii_case(word),
     }
 }
@@ -224,6 +224,7 @@ mod tests {
             ("", false),
         ] {
             assert_eq!(keyword_is(text.as_bytes(), b"deallocate"), is, "{text:?}");
+            assert_eq!(keyword_is(text.as_bytes(), b"DEALLOCATE"), is, "{text:?}");
         }
     }
 

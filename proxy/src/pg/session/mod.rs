@@ -19,7 +19,8 @@ mod server;
 mod settled;
 pub mod startup;
 pub mod startup_params;
-mod statement_words;
+#[doc(hidden)] // public for the fuzzer
+pub mod statement_words;
 pub mod statements;
 mod unit;
 pub mod unreported;
