@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
         );
         let _ = session::statement_words::ends_transaction(body);
         let _ = msg::query_text(body).map(session::statement_words::deallocated_name);
-        let _ = session::text_drops_all(body);
+        let _ = session::text_drops_all(session::leftovers::Head::of(body));
         let _ = msg::query_text(body).map(session::unreported::change);
         let _ = msg::query_text(body).map(session::unreported::several);
         let _ = msg::parameter_fields(body);

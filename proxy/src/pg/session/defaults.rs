@@ -9,11 +9,10 @@
 
 use super::expect::Expect;
 use super::follow::text_set;
-use super::leftovers::{self, Leftovers};
+use super::leftovers::{self, Head, Leftovers};
 use super::unreported;
 use super::Session;
 use crate::pg::msg;
-use crate::pg::sqltext;
 
 impl Session {
     /// A session-pooled client that logged in with settings the server does not report: the case this file is for.
@@ -24,16 +23,14 @@ impl Session {
     /// What the server owes for a simple query in session pooling: a SET or RESET of a client with startup
     /// settings is followed (`Expect::QuerySet`; inside a transaction block, once it commits: `settled`).
     pub(super) fn session_query(&mut self, body: &[u8]) -> Expect {
-        self.replace_if_loading(body);
+        let head = Head::of(body);
+        self.replace_if_loading(head);
         if !self.keeps_startup_settings() {
             return Expect::Query;
         }
-        let keyword = sqltext::leading_keyword(body);
-        let single = (keyword.eq_ignore_ascii_case(b"set") || keyword.eq_ignore_ascii_case(b"reset"))
-            .then(|| self.follow_unreported(body))
-            .flatten();
+        let single = (head.is(b"set") || head.is(b"reset")).then(|| self.follow_unreported(body)).flatten();
         let change = single.or_else(|| (!leftovers::one_statement(body)).then(|| self.follow_several(body)).flatten());
-        if change.is_none() && leftovers::query_leftovers(body).contains(Leftovers::SETTINGS) {
+        if change.is_none() && leftovers::head_leftovers(head).contains(Leftovers::SETTINGS) {
             self.settings_unknown();
         }
         change.map_or(Expect::Query, |change| Expect::QuerySet(Box::new(change)))
@@ -42,10 +39,11 @@ impl Session {
     /// A Parse in session pooling: the statement's SET or RESET, if it is one, is noted under its name (the
     /// names are the client's own here) for the Binds that follow.
     pub(super) fn session_parse(&mut self, name: &str, text: &[u8]) {
-        self.replace_if_loading(text);
+        let head = Head::of(text);
+        self.replace_if_loading(head);
         if self.keeps_startup_settings() {
-            let set = text_set(text);
-            if set.is_none() && leftovers::query_leftovers(text).contains(Leftovers::SETTINGS) {
+            let set = text_set(head);
+            if set.is_none() && leftovers::head_leftovers(head).contains(Leftovers::SETTINGS) {
                 self.settings_unknown();
             }
             if set.is_some() || self.extended_sets.is_some() {

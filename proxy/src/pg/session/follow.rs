@@ -68,8 +68,8 @@ impl Session {
 
     /// Session pooling: what a client leaves is cleared by `DISCARD ALL` when it leaves, but a library it loaded
     /// stays in the server process: that connection is closed instead.
-    pub(super) fn replace_if_loading(&mut self, text: &[u8]) {
-        if leftovers::loads_library(text) {
+    pub(super) fn replace_if_loading(&mut self, head: Head<'_>) {
+        if leftovers::loads_library(head) {
             self.server_conn().broken = true;
         }
     }
@@ -128,16 +128,14 @@ enum Outcome {
 
 /// Whether a statement's text (a Query body, or the text part of a Parse) is `DISCARD ALL` or `DEALLOCATE
 /// [PREPARE] ALL`, which remove every prepared statement of the server connection.
-pub fn text_drops_all(body: &[u8]) -> bool {
-    drops_all_after(sqltext::leading_keyword(body), body)
+pub fn text_drops_all(head: Head<'_>) -> bool {
+    drops_all_after(head.keyword(), head.body())
 }
 
 /// The change a query body (or a Parse's text part) makes when it is a plain SET or RESET the session follows
 /// (`unreported::change`). The keyword first, as for `text_drops_all`.
-pub fn text_set(body: &[u8]) -> Option<unreported::Change> {
-    let keyword = sqltext::leading_keyword(body);
-    let is = |word: &[u8]| keyword.eq_ignore_ascii_case(word);
-    (is(b"set") || is(b"reset")).then(|| msg::query_text(body).and_then(unreported::change)).flatten()
+pub fn text_set(head: Head<'_>) -> Option<unreported::Change> {
+    (head.is(b"set") || head.is(b"reset")).then(|| msg::query_text(head.body()).and_then(unreported::change)).flatten()
 }
 
 /// `text_drops_all` for a text whose leading keyword is known. The keyword first: every query passes here, and
@@ -160,15 +158,16 @@ fn drops_all_statements(sql: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::{drops_all_statements, text_drops_all};
+    use crate::pg::session::leftovers::Head;
 
     #[test]
     fn statement_texts_that_drop_every_statement() {
         // Query bodies and the text part of Parse messages (text, NUL, parameter types).
         for body in [&b"DEALLOCATE ALL\0"[..], b"/* pool reset */ discard all\0", b"DEALLOCATE PREPARE ALL\0\0\0"] {
-            assert!(text_drops_all(body), "{}", String::from_utf8_lossy(body));
+            assert!(text_drops_all(Head::of(body)), "{}", String::from_utf8_lossy(body));
         }
         for body in [&b"DEALLOCATE s1\0"[..], b"SELECT 'DISCARD ALL'\0", b"DISCARD TEMP\0\0\0", b""] {
-            assert!(!text_drops_all(body), "{}", String::from_utf8_lossy(body));
+            assert!(!text_drops_all(Head::of(body)), "{}", String::from_utf8_lossy(body));
         }
     }
 

@@ -91,6 +91,10 @@ impl<'a> Head<'a> {
         Self { body, text, keyword: sqltext::leading_keyword(text) }
     }
 
+    pub fn body(&self) -> &'a [u8] {
+        self.body
+    }
+
     pub fn keyword(&self) -> &'a [u8] {
         self.keyword
     }
@@ -143,10 +147,9 @@ pub fn head_leftovers(head: Head<'_>) -> Leftovers {
 
 /// Whether a query loads a library (`LOAD`), read as `query_leftovers` reads it, without its scan for names: asked
 /// of every query in session pooling, where nothing else a client leaves outlasts its `DISCARD ALL`.
-pub fn loads_library(body: &[u8]) -> bool {
-    let text = text_of(body);
-    (sqltext::leading_keyword(text).eq_ignore_ascii_case(b"load") || holds_another_statement(text))
-        && msg::query_text(body).is_some_and(|sql| leftovers(sql).contains(Leftovers::LIBRARY))
+pub fn loads_library(head: Head<'_>) -> bool {
+    (head.is(b"load") || holds_another_statement(head.text))
+        && msg::query_text(head.body).is_some_and(|sql| leftovers(sql).contains(Leftovers::LIBRARY))
 }
 
 /// Whether a query body (or a Parse's text part) holds one statement only.
@@ -538,7 +541,7 @@ mod tests {
             (b"SELECT 'LOAD'\0", false),
             (b"CREATE TEMP TABLE t (x int)\0", false),
         ] {
-            assert_eq!(loads_library(body), loads, "{body:?}");
+            assert_eq!(loads_library(Head::of(body)), loads, "{body:?}");
         }
         assert_eq!(query_leftovers(b"DO $$ BEGIN CREATE TEMP TABLE t (x int); END $$\0"), Leftovers::ALL);
         assert_eq!(query_leftovers(b"EXECUTE hapool_7('s1')\0"), Leftovers::ALL);

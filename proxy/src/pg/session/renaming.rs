@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::expect::{Expect, Unsure};
 use super::follow::{text_drops_all, text_set};
-use super::leftovers;
+use super::leftovers::{self, Head};
 use super::statement_words::{deallocated_name, ends_transaction};
 use super::statements::Statement;
 use super::Session;
@@ -57,9 +57,10 @@ impl Session {
             // is then no one's: `server`).
             let key = self.key;
             self.server_conn().unnamed_owner = Some(key);
-            self.note_leftovers(leftovers::query_leftovers(rest));
-            self.unnamed_drops_all = text_drops_all(rest);
-            let set = text_set(rest);
+            let head = Head::of(rest);
+            self.note_leftovers(leftovers::head_leftovers(head));
+            self.unnamed_drops_all = text_drops_all(head);
+            let set = text_set(head);
             if set.is_some() || self.extended_sets.is_some() {
                 self.extended_sets.get_or_insert_default().prepared("", set);
             }

@@ -212,13 +212,14 @@ impl StatementRegistry {
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let name: Arc<str> = Arc::from(format!("hapool_{id}"));
+        let head = super::leftovers::Head::of(rest);
         let statement = Arc::new(Statement {
             parse: parse_renamed(&name, rest),
             name,
             validated: AtomicBool::new(false),
-            leftovers: super::leftovers::query_leftovers(rest),
-            drops_all: super::follow::text_drops_all(rest),
-            set: super::follow::text_set(rest),
+            leftovers: super::leftovers::head_leftovers(head),
+            drops_all: super::follow::text_drops_all(head),
+            set: super::follow::text_set(head),
         });
         map.insert(Bytes::copy_from_slice(rest), statement.clone());
         statement
